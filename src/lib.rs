@@ -1,0 +1,67 @@
+//! Memoize numeric array computations: the second time is nearly free.
+//!
+//! # Overview
+//!
+//! ndcache caches the results of computations on [`ndarray`] arrays of
+//! `f32`, `f64`, `i32` and `i64`:
+//!
+//! - [`fingerprint`]: a 128-bit xxh3 key of an array's dtype, shape and
+//!   logical contents, equal for C-order, Fortran-order and strided views of
+//!   equal values, computed in parallel near memory bandwidth;
+//! - [`MemoryTier`]: a sharded, thread-safe LRU cache with entry and byte
+//!   bounds, TTL, single-flight computation of misses and statistics;
+//! - [`Memo`]: memoization of any function, the `functools.lru_cache` /
+//!   `functools.cache` analogue, with CPython's exact `cache_info()`;
+//! - [`Registry`]: numpy's ufuncs and reductions by name, with numpy's
+//!   broadcasting, dtype promotion and NaN rules, deterministic on any
+//!   number of threads;
+//! - [`ArrayCache`]: the facade, key → memory → compute.
+//!
+//! # Example: memoize a recursive function
+//!
+//! ```
+//! use ndcache::Memo;
+//! let fib = Memo::new(128, |fib: &Memo<u64, u64>, n| {
+//!     if n < 2 { n } else { fib.get(n - 1) + fib.get(n - 2) }
+//! });
+//! assert_eq!(fib.get(30), 832040);
+//! assert_eq!(fib.cache_info().to_string(), "CacheInfo(hits=28, misses=31, maxsize=128, currsize=31)");
+//! ```
+//!
+//! # Example: fingerprints ignore memory layout
+//!
+//! ```
+//! use ndarray::{Array2, ShapeBuilder};
+//! let c = Array2::from_shape_fn((3, 4), |(i, j)| (i * 4 + j) as f64);
+//! let mut f = Array2::zeros((3, 4).f());
+//! f.assign(&c);
+//! assert_eq!(ndcache::fingerprint(&c), ndcache::fingerprint(&f));
+//! assert_ne!(ndcache::fingerprint(&c), ndcache::fingerprint(&c.mapv(|v| v as f32)));
+//! ```
+//!
+//! # Crate features
+//!
+//! - `cli` (default): the `ndcache` command-line program. Costs clap,
+//!   anyhow and indicatif at build time; the library does not use them.
+
+#![deny(unsafe_code)]
+#![deny(missing_docs)]
+#![warn(rust_2018_idioms)]
+
+mod element;
+mod error;
+pub mod kernel;
+mod key;
+mod memo;
+pub mod memory;
+mod value;
+
+pub use element::{DType, Element};
+pub use error::{Error, Result};
+pub use kernel::{Kernel, ParamKind, ParamSpec, ParamValue, Params, Registry};
+pub use key::{
+    call_key, fingerprint, fingerprint_any, Fingerprint, CHUNK_BYTES, KEY_FORMAT_VERSION,
+};
+pub use memo::{CacheInfo, Memo, MemoBuilder};
+pub use memory::{CacheStats, Clock, FlightError, ManualClock, MemoryTier, MonotonicClock};
+pub use value::{AnyArray, AnyView, Arg, AsArg, Keyed};

@@ -1,0 +1,620 @@
+//! The memory tier: a sharded, thread-safe LRU cache with entry and byte
+//! bounds, TTL, single-flight computation of misses, and statistics.
+//!
+//! # Thread safety
+//!
+//! [`MemoryTier`] is `Send + Sync` and every method takes `&self`. Keys are
+//! spread over a power-of-two number of shards, each an [`lru::LruCache`]
+//! behind its own mutex, so threads working on different keys rarely meet.
+//! Statistics are kept per shard under the same lock: a hit writes to no
+//! memory shared with other shards. Computations run with no lock held.
+//!
+//! # Eviction order
+//!
+//! Within a shard eviction is exact LRU. When a bound is exceeded, the
+//! inserting shard evicts its own least recently used entries first, then
+//! the other shards do in turn. A cache whose entry bound is small (fewer
+//! than [`ENTRIES_PER_SHARD`] per shard) gets fewer shards, down to one, so
+//! small caches evict in exact global LRU order, like `functools.lru_cache`.
+
+mod clock;
+mod flight;
+mod stats;
+
+pub use clock::{Clock, ManualClock, MonotonicClock};
+pub use flight::FlightError;
+pub use stats::CacheStats;
+pub(crate) use stats::OptFmt;
+
+use std::any::Any;
+use std::fmt;
+use std::hash::{BuildHasher, Hash};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use crossbeam_utils::CachePadded;
+use lru::LruCache;
+
+use crate::error::{Error, Result};
+use flight::{Flight, Outcome};
+use stats::ShardCounters;
+
+/// The fewest entries per shard a bounded cache is given by default.
+pub const ENTRIES_PER_SHARD: u64 = 256;
+
+/// The most shards a cache is given by default.
+pub const DEFAULT_MAX_SHARDS: usize = 64;
+
+type Hasher = foldhash::fast::RandomState;
+type Weigher<K, V> = Arc<dyn Fn(&K, &V) -> u64 + Send + Sync>;
+
+struct Entry<V> {
+    value: V,
+    weight: u64,
+    /// Clock time after which the entry is expired (`None`: never).
+    expires_at: Option<Duration>,
+}
+
+struct Shard<K, V> {
+    lru: LruCache<K, Entry<V>, Hasher>,
+    inflight: std::collections::HashMap<K, Arc<Flight<V>>, Hasher>,
+    counters: ShardCounters,
+}
+
+/// A sharded LRU cache with optional entry and byte bounds, optional TTL,
+/// single-flight computation of misses, and `lru_cache`-style statistics.
+///
+/// Values are handed out by `clone`, so `V` should be cheap to clone (an
+/// `Arc`, an [`AnyArray`](crate::AnyArray), a number).
+///
+/// ```
+/// use ndcache::MemoryTier;
+/// let cache: MemoryTier<u64, String> = MemoryTier::builder().max_entries(2).build()?;
+/// cache.insert(1, "one".into());
+/// assert_eq!(cache.get(&1).as_deref(), Some("one"));
+/// let v = cache.get_or_insert_with(2, || "two".into());
+/// assert_eq!(v, "two");
+/// assert_eq!(cache.stats().hits, 1);
+/// # Ok::<(), ndcache::Error>(())
+/// ```
+pub struct MemoryTier<K, V> {
+    shards: Box<[CachePadded<Mutex<Shard<K, V>>>]>,
+    hasher: Hasher,
+    max_entries: Option<u64>,
+    max_bytes: Option<u64>,
+    ttl: Option<Duration>,
+    clock: Arc<dyn Clock>,
+    weigher: Weigher<K, V>,
+    entries: CachePadded<AtomicU64>,
+    bytes: CachePadded<AtomicU64>,
+}
+
+/// Builds a [`MemoryTier`]; see [`MemoryTier::builder`].
+pub struct MemoryTierBuilder<K, V> {
+    max_entries: Option<u64>,
+    max_bytes: Option<u64>,
+    ttl: Option<Duration>,
+    clock: Option<Arc<dyn Clock>>,
+    weigher: Option<Weigher<K, V>>,
+    shards: Option<usize>,
+}
+
+impl<K, V> Default for MemoryTierBuilder<K, V> {
+    fn default() -> Self {
+        MemoryTierBuilder {
+            max_entries: None,
+            max_bytes: None,
+            ttl: None,
+            clock: None,
+            weigher: None,
+            shards: None,
+        }
+    }
+}
+
+impl<K, V> fmt::Debug for MemoryTierBuilder<K, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemoryTierBuilder")
+            .field("max_entries", &self.max_entries)
+            .field("max_bytes", &self.max_bytes)
+            .field("ttl", &self.ttl)
+            .field("shards", &self.shards)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<K, V> MemoryTierBuilder<K, V>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    /// Bounds the number of entries (`maxsize`). Zero keeps nothing.
+    pub fn max_entries(mut self, n: u64) -> Self {
+        self.max_entries = Some(n);
+        self
+    }
+
+    /// Bounds the total weight of the entries, as given by the
+    /// [weigher](Self::weigher) (bytes, for arrays). Requires a weigher.
+    pub fn max_bytes(mut self, n: u64) -> Self {
+        self.max_bytes = Some(n);
+        self
+    }
+
+    /// Entries expire this long after their insertion, and are never served
+    /// after that.
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = Some(ttl);
+        self
+    }
+
+    /// The clock TTLs are measured with (default: [`MonotonicClock`]).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// How much an entry weighs against [`max_bytes`](Self::max_bytes)
+    /// (default: nothing).
+    pub fn weigher(mut self, f: impl Fn(&K, &V) -> u64 + Send + Sync + 'static) -> Self {
+        self.weigher = Some(Arc::new(f));
+        self
+    }
+
+    /// The number of shards, a power of two (default: from the number of
+    /// CPUs and the entry bound; see the [module docs](self)).
+    pub fn shards(mut self, n: usize) -> Self {
+        self.shards = Some(n);
+        self
+    }
+
+    /// Builds the tier; an error if the options do not make sense.
+    pub fn build(self) -> Result<MemoryTier<K, V>> {
+        if self.max_bytes.is_some() && self.weigher.is_none() {
+            return Err(Error::Config(
+                "max_bytes needs a weigher to know what an entry weighs".into(),
+            ));
+        }
+        if self.ttl == Some(Duration::ZERO) {
+            return Err(Error::Config("a TTL of zero would keep nothing".into()));
+        }
+        let shards = match self.shards {
+            Some(n) if n == 0 || !n.is_power_of_two() => {
+                return Err(Error::Config(format!(
+                    "the number of shards must be a power of two, got {n}"
+                )))
+            }
+            Some(n) => n,
+            None => default_shards(self.max_entries),
+        };
+        let hasher = Hasher::default();
+        let shards = (0..shards)
+            .map(|_| {
+                CachePadded::new(Mutex::new(Shard {
+                    lru: LruCache::unbounded_with_hasher(hasher.clone()),
+                    inflight: std::collections::HashMap::with_hasher(hasher.clone()),
+                    counters: ShardCounters::default(),
+                }))
+            })
+            .collect();
+        Ok(MemoryTier {
+            shards,
+            hasher,
+            max_entries: self.max_entries,
+            max_bytes: self.max_bytes,
+            ttl: self.ttl,
+            clock: self
+                .clock
+                .unwrap_or_else(|| Arc::new(MonotonicClock::new())),
+            weigher: self.weigher.unwrap_or_else(|| Arc::new(|_, _| 0)),
+            entries: CachePadded::new(AtomicU64::new(0)),
+            bytes: CachePadded::new(AtomicU64::new(0)),
+        })
+    }
+}
+
+fn default_shards(max_entries: Option<u64>) -> usize {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut n = (cpus * 4).next_power_of_two().min(DEFAULT_MAX_SHARDS);
+    if let Some(m) = max_entries {
+        while n > 1 && m / (n as u64) < ENTRIES_PER_SHARD {
+            n /= 2;
+        }
+    }
+    n
+}
+
+impl<K, V> fmt::Debug for MemoryTier<K, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemoryTier")
+            .field("shards", &self.shards.len())
+            .field("max_entries", &self.max_entries)
+            .field("max_bytes", &self.max_bytes)
+            .field("ttl", &self.ttl)
+            .field("entries", &self.entries.load(Ordering::Relaxed))
+            .field("bytes", &self.bytes.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Shard state is consistent between statements; a panic in user code
+    // (Hash, Eq, Clone, weigher) must not make the whole cache unusable.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl<K, V> MemoryTier<K, V>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    /// A builder with no bounds, no TTL, and the real clock.
+    pub fn builder() -> MemoryTierBuilder<K, V> {
+        MemoryTierBuilder::default()
+    }
+
+    /// An unbounded tier (`functools.cache`).
+    pub fn unbounded() -> Self {
+        match Self::builder().build() {
+            Ok(t) => t,
+            Err(_) => unreachable!("default options are valid"),
+        }
+    }
+
+    fn shard_index(&self, key: &K) -> usize {
+        // High bits: the low ones also pick the bucket inside the shard's map.
+        let h = self.hasher.hash_one(key);
+        ((h >> 32) as usize) & (self.shards.len() - 1)
+    }
+
+    fn now_if_ttl(&self) -> Option<Duration> {
+        self.ttl.map(|_| self.clock.now())
+    }
+
+    /// Looks `key` up in a locked shard, counting a hit or a miss, and
+    /// removing the entry if it has expired.
+    fn lookup(&self, shard: &mut Shard<K, V>, key: &K, now: Option<Duration>) -> Option<V> {
+        let found = shard.lru.get(key).map(|e| match (e.expires_at, now) {
+            (Some(at), Some(now)) if now >= at => None,
+            _ => Some(e.value.clone()),
+        });
+        match found {
+            Some(Some(v)) => {
+                shard.counters.hits += 1;
+                return Some(v);
+            }
+            Some(None) => {
+                if let Some(e) = shard.lru.pop(key) {
+                    self.account_removed(&e);
+                }
+                shard.counters.expirations += 1;
+            }
+            None => {}
+        }
+        shard.counters.misses += 1;
+        None
+    }
+
+    fn account_removed(&self, e: &Entry<V>) {
+        self.entries.fetch_sub(1, Ordering::Relaxed);
+        self.bytes.fetch_sub(e.weight, Ordering::Relaxed);
+    }
+
+    fn over_budget(&self) -> bool {
+        self.max_entries
+            .is_some_and(|m| self.entries.load(Ordering::Relaxed) > m)
+            || self
+                .max_bytes
+                .is_some_and(|m| self.bytes.load(Ordering::Relaxed) > m)
+    }
+
+    /// Returns the value for `key`, if present and not expired, and marks it
+    /// most recently used. Counts a hit or a miss.
+    pub fn get(&self, key: &K) -> Option<V> {
+        let now = self.now_if_ttl();
+        let mut shard = lock(&self.shards[self.shard_index(key)]);
+        self.lookup(&mut shard, key, now)
+    }
+
+    /// Whether `key` is present and not expired. Counts nothing and does not
+    /// change the LRU order.
+    pub fn contains_key(&self, key: &K) -> bool {
+        let now = self.now_if_ttl();
+        let shard = lock(&self.shards[self.shard_index(key)]);
+        match shard.lru.peek(key) {
+            None => false,
+            Some(e) => match (e.expires_at, now) {
+                (Some(at), Some(now)) => now < at,
+                _ => true,
+            },
+        }
+    }
+
+    /// Inserts `value` for `key`, replacing any previous value, and evicts
+    /// least recently used entries while a bound is exceeded.
+    ///
+    /// Returns whether the value was kept: a value heavier than the whole
+    /// byte bound (or any value, with an entry bound of zero) is not kept,
+    /// and the key's previous value, if any, is removed.
+    pub fn insert(&self, key: K, value: V) -> bool {
+        let idx = self.shard_index(&key);
+        let shard = lock(&self.shards[idx]);
+        self.insert_locked(idx, shard, key, value)
+    }
+
+    fn insert_locked(
+        &self,
+        idx: usize,
+        mut shard: MutexGuard<'_, Shard<K, V>>,
+        key: K,
+        value: V,
+    ) -> bool {
+        let weight = (self.weigher)(&key, &value);
+        let too_big = self.max_bytes.is_some_and(|m| weight > m) || self.max_entries == Some(0);
+        if too_big {
+            if let Some(old) = shard.lru.pop(&key) {
+                self.account_removed(&old);
+            }
+            shard.counters.rejected += 1;
+            return false;
+        }
+        let now = self.now_if_ttl();
+        if let Some(now) = now {
+            self.purge_expired_tail(&mut shard, now);
+        }
+        let entry = Entry {
+            value,
+            weight,
+            expires_at: now.zip(self.ttl).map(|(n, t)| n + t),
+        };
+        if let Some(old) = shard.lru.put(key.clone(), entry) {
+            self.account_removed(&old);
+        }
+        self.entries.fetch_add(1, Ordering::Relaxed);
+        self.bytes.fetch_add(weight, Ordering::Relaxed);
+        if self.over_budget() {
+            self.evict(idx, shard, &key);
+        }
+        true
+    }
+
+    /// Drops expired entries from the LRU end of a shard.
+    fn purge_expired_tail(&self, shard: &mut Shard<K, V>, now: Duration) {
+        while let Some((_, e)) = shard.lru.peek_lru() {
+            if e.expires_at.is_some_and(|at| now >= at) {
+                if let Some((_, e)) = shard.lru.pop_lru() {
+                    self.account_removed(&e);
+                    shard.counters.expirations += 1;
+                }
+            } else {
+                break;
+            }
+        }
+    }
+
+    /// Evicts LRU entries, from shard `idx` first (never `keep`, the entry
+    /// just inserted), then from the others in turn, until within bounds.
+    fn evict(&self, idx: usize, mut shard: MutexGuard<'_, Shard<K, V>>, keep: &K) {
+        while self.over_budget() {
+            match shard.lru.peek_lru() {
+                Some((k, _)) if k != keep => {
+                    if let Some((_, e)) = shard.lru.pop_lru() {
+                        self.account_removed(&e);
+                        shard.counters.evictions += 1;
+                    }
+                }
+                _ => break,
+            }
+        }
+        drop(shard);
+        // One lock at a time: no lock-order deadlock with other evictors.
+        let n = self.shards.len();
+        for step in 1..n {
+            if !self.over_budget() {
+                return;
+            }
+            let mut other = lock(&self.shards[(idx + step) % n]);
+            while self.over_budget() {
+                match other.lru.pop_lru() {
+                    Some((_, e)) => {
+                        self.account_removed(&e);
+                        other.counters.evictions += 1;
+                    }
+                    None => break,
+                }
+            }
+        }
+    }
+
+    /// Removes `key`, returning its value if it was present (expired or not).
+    pub fn remove(&self, key: &K) -> Option<V> {
+        let mut shard = lock(&self.shards[self.shard_index(key)]);
+        let e = shard.lru.pop(key)?;
+        self.account_removed(&e);
+        Some(e.value)
+    }
+
+    /// The number of entries held (expired ones not yet purged included).
+    pub fn len(&self) -> usize {
+        self.entries.load(Ordering::Relaxed) as usize
+    }
+
+    /// Whether the tier holds no entry.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Removes every entry and resets the statistics (like
+    /// `functools.lru_cache`'s `cache_clear`). Computations in flight are
+    /// not interrupted; their results are inserted when they finish.
+    pub fn clear(&self) {
+        for s in self.shards.iter() {
+            let mut s = lock(s);
+            while let Some((_, e)) = s.lru.pop_lru() {
+                self.account_removed(&e);
+            }
+            s.counters = ShardCounters::default();
+        }
+    }
+
+    /// A snapshot of the statistics.
+    pub fn stats(&self) -> CacheStats {
+        let mut c = ShardCounters::default();
+        for s in self.shards.iter() {
+            c.add(&lock(s).counters);
+        }
+        CacheStats {
+            hits: c.hits,
+            misses: c.misses,
+            maxsize: self.max_entries,
+            currsize: self.entries.load(Ordering::Relaxed),
+            bytes: self.bytes.load(Ordering::Relaxed),
+            max_bytes: self.max_bytes,
+            evictions: c.evictions,
+            expirations: c.expirations,
+            waits: c.waits,
+            rejected: c.rejected,
+        }
+    }
+
+    /// The entry bound, if any.
+    pub fn max_entries(&self) -> Option<u64> {
+        self.max_entries
+    }
+
+    /// The byte bound, if any.
+    pub fn max_bytes(&self) -> Option<u64> {
+        self.max_bytes
+    }
+
+    /// The TTL, if any.
+    pub fn ttl(&self) -> Option<Duration> {
+        self.ttl
+    }
+
+    /// Returns the value for `key`, computing it with `f` on a miss.
+    ///
+    /// Single-flight: while one caller computes a key, other callers of the
+    /// same key wait and receive the same value. `f` runs with no lock held,
+    /// so it may use this cache for other keys.
+    ///
+    /// # Panics
+    ///
+    /// If `f` panics, the panic propagates to this caller; callers that were
+    /// waiting for it panic too (use [`try_get_or_insert_with`] to get an
+    /// error instead). So does a computation that asks for its own key.
+    ///
+    /// [`try_get_or_insert_with`]: Self::try_get_or_insert_with
+    pub fn get_or_insert_with(&self, key: K, f: impl FnOnce() -> V) -> V {
+        match self.try_get_or_insert_with(key, || Ok::<V, std::convert::Infallible>(f())) {
+            Ok(v) => v,
+            Err(FlightError::Failed(never)) => match never {},
+            Err(e) => panic!("ndcache: {e}"),
+        }
+    }
+
+    /// Returns the value for `key`, computing it with the fallible `f` on a
+    /// miss.
+    ///
+    /// Single-flight as [`get_or_insert_with`](Self::get_or_insert_with). An
+    /// error is not cached: this caller gets [`FlightError::Failed`] with it,
+    /// and so does every caller that was waiting. If `f` panics, the panic
+    /// propagates to this caller, waiters get [`FlightError::Panicked`], and
+    /// the cache stays usable.
+    pub fn try_get_or_insert_with<E, F>(&self, key: K, f: F) -> Result<V, FlightError<E>>
+    where
+        E: Clone + Send + Sync + 'static,
+        F: FnOnce() -> Result<V, E>,
+    {
+        let idx = self.shard_index(&key);
+        let flight = loop {
+            let now = self.now_if_ttl();
+            let mut shard = lock(&self.shards[idx]);
+            if let Some(v) = self.lookup(&mut shard, &key, now) {
+                return Ok(v);
+            }
+            if let Some(f) = shard.inflight.get(&key) {
+                let f = Arc::clone(f);
+                if f.led_by_current_thread() {
+                    return Err(FlightError::Reentrant);
+                }
+                shard.counters.waits += 1;
+                drop(shard);
+                match f.wait() {
+                    Outcome::Value(v) => return Ok(v),
+                    Outcome::Panicked => return Err(FlightError::Panicked),
+                    Outcome::Failed(e) => match e.downcast_ref::<E>() {
+                        Some(e) => return Err(FlightError::Failed(e.clone())),
+                        // The leader had another error type: compute ourselves.
+                        None => continue,
+                    },
+                }
+            }
+            let f = Arc::new(Flight::new());
+            shard.inflight.insert(key.clone(), Arc::clone(&f));
+            break f;
+        };
+
+        let mut guard = LeaderGuard {
+            tier: self,
+            idx,
+            key: Some(key),
+            flight,
+        };
+        match f() {
+            Ok(v) => {
+                guard.finish(Some(v.clone()), Outcome::Value(v.clone()));
+                Ok(v)
+            }
+            Err(e) => {
+                let shared: Arc<dyn Any + Send + Sync> = Arc::new(e.clone());
+                guard.finish(None, Outcome::Failed(shared));
+                Err(FlightError::Failed(e))
+            }
+        }
+    }
+}
+
+/// Ends a flight: on success inserts the value, on error or panic (drop
+/// without `finish`) just removes the flight; then wakes the waiters.
+struct LeaderGuard<'a, K, V>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    tier: &'a MemoryTier<K, V>,
+    idx: usize,
+    key: Option<K>,
+    flight: Arc<Flight<V>>,
+}
+
+impl<K, V> LeaderGuard<'_, K, V>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    fn finish(&mut self, value: Option<V>, outcome: Outcome<V>) {
+        let Some(key) = self.key.take() else { return };
+        let mut shard = lock(&self.tier.shards[self.idx]);
+        shard.inflight.remove(&key);
+        match value {
+            Some(v) => {
+                self.tier.insert_locked(self.idx, shard, key, v);
+            }
+            None => drop(shard),
+        }
+        self.flight.finish(outcome);
+    }
+}
+
+impl<K, V> Drop for LeaderGuard<'_, K, V>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    fn drop(&mut self) {
+        // Still holding the key: the computation panicked.
+        self.finish(None, Outcome::Panicked);
+    }
+}
