@@ -48,6 +48,7 @@
 #![deny(missing_docs)]
 #![warn(rust_2018_idioms)]
 
+pub mod disk;
 mod element;
 mod error;
 pub mod kernel;

@@ -5,7 +5,9 @@
 //! maps names to kernels; [`Registry::with_builtins`] holds numpy's ufuncs,
 //! reductions, `cumsum` and `sort` for f32, f64, i32 and i64.
 
+mod elementwise;
 mod params;
+mod reduce;
 
 pub use params::{ParamKind, ParamSpec, ParamValue, Params};
 
@@ -341,5 +343,8 @@ mod builtins {
     use super::Registry;
 
     /// Registers every builtin kernel.
-    pub(super) fn register(_r: &mut Registry) {}
+    pub(super) fn register(r: &mut Registry) {
+        super::elementwise::register(r);
+        super::reduce::register(r);
+    }
 }

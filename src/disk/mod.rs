@@ -1,0 +1,1 @@
+//! The disk tier: plain `.npy` files with verified metadata sidecars.

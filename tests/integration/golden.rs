@@ -1,0 +1,1 @@
+//! numpy parity: golden files written by numpy (tests/golden/gen.py).

@@ -1,0 +1,3 @@
+//! ndcache's integration tests: one binary, one module per topic.
+
+mod golden;
