@@ -22,7 +22,7 @@ use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::str::FromStr;
 
-use ndarray::{ArrayBase, ArrayViewD, Axis, Data, Dimension, IxDyn};
+use ndarray::{ArrayBase, ArrayViewD, ArrayViewMut, Axis, Data, Dimension, Slice};
 use rayon::prelude::*;
 use xxhash_rust::xxh3::{xxh3_128, Xxh3};
 
@@ -145,6 +145,12 @@ fn fingerprint_dyn<T: Element>(view: ArrayViewD<'_, T>) -> Fingerprint {
     } else {
         None
     };
+    // A Fortran-order matrix: its transpose is contiguous.
+    let transposed = view.t();
+    let fortran_2d = match (view.ndim(), contiguous) {
+        (2, None) => transposed.as_slice(),
+        _ => None,
+    };
     let digest = |i: usize, buf: &mut Vec<T>| -> [u8; 16] {
         let start = i * per_chunk;
         let end = (start + per_chunk).min(view.len());
@@ -152,7 +158,13 @@ fn fingerprint_dyn<T: Element>(view: ArrayViewD<'_, T>) -> Fingerprint {
             Some(s) => xxh3_128(bytemuck::cast_slice(&s[start..end])),
             None => {
                 buf.clear();
-                gather(&view, start, end, buf);
+                match fortran_2d {
+                    Some(mem) => {
+                        let (rows, cols) = (view.shape()[0], view.shape()[1]);
+                        gather_fortran_2d(mem, rows, cols, start, end, buf);
+                    }
+                    None => gather(&view, start, end, buf),
+                }
                 if cfg!(target_endian = "big") {
                     buf.iter_mut().for_each(|x| *x = x.to_le());
                 }
@@ -196,73 +208,92 @@ fn gather<T: Element>(view: &ArrayViewD<'_, T>, start: usize, end: usize, out: &
     if start >= end {
         return;
     }
-    if let Some(s) = view.as_slice() {
-        out.extend_from_slice(&s[start..end]);
-        return;
+    if start == 0 && end == view.len() {
+        return copy_all(view, out);
     }
-    match view.ndim() {
-        0 => out.push(view[IxDyn(&[])]),
-        1 => out.extend(view.slice(ndarray::s![start as isize..end as isize]).iter()),
-        2 if is_transposed_2d(view) => gather_transposed_2d(view, start, end, out),
-        _ => {
-            // One sub-array of the first axis holds `inner` elements.
-            let inner: usize = view.shape()[1..].iter().product();
-            for i in start / inner..end.div_ceil(inner) {
-                let sub = view.index_axis(Axis(0), i);
-                let lo = start.saturating_sub(i * inner);
-                let hi = (end - i * inner).min(inner);
-                gather(&sub, lo, hi, out);
-            }
+    if view.ndim() == 1 {
+        return copy_all(&view.slice_axis(Axis(0), Slice::from(start..end)), out);
+    }
+    // Whole sub-arrays of the first axis are copied in one go; the partial
+    // ones at either end recurse.
+    let inner: usize = view.shape()[1..].iter().product();
+    let mut pos = start;
+    while pos < end {
+        let row = pos / inner;
+        let row_start = row * inner;
+        if pos == row_start && end >= row_start + inner {
+            let rows_end = end / inner;
+            copy_all(
+                &view.slice_axis(Axis(0), Slice::from(row..rows_end)),
+                out,
+            );
+            pos = rows_end * inner;
+        } else {
+            let hi = end.min(row_start + inner);
+            gather(&view.index_axis(Axis(0), row), pos - row_start, hi - row_start, out);
+            pos = hi;
         }
     }
 }
 
-/// Whether a 2-D view is stored column by column (its rows are strided), the
-/// case where a tiled copy beats walking each row.
-fn is_transposed_2d<T>(view: &ArrayViewD<'_, T>) -> bool {
-    let s = view.strides();
-    s[1].unsigned_abs() > s[0].unsigned_abs() && view.shape()[1] > 1
+/// Appends every element of `view`, in logical order, to `out`.
+fn copy_all<T: Element>(view: &ArrayViewD<'_, T>, out: &mut Vec<T>) {
+    if let Some(s) = view.as_slice() {
+        out.extend_from_slice(s);
+        return;
+    }
+    let base = out.len();
+    out.resize(base + view.len(), T::default());
+    let dst = &mut out[base..];
+    match ArrayViewMut::from_shape(view.raw_dim(), dst) {
+        Ok(mut d) => d.assign(view),
+        Err(_) => unreachable!("the destination has exactly the view's length"),
+    }
 }
 
-/// `gather` for a 2-D view whose columns are the contiguous direction: copy
-/// tiles of `TILE` rows, reading each column of the tile in memory order.
-fn gather_transposed_2d<T: Element>(
-    view: &ArrayViewD<'_, T>,
+/// The digest of logical rows of a Fortran-order 2-D array whose memory
+/// (column after column) is `mem`: rows are transposed into `out` in tiles
+/// of `B` x `B`.
+fn gather_fortran_2d<T: Element>(
+    mem: &[T],
+    rows: usize,
+    cols: usize,
     start: usize,
     end: usize,
     out: &mut Vec<T>,
 ) {
-    const TILE: usize = 16;
-    let cols = view.shape()[1];
+    const B: usize = 8;
     let mut pos = start;
-    // Partial first row.
+    // Partial first row, and any row when the chunk is too short for a block.
+    let push_row_part = |out: &mut Vec<T>, r: usize, c0: usize, c1: usize| {
+        out.extend((c0..c1).map(|c| mem[c * rows + r]));
+    };
     if pos % cols != 0 {
         let r = pos / cols;
         let hi = end.min((r + 1) * cols);
-        out.extend(
-            view.slice(ndarray::s![r, (pos % cols)..(hi - r * cols)])
-                .iter(),
-        );
+        push_row_part(out, r, pos % cols, hi - r * cols);
         pos = hi;
     }
     while pos + cols <= end {
         let r0 = pos / cols;
-        let rows = ((end - pos) / cols).min(TILE);
+        let nrows = ((end - pos) / cols).min(B);
         let base = out.len();
-        out.resize(base + rows * cols, T::default());
-        let tile = view.slice(ndarray::s![r0..r0 + rows, ..]);
+        out.resize(base + nrows * cols, T::default());
         let dst = &mut out[base..];
-        for (j, col) in tile.columns().into_iter().enumerate() {
-            for (i, &x) in col.iter().enumerate() {
-                dst[i * cols + j] = x;
+        // Each column contributes `nrows` consecutive elements (whole cache
+        // lines), scattered to the same column of `nrows` output rows.
+        for (c, column) in mem.chunks_exact(rows).enumerate() {
+            for (row, &x) in dst.chunks_exact_mut(cols).zip(&column[r0..r0 + nrows]) {
+                row[c] = x;
             }
         }
-        pos += rows * cols;
+        pos += nrows * cols;
     }
-    // Partial last row.
-    if pos < end {
+    while pos < end {
         let r = pos / cols;
-        out.extend(view.slice(ndarray::s![r, ..(end - r * cols)]).iter());
+        let hi = end.min((r + 1) * cols);
+        push_row_part(out, r, 0, hi - r * cols);
+        pos = hi;
     }
 }
 

@@ -91,14 +91,27 @@ impl From<CacheStats> for CacheInfo {
 }
 
 /// Builds a [`Memo`] with a bound, a TTL or a clock; see [`Memo::builder`].
-#[derive(Debug, Default)]
-pub struct MemoBuilder {
+pub struct MemoBuilder<K, V> {
     maxsize: Option<u64>,
     ttl: Option<Duration>,
     clock: Option<Arc<dyn Clock>>,
+    _types: std::marker::PhantomData<fn(K) -> V>,
 }
 
-impl MemoBuilder {
+impl<K, V> fmt::Debug for MemoBuilder<K, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemoBuilder")
+            .field("maxsize", &self.maxsize)
+            .field("ttl", &self.ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<K, V> MemoBuilder<K, V>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
     /// Keeps at most `n` results, evicting the least recently used.
     pub fn maxsize(mut self, n: u64) -> Self {
         self.maxsize = Some(n);
@@ -119,14 +132,10 @@ impl MemoBuilder {
     }
 
     /// Memoizes `f` with these options.
-    pub fn build<K, V>(
+    pub fn build(
         self,
         f: impl Fn(&Memo<K, V>, K) -> V + Send + Sync + 'static,
-    ) -> Result<Memo<K, V>>
-    where
-        K: Hash + Eq + Clone + Send + Sync + 'static,
-        V: Clone + Send + Sync + 'static,
-    {
+    ) -> Result<Memo<K, V>> {
         let mut b = MemoryTier::builder();
         if let Some(n) = self.maxsize {
             b = b.max_entries(n);
@@ -171,8 +180,13 @@ where
     }
 
     /// A builder for a bound, a TTL and a clock.
-    pub fn builder() -> MemoBuilder {
-        MemoBuilder::default()
+    pub fn builder() -> MemoBuilder<K, V> {
+        MemoBuilder {
+            maxsize: None,
+            ttl: None,
+            clock: None,
+            _types: std::marker::PhantomData,
+        }
     }
 
     /// The function's value at `key`: from the cache, or computed (once, even

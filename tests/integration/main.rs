@@ -1,3 +1,5 @@
 //! ndcache's integration tests: one binary, one module per topic.
 
 mod golden;
+mod memo;
+mod memory;
