@@ -193,6 +193,7 @@ impl fmt::Display for ShapeFmt<'_> {
     }
 }
 
+#[allow(dead_code)] // used by the disk tier
 impl Error {
     /// Builds an [`Error::Io`] for `action` on `path`.
     pub(crate) fn io(action: &'static str, path: impl AsRef<Path>, source: io::Error) -> Self {
@@ -214,6 +215,7 @@ impl Error {
 
 /// Attaches a path and an action to an `io::Result` (every filesystem call
 /// names its path in the error).
+#[allow(dead_code)] // used by the disk tier
 pub(crate) trait IoResultExt<T> {
     /// Maps the error to [`Error::Io`] with `action` and `path`.
     fn at(self, action: &'static str, path: impl AsRef<Path>) -> Result<T>;

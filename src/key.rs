@@ -223,14 +223,16 @@ fn gather<T: Element>(view: &ArrayViewD<'_, T>, start: usize, end: usize, out: &
         let row_start = row * inner;
         if pos == row_start && end >= row_start + inner {
             let rows_end = end / inner;
-            copy_all(
-                &view.slice_axis(Axis(0), Slice::from(row..rows_end)),
-                out,
-            );
+            copy_all(&view.slice_axis(Axis(0), Slice::from(row..rows_end)), out);
             pos = rows_end * inner;
         } else {
             let hi = end.min(row_start + inner);
-            gather(&view.index_axis(Axis(0), row), pos - row_start, hi - row_start, out);
+            gather(
+                &view.index_axis(Axis(0), row),
+                pos - row_start,
+                hi - row_start,
+                out,
+            );
             pos = hi;
         }
     }
@@ -268,7 +270,7 @@ fn gather_fortran_2d<T: Element>(
     let push_row_part = |out: &mut Vec<T>, r: usize, c0: usize, c1: usize| {
         out.extend((c0..c1).map(|c| mem[c * rows + r]));
     };
-    if pos % cols != 0 {
+    if !pos.is_multiple_of(cols) {
         let r = pos / cols;
         let hi = end.min((r + 1) * cols);
         push_row_part(out, r, pos % cols, hi - r * cols);

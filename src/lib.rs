@@ -55,6 +55,7 @@ pub mod kernel;
 mod key;
 mod memo;
 pub mod memory;
+mod tiered;
 mod value;
 
 pub use element::{DType, Element};
@@ -65,4 +66,7 @@ pub use key::{
 };
 pub use memo::{CacheInfo, Memo, MemoBuilder};
 pub use memory::{CacheStats, Clock, FlightError, ManualClock, MemoryTier, MonotonicClock};
+pub use tiered::{
+    ArrayCache, ArrayCacheBuilder, ArrayCacheInfo, Call, KernelInfo, DEFAULT_MAX_BYTES,
+};
 pub use value::{AnyArray, AnyView, Arg, AsArg, Keyed};

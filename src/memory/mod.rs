@@ -56,6 +56,9 @@ struct Entry<V> {
     expires_at: Option<Duration>,
 }
 
+/// A shard behind its lock, on its own cache line.
+type ShardCell<K, V> = CachePadded<Mutex<Shard<K, V>>>;
+
 struct Shard<K, V> {
     lru: LruCache<K, Entry<V>, Hasher>,
     inflight: std::collections::HashMap<K, Arc<Flight<V>>, Hasher>,
@@ -79,7 +82,7 @@ struct Shard<K, V> {
 /// # Ok::<(), ndcache::Error>(())
 /// ```
 pub struct MemoryTier<K, V> {
-    shards: Box<[CachePadded<Mutex<Shard<K, V>>>]>,
+    shards: Box<[ShardCell<K, V>]>,
     hasher: Hasher,
     max_entries: Option<u64>,
     max_bytes: Option<u64>,

@@ -118,7 +118,11 @@ fn check_against_model(ops: &[Op], max_entries: Option<u64>, max_bytes: Option<u
         assert_eq!(s.currsize, model.items.len() as u64, "step {step}");
         assert_eq!(s.bytes, model.bytes(), "step {step}");
         if let Some(m) = max_bytes {
-            assert!(s.bytes <= m, "step {step}: {} bytes held over a budget of {m}", s.bytes);
+            assert!(
+                s.bytes <= m,
+                "step {step}: {} bytes held over a budget of {m}",
+                s.bytes
+            );
         }
         for (k, _) in &model.items {
             assert!(tier.contains_key(k), "step {step}: key {k} missing");
@@ -206,13 +210,15 @@ fn ttl_expires_entries_without_sleeping() {
     // Expired entries at the LRU end are purged on insert ("b" is expired too).
     tier.insert("d", 4);
     assert_eq!(tier.stats().currsize, 2, "c and d remain");
-    assert_eq!(tier.stats().expirations, 3, "a on get, c on get, b on insert");
-    assert!(
-        MemoryTier::<u8, u8>::builder()
-            .ttl(Duration::ZERO)
-            .build()
-            .is_err()
+    assert_eq!(
+        tier.stats().expirations,
+        3,
+        "a on get, c on get, b on insert"
     );
+    assert!(MemoryTier::<u8, u8>::builder()
+        .ttl(Duration::ZERO)
+        .build()
+        .is_err());
 }
 
 /// Spins until `n` callers wait on the flight (no sleeping, no timing).
@@ -348,7 +354,10 @@ fn entry_larger_than_budget_is_returned_but_not_kept() {
     let s = tier.stats();
     assert_eq!((s.rejected, s.evictions, s.bytes), (1, 0, 60));
     assert!(
-        MemoryTier::<u8, u8>::builder().max_bytes(1).build().is_err(),
+        MemoryTier::<u8, u8>::builder()
+            .max_bytes(1)
+            .build()
+            .is_err(),
         "a byte budget without a weigher is a configuration error"
     );
     assert!(
@@ -359,7 +368,10 @@ fn entry_larger_than_budget_is_returned_but_not_kept() {
 
 #[test]
 fn clear_resets_entries_and_stats() {
-    let tier = MemoryTier::<u8, u8>::builder().max_entries(3).build().unwrap();
+    let tier = MemoryTier::<u8, u8>::builder()
+        .max_entries(3)
+        .build()
+        .unwrap();
     for i in 0..5 {
         tier.insert(i, i);
         tier.get(&i);

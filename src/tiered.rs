@@ -1,0 +1,466 @@
+//! `ArrayCache`: the facade. A call is keyed, then looked up in memory,
+//! then on disk, then computed.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rayon::prelude::*;
+
+use crate::error::{Error, Result};
+use crate::kernel::{Params, Prepared, Registry};
+use crate::key::{call_key, Fingerprint};
+use crate::memory::{CacheStats, Clock, FlightError, MemoryTier};
+use crate::value::{AnyArray, AnyView, Arg, Keyed};
+
+/// The memory budget of an [`ArrayCache`] when none is given: 1 GiB.
+pub const DEFAULT_MAX_BYTES: u64 = 1 << 30;
+
+/// What the memory tier holds for one call.
+#[derive(Clone)]
+struct Entry {
+    result: Keyed,
+    /// How long the computation took (what a hit saves).
+    cost: Duration,
+}
+
+/// Per-kernel counters (relaxed atomics).
+#[derive(Default)]
+struct KernelCounters {
+    calls: AtomicU64,
+    memory_hits: AtomicU64,
+    disk_hits: AtomicU64,
+    computed: AtomicU64,
+    compute_nanos: AtomicU64,
+    saved_nanos: AtomicU64,
+}
+
+impl KernelCounters {
+    fn snapshot(&self, name: &str) -> KernelInfo {
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        KernelInfo {
+            name: name.to_owned(),
+            calls: load(&self.calls),
+            memory_hits: load(&self.memory_hits),
+            disk_hits: load(&self.disk_hits),
+            computed: load(&self.computed),
+            compute_time: Duration::from_nanos(load(&self.compute_nanos)),
+            time_saved: Duration::from_nanos(load(&self.saved_nanos)),
+        }
+    }
+}
+
+/// Statistics of one kernel in an [`ArrayCache`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct KernelInfo {
+    /// The kernel's name.
+    pub name: String,
+    /// Cached calls made (not counting `call_raw`).
+    pub calls: u64,
+    /// Calls answered from memory.
+    pub memory_hits: u64,
+    /// Calls answered from disk.
+    pub disk_hits: u64,
+    /// Calls that ran the kernel.
+    pub computed: u64,
+    /// Total time spent running the kernel.
+    pub compute_time: Duration,
+    /// Total compute time that hits did not have to spend.
+    pub time_saved: Duration,
+}
+
+/// Statistics of an [`ArrayCache`]: the memory tier's, the disk tier's and
+/// per kernel.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ArrayCacheInfo {
+    /// The memory tier (hits, misses, bytes, evictions ...).
+    pub memory: CacheStats,
+    /// Bytes of input arrays hashed to make keys. Inputs passed as
+    /// [`Keyed`] (including every result of a call) are never hashed.
+    pub bytes_hashed: u64,
+    /// Total compute time saved by memory and disk hits.
+    pub time_saved: Duration,
+    /// Per kernel, in name order (kernels never called are left out).
+    pub kernels: Vec<KernelInfo>,
+}
+
+/// One call of a batch: see [`ArrayCache::call_many`].
+#[derive(Debug, Clone)]
+pub struct Call<'a> {
+    /// The kernel's name.
+    pub kernel: &'a str,
+    /// Its inputs.
+    pub inputs: Vec<Arg<'a>>,
+    /// Its parameters.
+    pub params: Params,
+}
+
+impl<'a> Call<'a> {
+    /// A call of `kernel` on `inputs` with `params`.
+    pub fn new(kernel: &'a str, inputs: Vec<Arg<'a>>, params: Params) -> Self {
+        Call {
+            kernel,
+            inputs,
+            params,
+        }
+    }
+}
+
+/// Builds an [`ArrayCache`]; see [`ArrayCache::builder`].
+pub struct ArrayCacheBuilder {
+    max_entries: Option<u64>,
+    max_bytes: Option<u64>,
+    ttl: Option<Duration>,
+    clock: Option<Arc<dyn Clock>>,
+    registry: Option<Registry>,
+}
+
+impl fmt::Debug for ArrayCacheBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ArrayCacheBuilder")
+            .field("max_entries", &self.max_entries)
+            .field("max_bytes", &self.max_bytes)
+            .field("ttl", &self.ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ArrayCacheBuilder {
+    /// Bounds the number of results kept in memory.
+    pub fn max_entries(mut self, n: u64) -> Self {
+        self.max_entries = Some(n);
+        self
+    }
+
+    /// Bounds the bytes of results kept in memory (default
+    /// [`DEFAULT_MAX_BYTES`]). A result larger than this is returned but not
+    /// kept in memory.
+    pub fn max_bytes(mut self, n: u64) -> Self {
+        self.max_bytes = Some(n);
+        self
+    }
+
+    /// Results expire from memory this long after they were computed.
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = Some(ttl);
+        self
+    }
+
+    /// The clock for the TTL (tests inject a [`ManualClock`](crate::ManualClock)).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// The kernels (default: [`Registry::with_builtins`]).
+    pub fn registry(mut self, registry: Registry) -> Self {
+        self.registry = Some(registry);
+        self
+    }
+
+    /// Builds the cache; an error if the options are inconsistent or the
+    /// disk directory cannot be opened.
+    pub fn build(self) -> Result<ArrayCache> {
+        let mut b = MemoryTier::builder()
+            .max_bytes(self.max_bytes.unwrap_or(DEFAULT_MAX_BYTES))
+            .weigher(|_, e: &Entry| e.result.array().nbytes());
+        if let Some(n) = self.max_entries {
+            b = b.max_entries(n);
+        }
+        if let Some(t) = self.ttl {
+            b = b.ttl(t);
+        }
+        if let Some(c) = self.clock {
+            b = b.clock(c);
+        }
+        let registry = self.registry.unwrap_or_else(Registry::with_builtins);
+        let kernels = registry
+            .kernels()
+            .map(|k| (k.name().to_owned(), KernelCounters::default()))
+            .collect();
+        Ok(ArrayCache {
+            registry,
+            memory: b.build()?,
+            kernels,
+            bytes_hashed: AtomicU64::new(0),
+        })
+    }
+}
+
+/// A cache of kernel results: memory (sharded LRU with byte budget and TTL),
+/// then optionally disk (`.npy` files), then computation.
+///
+/// # Example: the second call is a hit, chained calls hash nothing
+///
+/// ```
+/// use ndcache::{ArrayCache, AsArg, Params};
+/// let cache = ArrayCache::new();
+/// let x = ndarray::Array1::linspace(0.0, 1.0, 1000);
+/// let e1 = cache.call("exp", &[x.arg()], &Params::new())?;
+/// let e2 = cache.call("exp", &[x.arg()], &Params::new())?;
+/// assert!(e1.array().ptr_eq(e2.array()));          // the same shared result
+/// let s = cache.call("sum", &[e1.arg()], &Params::new())?; // e1 is not re-hashed
+/// assert!((s.typed::<f64>()?[[]] - 1717.0).abs() < 1.0);
+/// let info = cache.info();
+/// assert_eq!((info.memory.hits, info.memory.misses), (1, 2));
+/// # Ok::<(), ndcache::Error>(())
+/// ```
+///
+/// # Thread safety
+///
+/// `ArrayCache` is `Send + Sync`; share it with an `Arc`. Concurrent calls
+/// with the same key compute once (single-flight), in this process and, with
+/// a disk tier, across processes sharing the directory.
+pub struct ArrayCache {
+    registry: Registry,
+    memory: MemoryTier<Fingerprint, Entry>,
+    kernels: HashMap<String, KernelCounters>,
+    bytes_hashed: AtomicU64,
+}
+
+impl fmt::Debug for ArrayCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ArrayCache")
+            .field("memory", &self.memory)
+            .field("registry", &self.registry)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for ArrayCache {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ArrayCache {
+    /// A memory-only cache with the builtin kernels and a
+    /// [`DEFAULT_MAX_BYTES`] budget.
+    pub fn new() -> Self {
+        match Self::builder().build() {
+            Ok(c) => c,
+            Err(_) => unreachable!("the default options are valid"),
+        }
+    }
+
+    /// A builder.
+    pub fn builder() -> ArrayCacheBuilder {
+        ArrayCacheBuilder {
+            max_entries: None,
+            max_bytes: None,
+            ttl: None,
+            clock: None,
+            registry: None,
+        }
+    }
+
+    /// The kernels this cache runs.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// Fingerprints `array` once, for reuse as an input of many calls.
+    pub fn keyed(&self, array: impl Into<AnyArray>) -> Keyed {
+        let array = array.into();
+        self.bytes_hashed
+            .fetch_add(array.nbytes(), Ordering::Relaxed);
+        Keyed::new(array)
+    }
+
+    fn fingerprint_of(&self, arg: &Arg<'_>) -> Fingerprint {
+        match arg {
+            Arg::Keyed(k) => k.fingerprint(),
+            Arg::View(v) => {
+                self.bytes_hashed.fetch_add(v.nbytes(), Ordering::Relaxed);
+                v.fingerprint()
+            }
+        }
+    }
+
+    /// Calls kernel `name` on `inputs` with `params`, through the cache.
+    ///
+    /// Returns the shared result, carrying a fingerprint derived from the
+    /// call: passing it to another call hashes nothing.
+    pub fn call(&self, name: &str, inputs: &[Arg<'_>], params: &Params) -> Result<Keyed> {
+        let prepared = self.registry.prepare(name, inputs.len(), params)?;
+        let fps: Vec<Fingerprint> = inputs.iter().map(|a| self.fingerprint_of(a)).collect();
+        self.call_prepared(&prepared, inputs, &fps)
+    }
+
+    /// Runs kernel `name` with no cache at all: no hashing, no lookup, no
+    /// insertion (the `__wrapped__` of the product).
+    pub fn call_raw(&self, name: &str, inputs: &[Arg<'_>], params: &Params) -> Result<AnyArray> {
+        let views: Vec<AnyView<'_>> = inputs.iter().map(Arg::view).collect();
+        self.registry.call(name, &views, params)
+    }
+
+    fn call_prepared(
+        &self,
+        prepared: &Prepared,
+        inputs: &[Arg<'_>],
+        fps: &[Fingerprint],
+    ) -> Result<Keyed> {
+        let kernel = prepared.kernel.as_ref();
+        let key = call_key(kernel.name(), kernel.version(), &prepared.param_bytes, fps);
+        let counters = self.kernels.get(kernel.name());
+        if let Some(c) = counters {
+            c.calls.fetch_add(1, Ordering::Relaxed);
+        }
+        let mut computed = false;
+        let outcome = self.memory.try_get_or_insert_with(key, || {
+            computed = true;
+            self.load_or_compute(prepared, inputs, key)
+        });
+        match outcome {
+            Ok(entry) => {
+                if let Some(c) = counters {
+                    if !computed {
+                        c.memory_hits.fetch_add(1, Ordering::Relaxed);
+                        c.saved_nanos
+                            .fetch_add(entry.cost.as_nanos() as u64, Ordering::Relaxed);
+                    }
+                }
+                Ok(entry.result)
+            }
+            Err(FlightError::Failed(e)) => Err(e),
+            Err(FlightError::Panicked) => Err(Error::Panicked {
+                what: kernel.name().to_owned(),
+            }),
+            Err(FlightError::Reentrant) => Err(Error::Reentrant {
+                what: kernel.name().to_owned(),
+            }),
+        }
+    }
+
+    /// The memory miss path: compute.
+    fn load_or_compute(
+        &self,
+        prepared: &Prepared,
+        inputs: &[Arg<'_>],
+        key: Fingerprint,
+    ) -> Result<Entry> {
+        let kernel = prepared.kernel.as_ref();
+        let counters = self.kernels.get(kernel.name());
+        let views: Vec<AnyView<'_>> = inputs.iter().map(Arg::view).collect();
+        let start = Instant::now();
+        let array = prepared.compute(&views)?;
+        let cost = start.elapsed();
+        if let Some(c) = counters {
+            c.computed.fetch_add(1, Ordering::Relaxed);
+            c.compute_nanos
+                .fetch_add(cost.as_nanos() as u64, Ordering::Relaxed);
+        }
+        Ok(Entry {
+            result: Keyed::with_fingerprint(array, key.derive()),
+            cost,
+        })
+    }
+
+    /// Runs a batch of calls: identical calls (same key) are computed once,
+    /// and the distinct misses are computed in parallel on the rayon pool.
+    /// Results come back in the order of `calls`.
+    pub fn call_many(&self, calls: &[Call<'_>]) -> Vec<Result<Keyed>> {
+        // Key every call; an input view that appears in several calls is
+        // hashed once.
+        let mut seen: HashMap<ViewId, Fingerprint> = HashMap::new();
+        let keyed: Vec<Result<(Prepared, Vec<Fingerprint>, Fingerprint)>> = calls
+            .iter()
+            .map(|c| {
+                let prepared = self.registry.prepare(c.kernel, c.inputs.len(), &c.params)?;
+                let fps: Vec<Fingerprint> = c
+                    .inputs
+                    .iter()
+                    .map(|a| match a {
+                        Arg::View(v) => *seen
+                            .entry(ViewId::of(v))
+                            .or_insert_with(|| self.fingerprint_of(a)),
+                        Arg::Keyed(k) => k.fingerprint(),
+                    })
+                    .collect();
+                let k = prepared.kernel.as_ref();
+                let key = call_key(k.name(), k.version(), &prepared.param_bytes, &fps);
+                Ok((prepared, fps, key))
+            })
+            .collect();
+        // The first call of each key runs; the others reuse its result.
+        let mut first: HashMap<Fingerprint, usize> = HashMap::new();
+        let mut leaders = Vec::new();
+        for (i, k) in keyed.iter().enumerate() {
+            if let Ok((_, _, key)) = k {
+                first.entry(*key).or_insert_with(|| {
+                    leaders.push(i);
+                    i
+                });
+            }
+        }
+        let results: HashMap<usize, Result<Keyed>> = leaders
+            .par_iter()
+            .map(|&i| {
+                let (prepared, fps, _) = keyed[i].as_ref().expect("leaders are keyed");
+                (i, self.call_prepared(prepared, &calls[i].inputs, fps))
+            })
+            .collect();
+        keyed
+            .into_iter()
+            .map(|k| match k {
+                Err(e) => Err(e),
+                Ok((_, _, key)) => results[&first[&key]].clone(),
+            })
+            .collect()
+    }
+
+    /// Statistics: memory, bytes hashed, per kernel.
+    pub fn info(&self) -> ArrayCacheInfo {
+        let mut kernels: Vec<KernelInfo> = self
+            .kernels
+            .iter()
+            .filter(|(_, c)| c.calls.load(Ordering::Relaxed) > 0)
+            .map(|(name, c)| c.snapshot(name))
+            .collect();
+        kernels.sort_by(|a, b| a.name.cmp(&b.name));
+        ArrayCacheInfo {
+            memory: self.memory.stats(),
+            bytes_hashed: self.bytes_hashed.load(Ordering::Relaxed),
+            time_saved: kernels.iter().map(|k| k.time_saved).sum(),
+            kernels,
+        }
+    }
+
+    /// The statistics of one kernel (zeros if never called); an error for
+    /// an unknown kernel.
+    pub fn kernel_info(&self, name: &str) -> Result<KernelInfo> {
+        let kernel = self.registry.get(name)?;
+        Ok(self.kernels[kernel.name()].snapshot(name))
+    }
+
+    /// Empties the memory tier and resets its statistics.
+    pub fn clear(&self) {
+        self.memory.clear();
+    }
+}
+
+/// The identity of a view within one batch: same data, same layout, same dtype.
+#[derive(PartialEq, Eq, Hash)]
+struct ViewId {
+    ptr: usize,
+    dtype: crate::DType,
+    shape: Vec<usize>,
+    strides: Vec<isize>,
+}
+
+impl ViewId {
+    fn of(v: &AnyView<'_>) -> Self {
+        let (ptr, strides) =
+            crate::dispatch_view!(v, a => (a.as_ptr() as usize, a.strides().to_vec()));
+        ViewId {
+            ptr,
+            dtype: v.dtype(),
+            shape: v.shape().to_vec(),
+            strides,
+        }
+    }
+}
