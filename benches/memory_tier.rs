@@ -72,7 +72,6 @@ where
 fn bench(c: &mut Criterion) {
     let keys = keys();
     let orders: Vec<Vec<Fingerprint>> = (1..=2).map(|t| order(t * 7919, &keys)).collect();
-    let value: Value = Arc::new(vec![1.0; 16]);
 
     let tier: MemoryTier<Fingerprint, Value> = MemoryTier::builder()
         .max_entries(2 * KEYS as u64)
@@ -82,10 +81,13 @@ fn bench(c: &mut Criterion) {
     let naive = Mutex::new(lru::LruCache::<Fingerprint, Value>::new(
         NonZeroUsize::new(2 * KEYS).unwrap(),
     ));
-    for k in &keys {
+    // One value per key, as in real use (a shared value would make every
+    // hit fight over one reference count).
+    for (i, k) in keys.iter().enumerate() {
+        let value: Value = Arc::new(vec![i as f64; 16]);
         tier.insert(*k, value.clone());
         moka.insert(*k, value.clone());
-        naive.lock().unwrap().put(*k, value.clone());
+        naive.lock().unwrap().put(*k, value);
     }
     moka.run_pending_tasks();
 
