@@ -22,7 +22,9 @@ use ndarray::ArrayD;
 use ndcache::{AnyArray, AnyView, DType, Error, Registry};
 
 use compare::{check_sorted, compare_values, normalize_axis, rel_for, tol_bounds, unravel};
-use manifest::{load_input, read_golden, read_manifest, Case, Class, Expect, Golden, Input};
+use manifest::{
+    load_input, load_input_shape, read_golden, read_manifest, Case, Class, Expect, Golden, Input,
+};
 
 /// Every builtin kernel.
 const BUILTINS: [&str; 28] = [
@@ -132,6 +134,9 @@ fn error_kind(e: &Error) -> &'static str {
 }
 
 fn run_case(reg: &Registry, case: &Case) -> Result<(), Failure> {
+    if !reg.contains(&case.kernel) {
+        return Err(Failure::Missing);
+    }
     let inputs: Vec<Input> = case
         .inputs
         .iter()
@@ -257,8 +262,9 @@ fn check_typed<T: Golden>(
     }
     if case.class == Class::Sort && got.ndim() > 0 {
         let axis = normalize_axis(case.axis().unwrap_or(-1), got.ndim())?;
-        let complete = (step == 1).then_some(&want);
-        problems.extend(check_sorted(&got, complete, axis));
+        let input = inputs[0].view();
+        let input = input.typed::<T>().map_err(|e| e.to_string())?;
+        problems.extend(check_sorted(&got, &input, axis));
     }
     if problems.is_empty() {
         Ok(())
@@ -308,9 +314,13 @@ fn golden_numpy_quirks() {
 fn golden_files_are_complete() {
     let mut problems = Vec::new();
     let mut per_kernel: BTreeMap<&str, (usize, Vec<DType>)> = BTreeMap::new();
+    let mut loaded = std::collections::HashSet::new();
     for case in cases() {
         for spec in &case.inputs {
-            if let Err(e) = load_input(spec) {
+            if !loaded.insert(format!("{spec:?}")) {
+                continue;
+            }
+            if let Err(e) = load_input_shape(spec) {
                 problems.push(format!("{}: {e}", case.name));
             }
         }

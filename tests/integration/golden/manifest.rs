@@ -2,11 +2,13 @@
 //! inputs it names (stored `.npy` files or synthetic arrays) with their view
 //! operations.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
 
 use ndarray::{ArrayD, Axis, IxDyn, Slice};
 use ndarray_npy::{read_npy, ReadableElement};
-use ndcache::{AnyView, DType, Element, Params};
+use ndcache::{AnyArray, AnyView, DType, Element, Params};
 
 /// The directory of the golden files.
 pub fn golden_dir() -> PathBuf {
@@ -420,6 +422,21 @@ pub fn synth<T: Golden>(kind: &str, n: usize, seed: u64) -> Result<ArrayD<T>, St
     Ok(ArrayD::from_shape_vec(IxDyn(&[n]), v).expect("1-d shape"))
 }
 
+/// [`synth`], computed once per array and test binary (a debug build takes
+/// a while over 200k elements, and many cases share an input).
+fn synth_cached<T: Golden>(kind: &str, n: usize, seed: u64) -> Result<ArrayD<T>, String> {
+    type Cache = Mutex<HashMap<(DType, String, usize, u64), AnyArray>>;
+    static CACHE: OnceLock<Cache> = OnceLock::new();
+    let key = (T::DTYPE, kind.to_owned(), n, seed);
+    let cache = CACHE.get_or_init(Default::default);
+    if let Some(a) = cache.lock().unwrap().get(&key) {
+        return Ok(a.typed::<T>().map_err(|e| e.to_string())?.to_owned());
+    }
+    let a = synth::<T>(kind, n, seed)?;
+    cache.lock().unwrap().insert(key, AnyArray::from(a.clone()));
+    Ok(a)
+}
+
 /// A loaded input: an owned array (possibly strided, reversed or permuted)
 /// and an optional final broadcast.
 #[derive(Debug)]
@@ -471,11 +488,21 @@ impl Input {
 
 /// Loads an input and applies its view operations.
 pub fn load_input(spec: &InputSpec) -> Result<Input, String> {
+    load_any(spec, false)
+}
+
+/// Loads an input as [`load_input`] does, but with zeros in place of the
+/// values of a synthetic input (enough to check its view operations).
+pub fn load_input_shape(spec: &InputSpec) -> Result<Input, String> {
+    load_any(spec, true)
+}
+
+fn load_any(spec: &InputSpec, zero_synth: bool) -> Result<Input, String> {
     Ok(match spec.dtype {
-        DType::F32 => Input::F32(load(spec)?),
-        DType::F64 => Input::F64(load(spec)?),
-        DType::I32 => Input::I32(load(spec)?),
-        DType::I64 => Input::I64(load(spec)?),
+        DType::F32 => Input::F32(load(spec, zero_synth)?),
+        DType::F64 => Input::F64(load(spec, zero_synth)?),
+        DType::I32 => Input::I32(load(spec, zero_synth)?),
+        DType::I64 => Input::I64(load(spec, zero_synth)?),
     })
 }
 
@@ -484,10 +511,11 @@ pub fn read_golden<T: Golden>(path: &Path) -> Result<ArrayD<T>, String> {
     read_npy(path).map_err(|e| format!("cannot read {} as {}: {e}", path.display(), T::DTYPE))
 }
 
-fn load<T: Golden>(spec: &InputSpec) -> Result<Loaded<T>, String> {
+fn load<T: Golden>(spec: &InputSpec, zero_synth: bool) -> Result<Loaded<T>, String> {
     let mut array: ArrayD<T> = match &spec.source {
         Source::File(p) => read_golden(&golden_dir().join(format!("{p}.npy")))?,
-        Source::Synth { kind, n, seed } => synth(kind, *n, *seed)?,
+        Source::Synth { n, .. } if zero_synth => ArrayD::default(IxDyn(&[*n])),
+        Source::Synth { kind, n, seed } => synth_cached(kind, *n, *seed)?,
     };
     let mut bcast = None;
     for op in &spec.ops {
