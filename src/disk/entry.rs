@@ -62,7 +62,7 @@ pub(crate) struct Loaded {
 /// What a write did.
 #[derive(Debug)]
 pub(crate) enum Written {
-    New { bytes: u64 },
+    New { bytes: u64, at: SystemTime },
     Exists,
     TooBig,
 }
@@ -223,6 +223,12 @@ impl Inner {
         temps.0.push(tmp_sc.clone());
         sc.write_all(text.as_bytes())
             .map_err(|e| Error::io("write", &tmp_sc, e))?;
+        // The sidecar's mtime is the entry's last-access time. File systems
+        // stamp writes with a coarse clock (a few ms); hits stamp it with
+        // `SystemTime::now()`, so stamp the write with the same clock to keep
+        // the LRU order exact.
+        let written_at = SystemTime::now();
+        let _ = sc.set_modified(written_at);
         drop(sc);
 
         let pl_path = self.layout.payload(key);
@@ -232,6 +238,7 @@ impl Inner {
         temps.0.clear();
         Ok(Written::New {
             bytes: len + text.len() as u64,
+            at: written_at,
         })
     }
 

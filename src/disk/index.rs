@@ -94,14 +94,18 @@ impl Index {
         }
     }
 
-    /// Whether the index alone is over `max_bytes` and a rescan is due to
-    /// count other processes' entries too.
+    /// Whether it is time to rescan the directory, to count other
+    /// processes' entries too: when the index alone is over `max_bytes`, or
+    /// when this process has written a quarter of the budget since the last
+    /// scan (so that processes that each stay under the budget on their own
+    /// do not together exceed it by much).
     ///
-    /// Rescans are rationed: one per `max_bytes / 16` bytes written by this
+    /// Rescans are rationed to one per `max_bytes / 16` bytes written by this
     /// process, so that a cache that stays full does not list its directory
-    /// on every write. Between rescans the index evicts on its own.
+    /// on every write; between rescans the index evicts on its own.
     pub fn needs_rescan(&self, max_bytes: u64) -> bool {
-        self.total > max_bytes && self.written_since_scan >= (max_bytes / 16).max(1)
+        let w = self.written_since_scan;
+        (self.total > max_bytes && w >= (max_bytes / 16).max(1)) || w >= (max_bytes / 4).max(1)
     }
 
     /// Entries from least to most recently used (ties by key, so the order
@@ -149,6 +153,8 @@ mod tests {
         assert_eq!(idx.remove(k(2)), None);
         assert_eq!(idx.total(), 250);
         assert!(idx.needs_rescan(200));
-        assert!(!idx.needs_rescan(250));
+        // Under budget, but 450 bytes written since the scan.
+        assert!(idx.needs_rescan(1800));
+        assert!(!idx.needs_rescan(1804));
     }
 }

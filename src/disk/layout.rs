@@ -164,14 +164,14 @@ pub(crate) struct Scan {
     pub locks: Vec<PathBuf>,
 }
 
-/// Lists every file of the layout. A missing base directory is an empty
-/// cache; files vanishing during the scan (other processes) are skipped.
+/// Lists every file of the layout. A missing base directory (or one that
+/// cannot exist, under a regular file) is an empty cache; files vanishing during the scan (other processes) are skipped.
 pub(crate) fn scan(layout: &Layout) -> io::Result<Scan> {
     let mut out = Scan::default();
     for_each_fan_dir(layout.base(), |dir| {
         let entries = match fs::read_dir(dir) {
             Ok(e) => e,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) if is_absent(&e) => return Ok(()),
             Err(e) => return Err(e),
         };
         for entry in entries {
@@ -218,7 +218,7 @@ pub(crate) fn for_each_fan_dir(
 fn sorted_fan_dirs(dir: &Path) -> io::Result<Vec<PathBuf>> {
     let entries = match fs::read_dir(dir) {
         Ok(e) => e,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) if is_absent(&e) => return Ok(Vec::new()),
         Err(e) => return Err(e),
     };
     let mut dirs = Vec::new();
@@ -230,6 +230,13 @@ fn sorted_fan_dirs(dir: &Path) -> io::Result<Vec<PathBuf>> {
     }
     dirs.sort();
     Ok(dirs)
+}
+
+fn is_absent(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+    )
 }
 
 /// Removes the fan-out directories left empty (errors ignored: another

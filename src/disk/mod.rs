@@ -258,11 +258,11 @@ impl Inner {
         };
         drop(lock);
         match result {
-            Ok(Written::New { bytes }) => {
+            Ok(Written::New { bytes, at }) => {
                 Counters::bump(&self.counters.writes);
                 let slot = Slot {
                     bytes,
-                    last_access: SystemTime::now(),
+                    last_access: at,
                 };
                 self.index().insert(key, slot);
                 self.enforce_budget();
@@ -286,11 +286,11 @@ impl Inner {
     fn enforce_budget(&self) {
         let Some(max) = self.max_bytes else { return };
         let _g = self.evicting.lock().unwrap_or_else(PoisonError::into_inner);
-        if self.index().total() <= max {
-            return;
-        }
         if self.index().needs_rescan(max) {
             let _ = self.rescan();
+        }
+        if self.index().total() <= max {
+            return;
         }
         self.evict_to(max, &mut |_| {});
     }
