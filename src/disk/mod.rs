@@ -66,7 +66,7 @@
 //! };
 //! tier.flush();
 //! assert!(tier.get(key).unwrap().0.bitwise_eq(&value));
-//! # Ok::<(), ndcache::Error>(())
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
 mod entry;
