@@ -1,7 +1,7 @@
 //! Where entries live on disk, and the directory scan.
 //!
 //! ```text
-//! <dir>/CACHEDIR.TAG                   (tells backup tools to skip the cache)
+//! <dir>/v1/CACHEDIR.TAG                (tells backup tools to skip the cache)
 //! <dir>/v1/<ab>/<cd>/<key>.npy         payload: a plain .npy file
 //! <dir>/v1/<ab>/<cd>/<key>.meta        sidecar: its presence means "complete"
 //! <dir>/v1/<ab>/<cd>/<key>.lock        per-key lock file (while a key is computed)

@@ -184,7 +184,9 @@ fn prepare_dir(layout: &Layout) -> Result<()> {
     let (probe, file) = npy::create_temp(base, "probe")?;
     drop(file);
     let _ = fs::remove_file(probe);
-    let tag = layout.root().join("CACHEDIR.TAG");
+    // In `v1`, not in the user's directory: the tag makes backup tools skip
+    // its whole directory, which must hold nothing but the cache.
+    let tag = base.join("CACHEDIR.TAG");
     if !tag.exists() {
         let _ = npy_free_write(
             &tag,
@@ -434,6 +436,9 @@ impl DiskTier {
 
     /// Takes the lock of `key`, waiting while another thread or process
     /// holds it. Dropping the guard releases it.
+    ///
+    /// Like a mutex, it is not reentrant: a thread that locks a key it
+    /// already holds waits forever.
     ///
     /// # Errors
     ///

@@ -28,6 +28,9 @@ const MAGIC: &[u8; 6] = b"\x93NUMPY";
 /// unless asked otherwise; this one only guards against absurd allocations).
 const MAX_HEADER_LEN: usize = 1 << 20;
 
+/// Bytes read per piece when the data is also hashed (well inside a core's L2).
+const READ_CHUNK_BYTES: usize = 256 << 10;
+
 /// Elements gathered per write when the array is not contiguous.
 const WRITE_CHUNK_ELEMS: usize = 1 << 16;
 
@@ -73,6 +76,9 @@ pub(crate) struct Header {
 impl Header {
     /// The number of data bytes, or `None` on overflow.
     pub fn data_len(&self) -> Option<u64> {
+        if self.shape.contains(&0) {
+            return Some(0);
+        }
         self.shape
             .iter()
             .try_fold(self.dtype.size() as u64, |acc, &d| {
@@ -174,9 +180,17 @@ fn read_typed<T: Element>(
         / T::DTYPE.size();
     // `vec![0; n]` comes from calloc: fresh pages are not written twice.
     let mut data = vec![T::default(); n];
-    read_exact_or(&mut f.file, bytemuck::cast_slice_mut(&mut data), "data")?;
-    if let Some(h) = hasher {
-        h.update(bytemuck::cast_slice(&data));
+    let bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut data);
+    match hasher {
+        // Hash each piece right after reading it, while it is still in the
+        // CPU cache: the checksum then costs no extra trip to memory.
+        Some(h) => {
+            for piece in bytes.chunks_mut(READ_CHUNK_BYTES) {
+                read_exact_or(&mut f.file, piece, "data")?;
+                h.update(piece);
+            }
+        }
+        None => read_exact_or(&mut f.file, bytes, "data")?,
     }
     if f.header.big_endian != cfg!(target_endian = "big") {
         swap_bytes(&mut data);
@@ -187,7 +201,14 @@ fn read_typed<T: Element>(
     } else {
         ArcArray::from_shape_vec(shape, data)
     };
-    let array = array.map_err(|e| NpyError::Format(format!("inconsistent shape: {e}")))?;
+    // The data length matches the shape, so the only possible error is a
+    // shape whose size overflows (with a zero-length axis, numpy allows it).
+    let array = array.map_err(|_| {
+        NpyError::Format(format!(
+            "shape {:?} is too large for this machine",
+            f.header.shape
+        ))
+    })?;
     Ok(T::wrap_arc(array))
 }
 

@@ -69,6 +69,17 @@ pub(super) fn sample(dtype: crate::DType, shape: &[usize]) -> AnyArray {
     }
 }
 
+/// The payloads and sidecars under `dir`, recursively, with their sizes.
+pub(super) fn entry_files(dir: &Path) -> Vec<(PathBuf, u64)> {
+    files_under(dir)
+        .into_iter()
+        .filter(|(p, _)| {
+            let ext = p.extension().and_then(|e| e.to_str());
+            matches!(ext, Some("npy" | "meta"))
+        })
+        .collect()
+}
+
 /// Every file under `dir`, recursively, with its size.
 pub(super) fn files_under(dir: &Path) -> Vec<(PathBuf, u64)> {
     let mut out = Vec::new();

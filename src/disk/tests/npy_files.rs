@@ -94,6 +94,9 @@ fn hand_built_byte_orders_and_memory_orders() {
     let h = "{'descr': '<i8', 'fortran_order': False, 'shape': (0, 3), }\n";
     let a = read_bytes(d, "empty.npy", &npy_file(1, h, &[])).unwrap();
     assert_eq!((a.dtype(), a.shape()), (DType::I64, &[0usize, 3][..]));
+    let h = "{'descr': '<i8', 'fortran_order': False, 'shape': (4294967296, 4294967296, 0), }";
+    let e = read_bytes(d, "empty2.npy", &npy_file(1, h, &[])).unwrap_err();
+    assert!(format_reason(e).ends_with("is too large for this machine"));
 }
 
 #[test]

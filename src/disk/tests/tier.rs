@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use ndarray::{s, Array2};
 
-use super::{files_under, have_python_xxhash, python, sample};
+use super::{entry_files, files_under, have_python_xxhash, python, sample};
 use crate::disk::{DiskTier, EntryInfo};
 use crate::{AnyArray, DType, Fingerprint};
 
@@ -70,7 +70,7 @@ fn round_trip_every_dtype_and_restart() {
             let n = arrays.len() as u64;
             assert_eq!((st.entries, st.writes, st.hits, st.misses), (n, n, n, n));
             assert_eq!((st.corrupt, st.write_failures), (0, 0));
-            let on_disk: u64 = files_under(&dir.path().join("v1"))
+            let on_disk: u64 = entry_files(&dir.path().join("v1"))
                 .iter()
                 .map(|f| f.1)
                 .sum();
@@ -295,6 +295,7 @@ fn write_failures_after_open_are_counted() {
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
 
+#[cfg(unix)]
 #[test]
 fn permissions_stop_writes_when_not_root() {
     use std::os::unix::fs::PermissionsExt;
