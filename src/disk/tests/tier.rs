@@ -403,3 +403,72 @@ fn readers_never_see_partial_entries() {
     });
     assert_eq!(reader.stats().corrupt, 0);
 }
+
+const CHILD_ENV: &str = "NDCACHE_DISK_TEST_CHILD_DIR";
+
+/// Real processes (this test binary, run again) share one directory: the
+/// value is computed by exactly one of them, and all of them get it.
+#[test]
+fn one_computation_per_key_across_processes() {
+    let dir = tempfile::tempdir().unwrap();
+    let exe = std::env::current_exe().unwrap();
+    let children: Vec<_> = (0..4)
+        .map(|_| {
+            std::process::Command::new(&exe)
+                .args(["--exact", "disk::tests::tier::cross_process_child"])
+                .args(["--ignored", "--nocapture", "--test-threads=1"])
+                .env(CHILD_ENV, dir.path())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(text.contains("1 passed"), "the child ran its test: {text}");
+    }
+    let markers = fs::read_dir(dir.path())
+        .unwrap()
+        .filter(|e| {
+            let name = e.as_ref().unwrap().file_name();
+            name.to_string_lossy().starts_with("computed-")
+        })
+        .count();
+    assert_eq!(markers, 1, "computed by exactly one process");
+}
+
+#[test]
+#[ignore = "run by one_computation_per_key_across_processes in child processes"]
+fn cross_process_child() {
+    let Some(dir) = std::env::var_os(CHILD_ENV) else {
+        panic!("run by one_computation_per_key_across_processes only");
+    };
+    let dir = Path::new(&dir);
+    let t = DiskTier::open(dir.join("cache"), None).unwrap();
+    let k = key(4242);
+    let want = sample(DType::I64, &[300_000]);
+    let got = match t.get(k) {
+        Some((v, _)) => v,
+        None => {
+            let lock = t.lock(k).unwrap();
+            match t.get(k) {
+                Some((v, _)) => v,
+                None => {
+                    fs::write(dir.join(format!("computed-{}", std::process::id())), b"").unwrap();
+                    std::thread::sleep(Duration::from_millis(200));
+                    t.put(k, &want, info("slow"), Some(lock));
+                    want.clone()
+                }
+            }
+        }
+    };
+    assert!(got.bitwise_eq(&want));
+    assert_eq!(t.stats().corrupt, 0);
+}
