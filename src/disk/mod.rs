@@ -1,1 +1,481 @@
 //! The disk tier: plain `.npy` files with verified metadata sidecars.
+//!
+//! A [`DiskTier`] keeps results in a directory that numpy can read
+//! (`np.load(path)` with the default `allow_pickle=False`), shared safely by
+//! several processes:
+//!
+//! - **No pickle, ever.** Payloads are `.npy` files of `float32`, `float64`,
+//!   `int32` or `int64`; sidecars are a strictly parsed text record
+//!   (layout in [`layout`](self#layout), format in [`EntryMeta`]'s module).
+//! - **Verified on every load.** The sidecar records the xxh3-128 of the whole
+//!   payload file; a corrupt, truncated, half-written or orphan entry is a
+//!   miss, is removed and is counted ([`DiskStats::corrupt`]).
+//! - **Atomic writes, off the miss path.** [`DiskTier::put`] queues the
+//!   result for a background thread (by default) that writes temporary
+//!   files and renames them into place, payload first and sidecar last.
+//!   Nothing waits for `fsync`: verification makes it unnecessary.
+//! - **A byte budget, enforced on every write**, least recently used first.
+//!   A hit refreshes the entry's last-access time, which is the sidecar's
+//!   modification time, so it is shared by every process and survives
+//!   restarts.
+//! - **One computation per key across processes**, with [`DiskTier::lock`].
+//! - **A failing disk never fails a call.** A read-only or full disk makes
+//!   writes fail softly: they are counted ([`DiskStats::write_failures`]) and
+//!   reported once on standard error.
+//!
+//! # Layout
+//!
+//! ```text
+//! <dir>/v1/<ab>/<cd>/<key>.npy    the result (a plain .npy file)
+//! <dir>/v1/<ab>/<cd>/<key>.meta   its sidecar; present means complete
+//! <dir>/v1/<ab>/<cd>/<key>.lock   while a process computes the key
+//! ```
+//!
+//! # Opening an unusable directory
+//!
+//! [`DiskTier::open`] on a directory that cannot be created or written
+//! succeeds in a degraded, read-only mode: lookups still serve whatever
+//! entries can be read, writes are counted as failures, and one warning
+//! names the directory and the OS error. A cache is an optimization; a
+//! misconfigured one should slow a program down, not stop it. Use
+//! [`DiskTierBuilder::require_writable`] to get an error instead.
+//!
+//! # Computing a key once across processes
+//!
+//! ```
+//! use std::time::Duration;
+//! use ndcache::disk::{DiskTier, EntryInfo};
+//! # let dir = tempfile::tempdir()?;
+//! let tier = DiskTier::open(dir.path(), Some(1 << 30))?;
+//! let key = ndcache::call_key("exp", "1", b"", &[]);
+//! let value = match tier.get(key) {
+//!     Some((value, _meta)) => value,
+//!     None => {
+//!         let lock = tier.lock(key)?; // other processes wait here
+//!         match tier.get(key) {
+//!             Some((value, _)) => value, // computed while we waited
+//!             None => {
+//!                 let value = ndcache::AnyArray::from(ndarray::array![1.0f64, 2.718]);
+//!                 let info = EntryInfo::new("exp", "1", Duration::from_millis(3));
+//!                 // The lock is released once the entry is in place.
+//!                 tier.put(key, &value, info, Some(lock));
+//!                 value
+//!             }
+//!         }
+//!     }
+//! };
+//! tier.flush();
+//! assert!(tier.get(key).unwrap().0.bitwise_eq(&value));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod entry;
+mod index;
+mod layout;
+mod lock;
+mod maint;
+mod meta;
+mod npy;
+mod stats;
+mod writer;
+
+#[cfg(test)]
+mod tests;
+
+pub use lock::KeyLock;
+pub use maint::{DiskEntry, EntryProblem, GcReport, Progress, RemovedEntry, VerifyReport};
+pub use meta::{EntryInfo, EntryMeta};
+pub use npy::{read_npy, write_npy_atomic};
+pub use stats::DiskStats;
+pub use writer::MAX_PENDING_BYTES;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::SystemTime;
+
+use crate::error::{Error, Result};
+use crate::key::Fingerprint;
+use crate::value::AnyArray;
+use entry::{Miss, Written};
+use index::{Index, Slot};
+use layout::Layout;
+use stats::Counters;
+use writer::{Job, Writer};
+
+/// Options for opening a [`DiskTier`]; see [`DiskTier::builder`].
+#[derive(Debug, Clone)]
+pub struct DiskTierBuilder {
+    dir: PathBuf,
+    max_bytes: Option<u64>,
+    background: bool,
+    require_writable: bool,
+}
+
+impl DiskTierBuilder {
+    /// Bounds the bytes on disk (payloads and sidecars); least recently used
+    /// entries are removed on every write that goes over. Unbounded by default.
+    pub fn max_bytes(mut self, n: u64) -> Self {
+        self.max_bytes = Some(n);
+        self
+    }
+
+    /// Whether `put` hands entries to a background thread (the default) or
+    /// writes them before returning.
+    pub fn background_writes(mut self, yes: bool) -> Self {
+        self.background = yes;
+        self
+    }
+
+    /// Fail to open when the directory cannot be created or written, instead
+    /// of opening in read-only mode with a warning.
+    pub fn require_writable(mut self, yes: bool) -> Self {
+        self.require_writable = yes;
+        self
+    }
+
+    /// Opens the tier: creates the directory if needed, checks that it is
+    /// writable, and scans it once to build the index.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for a zero budget; [`Error::Io`] if the directory
+    /// is unusable and [`require_writable`](Self::require_writable) is set.
+    pub fn build(self) -> Result<DiskTier> {
+        if self.max_bytes == Some(0) {
+            return Err(Error::Config(
+                "the disk tier's max_bytes must be positive".into(),
+            ));
+        }
+        let layout = Layout::new(&self.dir);
+        let open_error = prepare_dir(&layout).err();
+        if let (Some(e), true) = (&open_error, self.require_writable) {
+            return Err(e.clone());
+        }
+        let scan = layout::scan(&layout).unwrap_or_default();
+        let inner = Arc::new(Inner {
+            layout,
+            max_bytes: self.max_bytes,
+            writable: open_error.is_none(),
+            index: Mutex::new(Index::from_scan(&scan)),
+            evicting: Mutex::new(()),
+            counters: Counters::default(),
+            warned: AtomicBool::new(false),
+            open_error,
+        });
+        match &inner.open_error {
+            Some(e) => inner.warn(Some(e), "is not writable; results will not be saved there"),
+            None => {
+                inner.remove_stale(&scan);
+            }
+        }
+        Ok(DiskTier {
+            writer: Writer::new(self.background),
+            inner,
+        })
+    }
+}
+
+/// Creates `<dir>/v1` and checks that a file can be created in it.
+fn prepare_dir(layout: &Layout) -> Result<()> {
+    let base = layout.base();
+    fs::create_dir_all(base).map_err(|e| Error::io("create", base, e))?;
+    let (probe, file) = npy::create_temp(base, "probe")?;
+    drop(file);
+    let _ = fs::remove_file(probe);
+    // In `v1`, not in the user's directory: the tag makes backup tools skip
+    // its whole directory, which must hold nothing but the cache.
+    let tag = base.join("CACHEDIR.TAG");
+    if !tag.exists() {
+        let _ = npy_free_write(
+            &tag,
+            b"Signature: 8a477f597d28d172789f06886806bc55\n\
+              # This directory is an ndcache cache; see https://bford.info/cachedir/\n",
+        );
+    }
+    Ok(())
+}
+
+/// Writes a small file through a temporary name.
+fn npy_free_write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let tmp = layout::temp_path(dir, "tag");
+    fs::write(&tmp, bytes)?;
+    fs::rename(&tmp, path).inspect_err(|_| {
+        let _ = fs::remove_file(&tmp);
+    })
+}
+
+/// The state shared with the writer thread.
+pub(crate) struct Inner {
+    layout: Layout,
+    max_bytes: Option<u64>,
+    writable: bool,
+    index: Mutex<Index>,
+    /// Serializes budget enforcement within the process.
+    evicting: Mutex<()>,
+    counters: Counters,
+    warned: AtomicBool,
+    /// Why the directory is not writable, if it is not.
+    open_error: Option<Error>,
+}
+
+impl Inner {
+    fn index(&self) -> MutexGuard<'_, Index> {
+        self.index.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Prints one warning per tier, naming the directory and the OS error.
+    fn warn(&self, e: Option<&Error>, what: &str) {
+        if self.warned.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        let cause = match e {
+            Some(Error::Io { source, .. }) => format!(" ({source})"),
+            Some(other) => format!(" ({other})"),
+            None => String::new(),
+        };
+        eprintln!(
+            "ndcache: warning: the disk cache {} {what}{cause}; further failures are only counted",
+            self.layout.root().display()
+        );
+    }
+
+    /// Writes one queued entry, then releases its lock, then enforces the budget.
+    fn store(&self, job: Job) {
+        let Job {
+            key,
+            value,
+            info,
+            lock,
+        } = job;
+        let result = if self.writable {
+            self.write_entry(key, &value, &info)
+        } else {
+            Err(self
+                .open_error
+                .clone()
+                .unwrap_or_else(|| Error::Config("the disk cache is read-only".into())))
+        };
+        drop(lock);
+        match result {
+            Ok(Written::New { bytes, at }) => {
+                Counters::bump(&self.counters.writes);
+                let slot = Slot {
+                    bytes,
+                    last_access: at,
+                };
+                self.index().insert(key, slot);
+                self.enforce_budget();
+            }
+            Ok(Written::Exists) => {}
+            Ok(Written::TooBig) => Counters::bump(&self.counters.rejected),
+            Err(e) => {
+                Counters::bump(&self.counters.write_failures);
+                self.warn(Some(&e), "could not be written");
+            }
+        }
+    }
+
+    fn write_failed_panic(&self) {
+        Counters::bump(&self.counters.write_failures);
+        self.warn(None, "could not be written (the writer panicked)");
+    }
+
+    /// Evicts least recently used entries until the budget holds, after
+    /// rescanning the directory when the index is over budget.
+    fn enforce_budget(&self) {
+        let Some(max) = self.max_bytes else { return };
+        let _g = self.evicting.lock().unwrap_or_else(PoisonError::into_inner);
+        if self.index().needs_rescan(max) {
+            let _ = self.rescan();
+        }
+        if self.index().total() <= max {
+            return;
+        }
+        self.evict_to(max, &mut |_| {});
+    }
+
+    /// Rebuilds the index from the directory, removing stale temporary files
+    /// and orphan payloads.
+    fn rescan(&self) -> Result<layout::Scan> {
+        let scan =
+            layout::scan(&self.layout).map_err(|e| Error::io("list", self.layout.base(), e))?;
+        if self.writable {
+            self.remove_stale(&scan);
+        }
+        *self.index() = Index::from_scan(&scan);
+        Ok(scan)
+    }
+}
+
+/// A directory of cached results as `.npy` files, shared by threads and
+/// processes. See the [module docs](self).
+///
+/// # Thread safety
+///
+/// `DiskTier` is `Send + Sync`; every method takes `&self`. Lookups run in
+/// the calling thread; writes run on one background thread (unless
+/// disabled), so [`flush`](Self::flush) before expecting another process to
+/// see them. Dropping the tier flushes.
+pub struct DiskTier {
+    inner: Arc<Inner>,
+    writer: Writer,
+}
+
+impl std::fmt::Debug for DiskTier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DiskTier")
+            .field("dir", &self.inner.layout.root())
+            .field("max_bytes", &self.inner.max_bytes)
+            .field("writable", &self.inner.writable)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DiskTier {
+    /// Opens (creating if needed) the cache in `dir`, with an optional byte
+    /// budget, writing in the background. See [`DiskTier::builder`] for more options.
+    pub fn open(dir: impl AsRef<Path>, max_bytes: Option<u64>) -> Result<DiskTier> {
+        let mut b = DiskTier::builder(dir);
+        b.max_bytes = max_bytes;
+        b.build()
+    }
+
+    /// Options for opening the cache in `dir`.
+    pub fn builder(dir: impl AsRef<Path>) -> DiskTierBuilder {
+        DiskTierBuilder {
+            dir: dir.as_ref().to_path_buf(),
+            max_bytes: None,
+            background: true,
+            require_writable: false,
+        }
+    }
+
+    /// The cache directory.
+    pub fn dir(&self) -> &Path {
+        self.inner.layout.root()
+    }
+
+    /// The byte budget, if any.
+    pub fn max_bytes(&self) -> Option<u64> {
+        self.inner.max_bytes
+    }
+
+    /// Whether the directory accepted writes when the tier was opened.
+    pub fn is_writable(&self) -> bool {
+        self.inner.writable
+    }
+
+    /// The cached result of `key` and its metadata, verified; `None` if there
+    /// is none or it is damaged (then it is removed and counted).
+    ///
+    /// A hit refreshes the entry's last-access time.
+    pub fn get(&self, key: Fingerprint) -> Option<(AnyArray, EntryMeta)> {
+        let c = &self.inner.counters;
+        match self.inner.load(key, true) {
+            Ok(loaded) => {
+                let now = SystemTime::now();
+                // Not the owner of the file (another user's cache)? Then the
+                // entry just ages as if unused.
+                let _ = loaded.sidecar.set_modified(now);
+                let bytes = loaded.meta.payload_bytes + loaded.sidecar_len;
+                self.inner.index().hit(key, bytes, now);
+                Counters::bump(&c.hits);
+                loaded.array.map(|a| (a, loaded.meta))
+            }
+            Err(miss) => {
+                Counters::bump(&c.misses);
+                match miss {
+                    Miss::Corrupt(_) => {
+                        Counters::bump(&c.corrupt);
+                        self.inner.remove_files(key);
+                    }
+                    Miss::Absent => {
+                        if self.inner.remove_if_orphan(key) {
+                            Counters::bump(&c.corrupt);
+                        }
+                    }
+                    Miss::Io(_) => {}
+                }
+                None
+            }
+        }
+    }
+
+    /// Whether a complete entry for `key` is present (not verified).
+    pub fn contains_key(&self, key: Fingerprint) -> bool {
+        self.inner.layout.sidecar(key).exists() && self.inner.layout.payload(key).exists()
+    }
+
+    /// Stores `value` as the result of `key`, releasing `lock` (if given)
+    /// once the entry is in place.
+    ///
+    /// Returns at once when writing in the background. Never fails: a write
+    /// that fails (read-only or full disk) is counted in
+    /// [`DiskStats::write_failures`] and reported once on standard error. An
+    /// entry already present is left as it is (entries are immutable), and
+    /// a result larger than the whole budget is not written
+    /// ([`DiskStats::rejected`]).
+    pub fn put(&self, key: Fingerprint, value: &AnyArray, info: EntryInfo, lock: Option<KeyLock>) {
+        let job = Job {
+            key,
+            value: value.clone(),
+            info,
+            lock,
+        };
+        self.writer.submit(&self.inner, job);
+    }
+
+    /// Waits until every entry handed to [`put`](Self::put) is written (or
+    /// has failed).
+    pub fn flush(&self) {
+        self.writer.flush();
+    }
+
+    /// Takes the lock of `key`, waiting while another thread or process
+    /// holds it. Dropping the guard releases it.
+    ///
+    /// Like a mutex, it is not reentrant: a thread that locks a key it
+    /// already holds waits forever.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] if the lock file cannot be created (a read-only
+    /// directory): the caller should then compute without the lock.
+    pub fn lock(&self, key: Fingerprint) -> Result<KeyLock> {
+        lock::lock(&self.inner.layout.lock(key), key)
+    }
+
+    /// Takes the lock of `key` if no one holds it.
+    pub fn try_lock(&self, key: Fingerprint) -> Result<Option<KeyLock>> {
+        lock::acquire(&self.inner.layout.lock(key), key, false)
+    }
+
+    /// Removes the entry of `key`; returns whether there was one.
+    pub fn remove(&self, key: Fingerprint) -> bool {
+        self.inner.remove_files(key)
+    }
+
+    /// A snapshot of the statistics.
+    pub fn stats(&self) -> DiskStats {
+        let (entries, bytes) = {
+            let idx = self.inner.index();
+            (idx.len(), idx.total())
+        };
+        DiskStats::from_counters(
+            &self.inner.counters,
+            entries,
+            bytes,
+            self.inner.max_bytes,
+            self.inner.writable,
+        )
+    }
+}
+
+impl Drop for DiskTier {
+    fn drop(&mut self) {
+        self.writer.shutdown();
+    }
+}

@@ -1,0 +1,303 @@
+//! Reading, verifying, writing and removing one entry.
+//!
+//! # Write protocol
+//!
+//! The payload and the sidecar are written to temporary files in the entry's
+//! own fan-out directory, then renamed into place: the payload first, the
+//! sidecar last. A reader opens the sidecar first, so it sees either no
+//! entry or a complete one. Nothing is synced: the miss path never waits for
+//! the disk. After a crash a renamed file may be empty or stale, which the
+//! checksum on every read turns into a miss, never into a wrong result.
+//!
+//! Entries are immutable: if the sidecar is already there (another process
+//! wrote the entry), nothing is written. Two processes that write the same
+//! key at once without a lock both rename into place; with a deterministic
+//! kernel their files are identical, and otherwise a reader may see a
+//! payload that does not match the sidecar, which is a miss (and the entry
+//! is removed), not a wrong hit.
+
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use xxhash_rust::xxh3::Xxh3;
+
+use super::layout::FileStat;
+use super::meta::{EntryInfo, EntryMeta, MAX_SIDECAR_BYTES};
+use super::npy::{self, NpyError};
+use super::Inner;
+use crate::error::{Error, Result};
+use crate::key::Fingerprint;
+use crate::value::AnyArray;
+
+/// A payload without a sidecar younger than this may be a write in
+/// progress (renamed payload, sidecar about to follow); older, it is an orphan.
+pub(crate) const ORPHAN_GRACE: Duration = Duration::from_secs(10 * 60);
+
+/// A temporary file not modified for this long belongs to a dead writer.
+pub(crate) const TEMP_GRACE: Duration = Duration::from_secs(60 * 60);
+
+/// Why an entry could not be served.
+#[derive(Debug)]
+pub(crate) enum Miss {
+    /// There is no (complete) entry.
+    Absent,
+    /// The entry is damaged; the reason says how.
+    Corrupt(String),
+    /// The entry could not be read (permissions...); it may be fine.
+    Io(Error),
+}
+
+/// A successfully read entry.
+pub(crate) struct Loaded {
+    pub meta: EntryMeta,
+    /// `None` when only verifying.
+    pub array: Option<AnyArray>,
+    /// The open sidecar, to refresh its access time.
+    pub sidecar: File,
+    pub sidecar_len: u64,
+}
+
+/// What a write did.
+#[derive(Debug)]
+pub(crate) enum Written {
+    New { bytes: u64, at: SystemTime },
+    Exists,
+    TooBig,
+}
+
+impl Inner {
+    /// Reads and verifies the entry of `key`: sidecar, payload length, `.npy`
+    /// header against the sidecar, and the checksum of the whole payload.
+    pub(crate) fn load(&self, key: Fingerprint, want_array: bool) -> Result<Loaded, Miss> {
+        let sc_path = self.layout.sidecar(key);
+        let mut sidecar = match File::open(&sc_path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(Miss::Absent),
+            Err(e) => return Err(Miss::Io(Error::io("open", &sc_path, e))),
+        };
+        let mut text = String::new();
+        match (&mut sidecar)
+            .take(MAX_SIDECAR_BYTES + 1)
+            .read_to_string(&mut text)
+        {
+            Ok(n) if n as u64 > MAX_SIDECAR_BYTES => {
+                return Err(Miss::Corrupt("the sidecar is too large".into()))
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                return Err(Miss::Corrupt("the sidecar is not UTF-8 text".into()))
+            }
+            Err(e) => return Err(Miss::Io(Error::io("read", &sc_path, e))),
+        }
+        let meta = EntryMeta::parse(&text).map_err(Miss::Corrupt)?;
+        if meta.key != key {
+            return Err(Miss::Corrupt(format!(
+                "the sidecar is for key {}",
+                meta.key
+            )));
+        }
+        let pl_path = self.layout.payload(key);
+        let payload = match File::open(&pl_path) {
+            Ok(f) => f,
+            // The sidecar may have been removed (eviction) between our two
+            // opens; only a sidecar still there without payload is damage.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(if sc_path.exists() {
+                    Miss::Corrupt("the payload is missing".into())
+                } else {
+                    Miss::Absent
+                });
+            }
+            Err(e) => return Err(Miss::Io(Error::io("open", &pl_path, e))),
+        };
+        let len = payload
+            .metadata()
+            .map_err(|e| Miss::Io(Error::io("read the metadata of", &pl_path, e)))?
+            .len();
+        if len != meta.payload_bytes {
+            return Err(Miss::Corrupt(format!(
+                "the payload is {len} bytes long, the sidecar says {}",
+                meta.payload_bytes
+            )));
+        }
+        let from_npy = |e: NpyError| match e {
+            NpyError::Format(reason) => Miss::Corrupt(reason),
+            NpyError::Io(action, e) => Miss::Io(Error::io(action, &pl_path, e)),
+        };
+        let mut f = npy::from_file(payload, len).map_err(from_npy)?;
+        let h = &f.header;
+        if h.dtype != meta.dtype
+            || h.big_endian
+            || h.fortran_order
+            || h.shape != meta.shape
+            || f.prefix.len() as u64 + f.data_len != len
+        {
+            return Err(Miss::Corrupt(format!(
+                "the payload header ({} {:?}) does not match the sidecar ({} {:?})",
+                h.dtype, h.shape, meta.dtype, meta.shape
+            )));
+        }
+        let mut hasher = Xxh3::new();
+        hasher.update(&f.prefix);
+        let array = if want_array {
+            Some(f.read_array(Some(&mut hasher)).map_err(from_npy)?)
+        } else {
+            hash_stream(&mut f.file, f.data_len, &mut hasher)
+                .map_err(|e| from_npy(NpyError::Io("read", e)))?;
+            None
+        };
+        if hasher.digest128() != meta.checksum {
+            return Err(Miss::Corrupt("the payload checksum does not match".into()));
+        }
+        Ok(Loaded {
+            meta,
+            array,
+            sidecar,
+            sidecar_len: text.len() as u64,
+        })
+    }
+
+    /// Removes an entry's files (sidecar first, so it stops being visible)
+    /// and forgets it. Returns whether anything was removed.
+    pub(crate) fn remove_files(&self, key: Fingerprint) -> bool {
+        let a = fs::remove_file(self.layout.sidecar(key)).is_ok();
+        let b = fs::remove_file(self.layout.payload(key)).is_ok();
+        self.index().remove(key);
+        a || b
+    }
+
+    /// Whether a payload without a sidecar is an orphan (not a write in
+    /// progress); removes it if so.
+    pub(crate) fn remove_if_orphan(&self, key: Fingerprint) -> bool {
+        let path = self.layout.payload(key);
+        match fs::metadata(&path).and_then(|m| m.modified()) {
+            Ok(mtime) if is_older(mtime, ORPHAN_GRACE) => fs::remove_file(&path).is_ok(),
+            _ => false,
+        }
+    }
+
+    /// Writes the entry (see the module docs for the protocol).
+    pub(crate) fn write_entry(
+        &self,
+        key: Fingerprint,
+        value: &AnyArray,
+        info: &EntryInfo,
+    ) -> Result<Written> {
+        let payload_len =
+            npy::header_bytes(value.dtype(), value.shape()).len() as u64 + value.nbytes();
+        if let Some(max) = self.max_bytes {
+            // The sidecar is a few hundred bytes; count it generously.
+            if payload_len + 512 + info.kernel.len() as u64 + info.version.len() as u64 > max {
+                return Ok(Written::TooBig);
+            }
+        }
+        let sc_path = self.layout.sidecar(key);
+        if sc_path.exists() {
+            return Ok(Written::Exists);
+        }
+        let dir = self.layout.fan_dir(key);
+        let stem = key.to_string();
+        let mut temps = Temps::default();
+
+        let (tmp, mut file) = create_temp_in(&dir, &stem)?;
+        temps.0.push(tmp.clone());
+        let (len, checksum) =
+            npy::write_array(&mut file, value).map_err(|e| Error::io("write", &tmp, e))?;
+        drop(file);
+
+        let meta = EntryMeta {
+            key,
+            kernel: info.kernel.clone(),
+            version: info.version.clone(),
+            dtype: value.dtype(),
+            shape: value.shape().to_vec(),
+            checksum,
+            payload_bytes: len,
+            compute_time: info.compute_time,
+            created: SystemTime::now(),
+        };
+        let text = meta.to_text();
+        let (tmp_sc, mut sc) = create_temp_in(&dir, &stem)?;
+        temps.0.push(tmp_sc.clone());
+        sc.write_all(text.as_bytes())
+            .map_err(|e| Error::io("write", &tmp_sc, e))?;
+        // The sidecar's mtime is the entry's last-access time. File systems
+        // stamp writes with a coarse clock (a few ms); hits stamp it with
+        // `SystemTime::now()`, so stamp the write with the same clock to keep
+        // the LRU order exact.
+        let written_at = SystemTime::now();
+        let _ = sc.set_modified(written_at);
+        drop(sc);
+
+        let pl_path = self.layout.payload(key);
+        fs::rename(&tmp, &pl_path).map_err(|e| Error::io("rename a file to", &pl_path, e))?;
+        temps.0[0] = pl_path;
+        fs::rename(&tmp_sc, &sc_path).map_err(|e| Error::io("rename a file to", &sc_path, e))?;
+        temps.0.clear();
+        Ok(Written::New {
+            bytes: len + text.len() as u64,
+            at: written_at,
+        })
+    }
+
+    /// Removes temporary files and orphan payloads left by dead writers.
+    pub(crate) fn remove_stale(&self, scan: &super::layout::Scan) -> u64 {
+        let mut n = 0;
+        for (path, stat) in &scan.temps {
+            if is_older(stat.mtime, TEMP_GRACE) && fs::remove_file(path).is_ok() {
+                n += 1;
+            }
+        }
+        for (&key, found) in &scan.keys {
+            if let (Some(FileStat { mtime, .. }), None) = (found.payload, found.sidecar) {
+                if is_older(mtime, ORPHAN_GRACE)
+                    && fs::remove_file(self.layout.payload(key)).is_ok()
+                {
+                    n += 1;
+                }
+            }
+        }
+        n
+    }
+}
+
+/// Files to remove if the write does not complete.
+#[derive(Default)]
+struct Temps(Vec<PathBuf>);
+
+impl Drop for Temps {
+    fn drop(&mut self) {
+        for p in &self.0 {
+            let _ = fs::remove_file(p);
+        }
+    }
+}
+
+/// Creates a temporary file in `dir`, creating `dir` if needed (`clear` may
+/// have removed it).
+fn create_temp_in(dir: &Path, stem: &str) -> Result<(PathBuf, File)> {
+    match npy::create_temp(dir, stem) {
+        Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+            fs::create_dir_all(dir).map_err(|e| Error::io("create", dir, e))?;
+            npy::create_temp(dir, stem)
+        }
+        other => other,
+    }
+}
+
+fn hash_stream(file: &mut File, mut left: u64, hasher: &mut Xxh3) -> io::Result<()> {
+    let mut buf = vec![0u8; (1 << 20).min(left as usize)];
+    while left > 0 {
+        let n = buf.len().min(left as usize);
+        file.read_exact(&mut buf[..n])?;
+        hasher.update(&buf[..n]);
+        left -= n as u64;
+    }
+    Ok(())
+}
+
+pub(crate) fn is_older(t: SystemTime, age: Duration) -> bool {
+    SystemTime::now().duration_since(t).is_ok_and(|d| d > age)
+}

@@ -1,0 +1,291 @@
+//! Where entries live on disk, and the directory scan.
+//!
+//! ```text
+//! <dir>/v1/CACHEDIR.TAG                (tells backup tools to skip the cache)
+//! <dir>/v1/<ab>/<cd>/<key>.npy         payload: a plain .npy file
+//! <dir>/v1/<ab>/<cd>/<key>.meta        sidecar: its presence means "complete"
+//! <dir>/v1/<ab>/<cd>/<key>.lock        per-key lock file (while a key is computed)
+//! <dir>/v1/<ab>/<cd>/.<name>.<pid>.<n>.tmp   a file being written
+//! ```
+//!
+//! `<key>` is the call key as 32 lowercase hex digits, `<ab>` and `<cd>` its
+//! first four digits.
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::SystemTime;
+
+use crate::key::Fingerprint;
+
+/// The layout version: the name of the directory under the cache root.
+pub(crate) const LAYOUT_DIR: &str = "v1";
+
+const PAYLOAD_EXT: &str = "npy";
+const SIDECAR_EXT: &str = "meta";
+const LOCK_EXT: &str = "lock";
+const TEMP_EXT: &str = "tmp";
+
+/// The cache's paths.
+#[derive(Debug, Clone)]
+pub(crate) struct Layout {
+    root: PathBuf,
+    base: PathBuf,
+}
+
+impl Layout {
+    pub fn new(root: &Path) -> Self {
+        Layout {
+            root: root.to_path_buf(),
+            base: root.join(LAYOUT_DIR),
+        }
+    }
+
+    /// The directory given by the user.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// `<root>/v1`.
+    pub fn base(&self) -> &Path {
+        &self.base
+    }
+
+    /// `<root>/v1/<ab>/<cd>`.
+    pub fn fan_dir(&self, key: Fingerprint) -> PathBuf {
+        let hex = key.to_string();
+        self.base.join(&hex[..2]).join(&hex[2..4])
+    }
+
+    fn file(&self, key: Fingerprint, ext: &str) -> PathBuf {
+        self.fan_dir(key).join(format!("{key}.{ext}"))
+    }
+
+    pub fn payload(&self, key: Fingerprint) -> PathBuf {
+        self.file(key, PAYLOAD_EXT)
+    }
+
+    pub fn sidecar(&self, key: Fingerprint) -> PathBuf {
+        self.file(key, SIDECAR_EXT)
+    }
+
+    pub fn lock(&self, key: Fingerprint) -> PathBuf {
+        self.file(key, LOCK_EXT)
+    }
+}
+
+/// A temporary path in `dir` that no other thread or process of this machine
+/// is using (the caller still creates it with `create_new`).
+pub(crate) fn temp_path(dir: &Path, stem: &str) -> PathBuf {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    dir.join(format!(".{stem}.{}.{n}.{TEMP_EXT}", std::process::id()))
+}
+
+/// What a file in a fan-out directory is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Payload(Fingerprint),
+    Sidecar(Fingerprint),
+    Lock(Fingerprint),
+    Temp,
+    Other,
+}
+
+fn classify(name: &OsStr) -> Kind {
+    let Some(name) = name.to_str() else {
+        return Kind::Other;
+    };
+    if name.starts_with('.') && name.ends_with(TEMP_EXT) {
+        return Kind::Temp;
+    }
+    let Some((stem, ext)) = name.split_once('.') else {
+        return Kind::Other;
+    };
+    let Some(key) = parse_key(stem) else {
+        return Kind::Other;
+    };
+    match ext {
+        PAYLOAD_EXT => Kind::Payload(key),
+        SIDECAR_EXT => Kind::Sidecar(key),
+        LOCK_EXT => Kind::Lock(key),
+        _ => Kind::Other,
+    }
+}
+
+/// Parses exactly 32 lowercase hex digits.
+pub(crate) fn parse_key(s: &str) -> Option<Fingerprint> {
+    if s.len() == 32 && s.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')) {
+        s.parse().ok()
+    } else {
+        None
+    }
+}
+
+fn is_fan_name(name: &OsStr) -> bool {
+    name.to_str()
+        .is_some_and(|s| s.len() == 2 && s.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')))
+}
+
+/// One file found by a scan: its size and modification time.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct FileStat {
+    pub len: u64,
+    pub mtime: SystemTime,
+}
+
+/// The files of one key found by a scan.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Found {
+    pub payload: Option<FileStat>,
+    pub sidecar: Option<FileStat>,
+}
+
+impl Found {
+    /// Both files are there: a complete entry (its contents unverified).
+    pub fn is_complete(&self) -> bool {
+        self.payload.is_some() && self.sidecar.is_some()
+    }
+
+    /// Bytes on disk for this key.
+    pub fn bytes(&self) -> u64 {
+        self.payload.map_or(0, |s| s.len) + self.sidecar.map_or(0, |s| s.len)
+    }
+}
+
+/// Everything a scan of the cache directory found.
+#[derive(Debug, Default)]
+pub(crate) struct Scan {
+    pub keys: HashMap<Fingerprint, Found>,
+    pub temps: Vec<(PathBuf, FileStat)>,
+    pub locks: Vec<PathBuf>,
+}
+
+/// Lists every file of the layout. A missing base directory (or one that
+/// cannot exist, under a regular file) is an empty cache; files vanishing during the scan (other processes) are skipped.
+pub(crate) fn scan(layout: &Layout) -> io::Result<Scan> {
+    let mut out = Scan::default();
+    for_each_fan_dir(layout.base(), |dir| {
+        let entries = match fs::read_dir(dir) {
+            Ok(e) => e,
+            Err(e) if is_absent(&e) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        for entry in entries {
+            let entry = entry?;
+            let kind = classify(&entry.file_name());
+            if kind == Kind::Other {
+                continue;
+            }
+            let stat = match entry.metadata() {
+                Ok(m) if m.is_file() => FileStat {
+                    len: m.len(),
+                    mtime: m.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+                },
+                Ok(_) => continue,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            match kind {
+                Kind::Payload(k) => out.keys.entry(k).or_default().payload = Some(stat),
+                Kind::Sidecar(k) => out.keys.entry(k).or_default().sidecar = Some(stat),
+                Kind::Lock(_) => out.locks.push(entry.path()),
+                Kind::Temp => out.temps.push((entry.path(), stat)),
+                Kind::Other => {}
+            }
+        }
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// Calls `f` on every `<base>/<ab>/<cd>` directory.
+pub(crate) fn for_each_fan_dir(
+    base: &Path,
+    mut f: impl FnMut(&Path) -> io::Result<()>,
+) -> io::Result<()> {
+    for outer in sorted_fan_dirs(base)? {
+        for inner in sorted_fan_dirs(&outer)? {
+            f(&inner)?;
+        }
+    }
+    Ok(())
+}
+
+fn sorted_fan_dirs(dir: &Path) -> io::Result<Vec<PathBuf>> {
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if is_absent(&e) => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut dirs = Vec::new();
+    for entry in entries {
+        let entry = entry?;
+        if is_fan_name(&entry.file_name()) && entry.file_type().is_ok_and(|t| t.is_dir()) {
+            dirs.push(entry.path());
+        }
+    }
+    dirs.sort();
+    Ok(dirs)
+}
+
+fn is_absent(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+    )
+}
+
+/// Removes the fan-out directories left empty (errors ignored: another
+/// process may be adding a file right now, which keeps its directory).
+pub(crate) fn remove_empty_dirs(base: &Path) {
+    if let Ok(outer) = sorted_fan_dirs(base) {
+        for o in outer {
+            if let Ok(inner) = sorted_fan_dirs(&o) {
+                for i in inner {
+                    let _ = fs::remove_dir(i);
+                }
+            }
+            let _ = fs::remove_dir(o);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_and_names() {
+        let l = Layout::new(Path::new("/c"));
+        let k = Fingerprint::from_u128(0xabcd_0000_0000_0000_0000_0000_0000_0001);
+        assert_eq!(
+            l.payload(k),
+            Path::new("/c/v1/ab/cd/abcd0000000000000000000000000001.npy")
+        );
+        assert_eq!(
+            classify(l.payload(k).file_name().unwrap()),
+            Kind::Payload(k)
+        );
+        assert_eq!(
+            classify(l.sidecar(k).file_name().unwrap()),
+            Kind::Sidecar(k)
+        );
+        assert_eq!(classify(l.lock(k).file_name().unwrap()), Kind::Lock(k));
+        let t = temp_path(&l.fan_dir(k), &format!("{k}.npy"));
+        assert_eq!(classify(t.file_name().unwrap()), Kind::Temp);
+        assert_ne!(t, temp_path(&l.fan_dir(k), &format!("{k}.npy")));
+        for other in [
+            "README",
+            "ABCD0000000000000000000000000001.npy",
+            "x.npy",
+            "abc.meta",
+        ] {
+            assert_eq!(classify(OsStr::new(other)), Kind::Other, "{other}");
+        }
+        assert_eq!(parse_key("+bcd0000000000000000000000000001"), None);
+    }
+}

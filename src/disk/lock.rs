@@ -1,0 +1,229 @@
+//! Per-key lock files: one process computes a missing entry while the others
+//! wait.
+//!
+//! A lock is an exclusive [`File::lock`] on `<key>.lock` in the entry's
+//! fan-out directory. `File::lock` locks an open file description, so two
+//! handles exclude each other even within one process, and the OS releases
+//! the lock when its holder dies.
+//!
+//! # Removing lock files safely
+//!
+//! Lock files would accumulate, one per key ever computed, so the holder
+//! removes its lock file before unlocking. That races with a waiter that
+//! opened the same file before the removal: the waiter then locks a file
+//! that no longer has a name, while a third process may create and lock a
+//! new file under the same name. So after locking, a process checks that the
+//! path still names the very file it locked (same device and inode) and
+//! starts over if not. Whoever holds a lock whose file is still in place is
+//! the only holder. [`DiskTier::gc`](super::DiskTier::gc) removes lock files
+//! left by processes that crashed, under the same protocol.
+//!
+//! On platforms without inode numbers, lock files are never removed while
+//! the cache is in use; `gc` and `clear` remove the unlocked ones.
+
+use std::fs::{self, File, TryLockError};
+use std::io;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::key::Fingerprint;
+
+/// An exclusive lock on one key of a disk tier, shared by every process
+/// using the directory. Dropping it unlocks.
+///
+/// Get one from [`DiskTier::lock`](super::DiskTier::lock); hand it to
+/// [`DiskTier::put`](super::DiskTier::put) so that it is released only once
+/// the entry is in place.
+#[derive(Debug)]
+#[must_use = "the lock is released as soon as it is dropped"]
+pub struct KeyLock {
+    key: Fingerprint,
+    path: PathBuf,
+    // Held for its lock; closing it unlocks.
+    _file: File,
+}
+
+impl KeyLock {
+    /// The key this lock is for.
+    pub fn key(&self) -> Fingerprint {
+        self.key
+    }
+}
+
+impl Drop for KeyLock {
+    fn drop(&mut self) {
+        // Remove the name while still holding the lock (see the module docs);
+        // the lock itself goes with the file handle right after.
+        if cfg!(unix) {
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// Locks `path` for `key`, waiting as long as it takes.
+pub(crate) fn lock(path: &Path, key: Fingerprint) -> Result<KeyLock> {
+    loop {
+        if let Some(l) = acquire(path, key, true)? {
+            return Ok(l);
+        }
+    }
+}
+
+/// Locks `path` for `key`, blocking if `wait`, else returning `None` when
+/// another handle holds it.
+pub(crate) fn acquire(path: &Path, key: Fingerprint, wait: bool) -> Result<Option<KeyLock>> {
+    loop {
+        let file = open_creating_dir(path)?;
+        if wait {
+            file.lock().map_err(|e| Error::io("lock", path, e))?;
+        } else {
+            match file.try_lock() {
+                Ok(()) => {}
+                Err(TryLockError::WouldBlock) => return Ok(None),
+                Err(TryLockError::Error(e)) => return Err(Error::io("lock", path, e)),
+            }
+        }
+        if still_named(&file, path) {
+            return Ok(Some(KeyLock {
+                key,
+                path: path.to_path_buf(),
+                _file: file,
+            }));
+        }
+        // The file was removed (or replaced) while we waited: try again.
+    }
+}
+
+/// Removes `path` if no one holds it (a lock left by a crashed process).
+/// Returns whether it was removed.
+pub(crate) fn remove_if_unlocked(path: &Path) -> bool {
+    let Ok(file) = File::options().read(true).write(true).open(path) else {
+        return false;
+    };
+    if file.try_lock().is_err() || !still_named(&file, path) {
+        return false;
+    }
+    fs::remove_file(path).is_ok()
+}
+
+fn open_creating_dir(path: &Path) -> Result<File> {
+    let open = || {
+        File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+    };
+    match open() {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            if let Some(dir) = path.parent() {
+                fs::create_dir_all(dir).map_err(|e| Error::io("create", dir, e))?;
+            }
+            open()
+        }
+        other => other,
+    }
+    .map_err(|e| Error::io("create the lock file", path, e))
+}
+
+#[cfg(unix)]
+fn still_named(file: &File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata(), fs::metadata(path)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
+#[cfg(not(unix))]
+fn still_named(_file: &File, path: &Path) -> bool {
+    path.exists()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Barrier};
+    use std::time::Duration;
+
+    #[test]
+    fn two_handles_exclude_each_other_and_files_do_not_pile_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub").join("k.lock");
+        let key = Fingerprint::from_u128(7);
+        let a = acquire(&path, key, true).unwrap().unwrap();
+        assert_eq!(a.key(), key);
+        assert!(acquire(&path, key, false).unwrap().is_none());
+        drop(a);
+        assert!(!path.exists(), "the holder removes its lock file");
+        let b = acquire(&path, key, false).unwrap().unwrap();
+        assert!(path.exists());
+        drop(b);
+        assert!(!path.exists());
+    }
+
+    /// Many threads, each with its own file handle, take the lock in turns:
+    /// never two inside at once, even though every holder deletes the file
+    /// other threads are waiting on.
+    #[test]
+    fn mutual_exclusion_under_contention() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = Arc::new(dir.path().join("k.lock"));
+        let inside = Arc::new(AtomicUsize::new(0));
+        let max_inside = Arc::new(AtomicUsize::new(0));
+        let entered = Arc::new(AtomicUsize::new(0));
+        let threads = 8;
+        let start = Arc::new(Barrier::new(threads));
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                let (path, inside, max_inside, entered, start) = (
+                    path.clone(),
+                    inside.clone(),
+                    max_inside.clone(),
+                    entered.clone(),
+                    start.clone(),
+                );
+                std::thread::spawn(move || {
+                    start.wait();
+                    for _ in 0..25 {
+                        let g = acquire(&path, Fingerprint::from_u128(1), true)
+                            .unwrap()
+                            .unwrap();
+                        let n = inside.fetch_add(1, Ordering::SeqCst) + 1;
+                        max_inside.fetch_max(n, Ordering::SeqCst);
+                        entered.fetch_add(1, Ordering::SeqCst);
+                        std::thread::sleep(Duration::from_micros(200));
+                        inside.fetch_sub(1, Ordering::SeqCst);
+                        drop(g);
+                    }
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+        assert_eq!(entered.load(Ordering::SeqCst), threads * 25);
+        assert_eq!(max_inside.load(Ordering::SeqCst), 1);
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn stale_lock_files_are_removed_only_when_unlocked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k.lock");
+        let held = lock(&path, Fingerprint::from_u128(1)).unwrap();
+        assert!(!remove_if_unlocked(&path));
+        assert!(path.exists());
+        drop(held);
+        // A crashed holder leaves an unlocked file behind.
+        File::create(&path).unwrap();
+        assert!(remove_if_unlocked(&path));
+        assert!(!path.exists());
+        // And the protocol still works afterwards.
+        let again = lock(&path, Fingerprint::from_u128(1)).unwrap();
+        assert!(!remove_if_unlocked(&path));
+        drop(again);
+    }
+}

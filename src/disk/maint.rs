@@ -1,0 +1,311 @@
+//! Maintenance: listing, verification, garbage collection, clearing.
+//!
+//! Each operation first waits for this tier's pending writes, then works
+//! from a fresh scan of the directory, so it sees other processes' entries.
+
+use std::fs;
+use std::io;
+use std::time::SystemTime;
+
+use super::entry::{is_older, Miss, ORPHAN_GRACE, TEMP_GRACE};
+use super::index::{Index, Slot};
+use super::layout::{self, Scan};
+use super::lock::remove_if_unlocked;
+use super::meta::{EntryMeta, MAX_SIDECAR_BYTES};
+use super::stats::Counters;
+use super::{DiskTier, Inner};
+use crate::error::{Error, Result};
+use crate::key::Fingerprint;
+
+/// One entry, as listed by [`DiskTier::entries`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DiskEntry {
+    /// The sidecar's record.
+    pub meta: EntryMeta,
+    /// Bytes on disk, payload and sidecar.
+    pub bytes: u64,
+    /// When a lookup last used it (or when it was written).
+    pub last_access: SystemTime,
+}
+
+/// How far a long operation has come, for a progress bar.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Progress {
+    /// Units done so far.
+    pub done: u64,
+    /// Units in all.
+    pub total: u64,
+}
+
+/// A damaged or unreadable entry found by [`DiskTier::verify`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct EntryProblem {
+    /// The entry's key.
+    pub key: Fingerprint,
+    /// What is wrong.
+    pub reason: String,
+    /// Whether its files were removed.
+    pub removed: bool,
+}
+
+/// What [`DiskTier::verify`] found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct VerifyReport {
+    /// Entries whose payload matches its sidecar and checksum.
+    pub ok: u64,
+    /// Corrupt, truncated, half-written or orphan entries.
+    pub corrupt: Vec<EntryProblem>,
+    /// Entries that could not be read (permissions...); never removed.
+    pub unreadable: Vec<EntryProblem>,
+    /// Payloads whose sidecar may still be on its way (recent writes).
+    pub in_progress: u64,
+}
+
+/// An entry removed by [`DiskTier::gc`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RemovedEntry {
+    /// The entry's key.
+    pub key: Fingerprint,
+    /// Bytes freed, payload and sidecar.
+    pub bytes: u64,
+    /// When it was last used.
+    pub last_access: SystemTime,
+}
+
+/// What [`DiskTier::gc`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct GcReport {
+    /// Entries removed, least recently used first.
+    pub removed: Vec<RemovedEntry>,
+    /// Bytes of entries left.
+    pub remaining_bytes: u64,
+    /// Leftovers removed: temporary files of dead writers, orphan payloads,
+    /// unlocked lock files.
+    pub stale_files: u64,
+}
+
+impl GcReport {
+    /// Bytes freed by removing entries.
+    pub fn freed_bytes(&self) -> u64 {
+        self.removed.iter().map(|r| r.bytes).sum()
+    }
+}
+
+impl DiskTier {
+    /// Every complete entry, by key. Entries whose sidecar cannot be parsed
+    /// are left out (see [`verify`](Self::verify)).
+    pub fn entries(&self) -> Result<Vec<DiskEntry>> {
+        self.flush();
+        let scan = self.scan()?;
+        let mut out = Vec::new();
+        for (&key, found) in &scan.keys {
+            let (Some(p), Some(s)) = (found.payload, found.sidecar) else {
+                continue;
+            };
+            let path = self.inner.layout.sidecar(key);
+            let meta = match read_small(&path) {
+                Ok(text) => match EntryMeta::parse(&text) {
+                    Ok(m) if m.key == key => m,
+                    _ => continue,
+                },
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(Error::io("read", &path, e)),
+            };
+            out.push(DiskEntry {
+                meta,
+                bytes: p.len + s.len,
+                last_access: s.mtime,
+            });
+        }
+        out.sort_by_key(|e| e.meta.key);
+        Ok(out)
+    }
+
+    /// Reads and checks every entry; with `repair`, removes the damaged ones.
+    ///
+    /// `progress` is called after each entry, counting entries.
+    pub fn verify(&self, repair: bool, mut progress: impl FnMut(Progress)) -> Result<VerifyReport> {
+        self.flush();
+        let scan = self.scan()?;
+        let mut keys: Vec<_> = scan.keys.iter().map(|(k, f)| (*k, f.clone())).collect();
+        keys.sort_by_key(|(k, _)| *k);
+        let total = keys.len() as u64;
+        let mut report = VerifyReport::default();
+        let inner = &self.inner;
+        for (i, (key, found)) in keys.into_iter().enumerate() {
+            let problem = match (found.payload, found.sidecar) {
+                (Some(_), Some(_)) | (None, Some(_)) => match inner.load(key, false) {
+                    Ok(_) => {
+                        report.ok += 1;
+                        None
+                    }
+                    Err(Miss::Corrupt(reason)) => Some(reason),
+                    Err(Miss::Absent) => None, // removed meanwhile
+                    Err(Miss::Io(e)) => {
+                        report.unreadable.push(EntryProblem {
+                            key,
+                            reason: e.to_string(),
+                            removed: false,
+                        });
+                        None
+                    }
+                },
+                (Some(p), None) if is_older(p.mtime, ORPHAN_GRACE) => {
+                    Some("the sidecar is missing".to_string())
+                }
+                (Some(_), None) => {
+                    report.in_progress += 1;
+                    None
+                }
+                (None, None) => None,
+            };
+            if let Some(reason) = problem {
+                let removed = repair && inner.remove_files(key);
+                report.corrupt.push(EntryProblem {
+                    key,
+                    reason,
+                    removed,
+                });
+            }
+            progress(Progress {
+                done: i as u64 + 1,
+                total,
+            });
+        }
+        Ok(report)
+    }
+
+    /// Removes least recently used entries until at most `max_bytes` are
+    /// left, and leftovers of dead writers (temporary files, orphan
+    /// payloads, unlocked lock files).
+    ///
+    /// `progress` is called after each removal, counting bytes to free.
+    pub fn gc(&self, max_bytes: u64, mut progress: impl FnMut(Progress)) -> Result<GcReport> {
+        self.flush();
+        let inner = &self.inner;
+        let _g = inner.evicting.lock().unwrap_or_else(|p| p.into_inner());
+        let scan = self.scan()?;
+        let mut stale_files = inner.remove_stale(&scan);
+        stale_files += scan.locks.iter().filter(|p| remove_if_unlocked(p)).count() as u64;
+        *inner.index() = Index::from_scan(&scan);
+        let removed = inner.evict_to(max_bytes, &mut progress);
+        Ok(GcReport {
+            removed,
+            remaining_bytes: inner.index().total(),
+            stale_files,
+        })
+    }
+
+    /// Removes every entry (and unlocked lock files, and temporary files of
+    /// dead writers); returns how many entries were removed.
+    ///
+    /// Entries other processes write meanwhile may survive.
+    pub fn clear(&self) -> Result<u64> {
+        self.flush();
+        let inner = &self.inner;
+        let _g = inner.evicting.lock().unwrap_or_else(|p| p.into_inner());
+        let scan = self.scan()?;
+        let mut n = 0;
+        for (&key, found) in &scan.keys {
+            let sc = fs::remove_file(inner.layout.sidecar(key)).is_ok();
+            let pl = fs::remove_file(inner.layout.payload(key)).is_ok();
+            if found.is_complete() && sc && pl {
+                n += 1;
+            }
+        }
+        for (path, stat) in &scan.temps {
+            if is_older(stat.mtime, TEMP_GRACE) {
+                let _ = fs::remove_file(path);
+            }
+        }
+        for path in &scan.locks {
+            remove_if_unlocked(path);
+        }
+        layout::remove_empty_dirs(inner.layout.base());
+        *inner.index() = Index::default();
+        Ok(n)
+    }
+
+    fn scan(&self) -> Result<Scan> {
+        let base = self.inner.layout.base();
+        layout::scan(&self.inner.layout).map_err(|e| Error::io("list", base, e))
+    }
+}
+
+impl Inner {
+    /// Evicts least recently used entries until the index holds at most
+    /// `target` bytes; returns what it removed.
+    ///
+    /// The index's access times may be older than the disk's (other
+    /// processes' hits), so each candidate's sidecar is checked first; one
+    /// used meanwhile goes back in line with its new time.
+    pub(crate) fn evict_to(
+        &self,
+        target: u64,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Vec<RemovedEntry> {
+        let order = self.index().lru_order();
+        let need = self.index().total().saturating_sub(target);
+        let mut removed = Vec::new();
+        let mut freed = 0;
+        let mut evict = |key: Fingerprint, slot: Slot, removed: &mut Vec<RemovedEntry>| {
+            self.remove_files(key);
+            Counters::bump(&self.counters.evictions);
+            freed += slot.bytes;
+            removed.push(RemovedEntry {
+                key,
+                bytes: slot.bytes,
+                last_access: slot.last_access,
+            });
+            progress(Progress {
+                done: freed.min(need),
+                total: need,
+            });
+        };
+        let mut deferred = Vec::new();
+        for (key, slot) in order {
+            if self.index().total() <= target {
+                return removed;
+            }
+            match fs::metadata(self.layout.sidecar(key)).and_then(|m| m.modified()) {
+                Ok(t) if t > slot.last_access => {
+                    self.index().touch(key, t);
+                    deferred.push((
+                        key,
+                        Slot {
+                            last_access: t,
+                            ..slot
+                        },
+                    ));
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    self.index().remove(key); // someone else removed it
+                }
+                _ => evict(key, slot, &mut removed),
+            }
+        }
+        deferred.sort_by_key(|(k, s)| (s.last_access, *k));
+        for (key, slot) in deferred {
+            if self.index().total() <= target {
+                break;
+            }
+            evict(key, slot, &mut removed);
+        }
+        removed
+    }
+}
+
+fn read_small(path: &std::path::Path) -> io::Result<String> {
+    use std::io::Read;
+    let mut s = String::new();
+    fs::File::open(path)?
+        .take(MAX_SIDECAR_BYTES)
+        .read_to_string(&mut s)?;
+    Ok(s)
+}

@@ -1,0 +1,243 @@
+//! The byte budget and the maintenance API, against a naive LRU oracle.
+
+use std::fs;
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use super::{entry_files, files_under, sample};
+use crate::disk::{DiskTier, EntryInfo, Progress};
+use crate::{DType, Fingerprint};
+
+const MB: u64 = 1_000_000;
+
+fn key(i: u128) -> Fingerprint {
+    crate::call_key("budget", "1", &i.to_le_bytes(), &[])
+}
+
+fn info() -> EntryInfo {
+    EntryInfo::new("f", "1", Duration::from_millis(5))
+}
+
+/// 1 MB of data.
+fn one_mb() -> crate::AnyArray {
+    sample(DType::F64, &[125_000])
+}
+
+fn disk_bytes(dir: &Path) -> u64 {
+    entry_files(&dir.join("v1")).iter().map(|f| f.1).sum()
+}
+
+fn entry_bytes(t: &DiskTier, k: Fingerprint) -> u64 {
+    let p = fs::metadata(t.inner.layout.payload(k)).unwrap().len();
+    p + fs::metadata(t.inner.layout.sidecar(k)).unwrap().len()
+}
+
+/// A plain LRU list of (key, bytes), oldest first.
+#[derive(Default)]
+struct Oracle {
+    lru: Vec<(Fingerprint, u64)>,
+    evicted: u64,
+}
+
+impl Oracle {
+    fn put(&mut self, k: Fingerprint, bytes: u64, budget: u64) {
+        self.lru.push((k, bytes));
+        while self.lru.iter().map(|e| e.1).sum::<u64>() > budget {
+            self.lru.remove(0);
+            self.evicted += 1;
+        }
+    }
+    fn get(&mut self, k: Fingerprint) -> bool {
+        match self.lru.iter().position(|e| e.0 == k) {
+            Some(i) => {
+                let e = self.lru.remove(i);
+                self.lru.push(e);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+#[test]
+fn budget_keeps_the_most_recently_used() {
+    for background in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let budget = 5 * MB;
+        let t = DiskTier::builder(dir.path())
+            .max_bytes(budget)
+            .background_writes(background)
+            .build()
+            .unwrap();
+        let mut oracle = Oracle::default();
+        for i in 0..10 {
+            t.put(key(i), &one_mb(), info(), None);
+            t.flush();
+            oracle.put(key(i), entry_bytes(&t, key(i)), budget);
+            // Keep using the first entry, and once an older one.
+            let mut touched = vec![key(0)];
+            if i == 5 {
+                touched.push(key(3));
+            }
+            for k in touched {
+                assert_eq!(t.get(k).is_some(), oracle.get(k), "step {i}");
+            }
+            assert!(disk_bytes(dir.path()) <= budget, "step {i}");
+        }
+        let mut kept: Vec<_> = (0..10)
+            .map(key)
+            .filter(|k| t.inner.layout.sidecar(*k).exists())
+            .collect();
+        let mut want: Vec<_> = oracle.lru.iter().map(|e| e.0).collect();
+        kept.sort();
+        want.sort();
+        assert_eq!(kept, want);
+        assert!(want.contains(&key(0)), "the entry in use survives");
+        assert_eq!(t.stats().evictions, oracle.evicted);
+        assert_eq!(t.stats().bytes, disk_bytes(dir.path()));
+    }
+}
+
+#[test]
+fn results_larger_than_the_budget_are_not_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = DiskTier::open(dir.path(), Some(5 * MB)).unwrap();
+    t.put(key(1), &one_mb(), info(), None);
+    t.put(key(2), &sample(DType::F64, &[700_000]), info(), None);
+    t.flush();
+    let st = t.stats();
+    assert_eq!((st.writes, st.rejected, st.evictions), (1, 1, 0));
+    assert!(t.get(key(1)).is_some());
+    assert!(t.get(key(2)).is_none());
+}
+
+/// Two tiers on one directory stand for two processes: together they stay
+/// within the budget, and one's hits protect entries from the other's
+/// evictions.
+#[test]
+fn the_budget_counts_other_processes() {
+    let dir = tempfile::tempdir().unwrap();
+    let budget = 5 * MB;
+    let open = || DiskTier::open(dir.path(), Some(budget)).unwrap();
+    let (a, b) = (open(), open());
+    for i in 0..4 {
+        a.put(key(i), &one_mb(), info(), None);
+    }
+    a.flush();
+    for i in 10..14 {
+        b.put(key(i), &one_mb(), info(), None);
+        b.flush();
+    }
+    assert!(disk_bytes(dir.path()) <= budget);
+    let kept: Vec<_> = (0..14).map(key).filter(|k| b.contains_key(*k)).collect();
+    assert_eq!(kept, (10..14).map(key).collect::<Vec<_>>());
+
+    // c learns the entries, then a uses the oldest one: c must evict the
+    // next oldest, though its own index still has the old access time.
+    let c = open();
+    let a_key = key(10);
+    assert!(a.get(a_key).is_some());
+    let target = c.stats().bytes - 1;
+    let removed = c.inner.evict_to(target, &mut |_| {});
+    assert_eq!(removed.len(), 1);
+    assert_eq!(removed[0].key, key(11));
+    assert!(c.contains_key(a_key));
+}
+
+#[test]
+fn gc_removes_lru_entries_and_leftovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = DiskTier::open(dir.path(), None).unwrap();
+    for i in 0..5 {
+        t.put(key(i), &sample(DType::I32, &[1000]), info(), None);
+        t.flush();
+    }
+    assert!(t.get(key(0)).is_some()); // now 1, 2, 3, 4, 0 from oldest
+    let size = entry_bytes(&t, key(0));
+
+    // Leftovers: an old temp file, an old orphan payload, a lock file of a
+    // dead process; and a young temp file, which must stay.
+    let fan = t.inner.layout.fan_dir(key(9));
+    fs::create_dir_all(&fan).unwrap();
+    let old_temp = fan.join(format!(".{}.1.1.tmp", key(9)));
+    let young_temp = fan.join(format!(".{}.1.2.tmp", key(9)));
+    let orphan = t.inner.layout.payload(key(9));
+    for p in [&old_temp, &young_temp, &orphan] {
+        fs::write(p, b"x").unwrap();
+    }
+    for p in [&old_temp, &orphan] {
+        let f = fs::File::options().write(true).open(p).unwrap();
+        f.set_modified(SystemTime::now() - Duration::from_secs(7200))
+            .unwrap();
+    }
+    fs::create_dir_all(t.inner.layout.fan_dir(key(8))).unwrap();
+    fs::write(t.inner.layout.lock(key(8)), b"").unwrap();
+
+    let mut calls: Vec<Progress> = Vec::new();
+    let report = t.gc(2 * size, |p| calls.push(p)).unwrap();
+    let removed: Vec<_> = report.removed.iter().map(|r| r.key).collect();
+    assert_eq!(removed, vec![key(1), key(2), key(3)]);
+    assert_eq!(report.freed_bytes(), 3 * size);
+    assert_eq!(report.remaining_bytes, 2 * size);
+    assert_eq!(report.stale_files, 3);
+    assert!(young_temp.exists() && !old_temp.exists() && !orphan.exists());
+    assert!(!t.inner.layout.lock(key(8)).exists());
+    assert_eq!(calls.len(), 3);
+    assert!(calls.windows(2).all(|w| w[0].done < w[1].done));
+    assert_eq!(calls[2].done, calls[2].total);
+    assert!(t.contains_key(key(0)) && t.contains_key(key(4)));
+    assert_eq!(t.stats().entries, 2);
+}
+
+#[test]
+fn entries_verify_and_clear() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = DiskTier::open(dir.path(), None).unwrap();
+    for i in 0..4 {
+        let info = EntryInfo::new(format!("kernel{i}"), "7", Duration::from_nanos(i as u64));
+        t.put(
+            key(i),
+            &sample(DType::F32, &[i as usize + 1, 2]),
+            info,
+            None,
+        );
+    }
+    t.flush();
+    let list = t.entries().unwrap();
+    assert_eq!(list.len(), 4);
+    let mut keys: Vec<_> = (0..4).map(key).collect();
+    keys.sort();
+    assert_eq!(list.iter().map(|e| e.meta.key).collect::<Vec<_>>(), keys);
+    for e in &list {
+        let i = (0..4).find(|i| key(*i) == e.meta.key).unwrap();
+        assert_eq!(e.meta.kernel, format!("kernel{i}"));
+        assert_eq!(e.meta.shape, vec![i as usize + 1, 2]);
+        assert_eq!(e.meta.dtype, DType::F32);
+        assert_eq!(e.bytes, entry_bytes(&t, e.meta.key));
+    }
+    let mut calls = Vec::new();
+    let r = t.verify(false, |p| calls.push((p.done, p.total))).unwrap();
+    assert_eq!((r.ok, r.corrupt.len()), (4, 0));
+    assert_eq!(calls, vec![(1, 4), (2, 4), (3, 4), (4, 4)]);
+
+    // A lock someone holds survives clear; everything else goes.
+    let held = t.lock(key(0)).unwrap();
+    assert_eq!(t.clear().unwrap(), 4);
+    let left: Vec<_> = files_under(&dir.path().join("v1"));
+    let left: Vec<_> = left.into_iter().map(|f| f.0).collect();
+    let mut want = vec![
+        t.inner.layout.lock(key(0)),
+        dir.path().join("v1").join("CACHEDIR.TAG"),
+    ];
+    want.sort();
+    assert_eq!(left, want);
+    drop(held);
+    assert_eq!(t.stats().entries, 0);
+    assert!(t.get(key(1)).is_none());
+    t.put(key(1), &sample(DType::F32, &[2]), info(), None);
+    t.flush();
+    assert!(
+        t.get(key(1)).is_some(),
+        "writes work after clear removed the directories"
+    );
+}

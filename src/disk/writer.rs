@@ -1,0 +1,162 @@
+//! The background writer: `put` queues the entry and returns; one thread
+//! writes entries in order, then enforces the budget.
+//!
+//! The queue is bounded by bytes ([`MAX_PENDING_BYTES`]): a caller producing
+//! results faster than the disk takes them waits for room rather than
+//! holding unbounded memory. [`Writer::flush`] waits until the queue is empty
+//! and the entry in hand is written.
+
+use std::collections::VecDeque;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
+
+use super::lock::KeyLock;
+use super::meta::EntryInfo;
+use super::Inner;
+use crate::key::Fingerprint;
+use crate::value::AnyArray;
+
+/// The most bytes of results waiting to be written before `put` blocks.
+pub const MAX_PENDING_BYTES: u64 = 256 << 20;
+
+/// One entry to write. The lock, if any, is released once the entry's files
+/// are in place (or the write failed).
+pub(crate) struct Job {
+    pub key: Fingerprint,
+    pub value: AnyArray,
+    pub info: EntryInfo,
+    pub lock: Option<KeyLock>,
+}
+
+#[derive(Default)]
+struct State {
+    jobs: VecDeque<Job>,
+    pending_bytes: u64,
+    busy: bool,
+    shutdown: bool,
+}
+
+#[derive(Default)]
+struct Shared {
+    state: Mutex<State>,
+    // One condvar for every change of `state`; waiters re-check their condition.
+    changed: Condvar,
+}
+
+impl Shared {
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn wait<'a>(&self, g: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
+        self.changed.wait(g).unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+pub(crate) struct Writer {
+    background: bool,
+    shared: Arc<Shared>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Writer {
+    pub fn new(background: bool) -> Self {
+        Writer {
+            background,
+            shared: Arc::default(),
+            thread: Mutex::new(None),
+        }
+    }
+
+    /// Writes `job` now (foreground mode) or queues it.
+    pub fn submit(&self, inner: &Arc<Inner>, job: Job) {
+        if !self.background {
+            inner.store(job);
+            return;
+        }
+        let bytes = job.value.nbytes();
+        let mut st = self.shared.state();
+        while st.pending_bytes > 0 && st.pending_bytes + bytes > MAX_PENDING_BYTES {
+            st = self.shared.wait(st);
+        }
+        st.jobs.push_back(job);
+        st.pending_bytes += bytes;
+        drop(st);
+        self.shared.changed.notify_all();
+        self.ensure_thread(inner);
+    }
+
+    /// Waits until every queued entry is written.
+    pub fn flush(&self) {
+        let mut st = self.shared.state();
+        while !st.jobs.is_empty() || st.busy {
+            st = self.shared.wait(st);
+        }
+    }
+
+    /// Writes what is queued and stops the thread.
+    pub fn shutdown(&self) {
+        self.flush();
+        self.shared.state().shutdown = true;
+        self.shared.changed.notify_all();
+        let handle = self
+            .thread
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(h) = handle {
+            let _ = h.join();
+        }
+    }
+
+    fn ensure_thread(&self, inner: &Arc<Inner>) {
+        let mut slot = self.thread.lock().unwrap_or_else(PoisonError::into_inner);
+        if slot.is_some() {
+            return;
+        }
+        let (shared, inner2) = (self.shared.clone(), inner.clone());
+        match std::thread::Builder::new()
+            .name("ndcache-disk-writer".into())
+            .spawn(move || run(&shared, &inner2))
+        {
+            Ok(h) => *slot = Some(h),
+            Err(_) => {
+                // No thread: write the queue here rather than never.
+                drop(slot);
+                loop {
+                    let job = self.shared.state().jobs.pop_front();
+                    let Some(job) = job else { break };
+                    let bytes = job.value.nbytes();
+                    inner.store(job);
+                    self.shared.state().pending_bytes -= bytes;
+                }
+                self.shared.changed.notify_all();
+            }
+        }
+    }
+}
+
+fn run(shared: &Shared, inner: &Inner) {
+    loop {
+        let mut st = shared.state();
+        while st.jobs.is_empty() && !st.shutdown {
+            st = shared.wait(st);
+        }
+        let Some(job) = st.jobs.pop_front() else {
+            return; // shut down with nothing left
+        };
+        st.busy = true;
+        drop(st);
+        let bytes = job.value.nbytes();
+        // A bug in the write path must not leave `flush` waiting forever.
+        if catch_unwind(AssertUnwindSafe(|| inner.store(job))).is_err() {
+            inner.write_failed_panic();
+        }
+        let mut st = shared.state();
+        st.busy = false;
+        st.pending_bytes -= bytes;
+        drop(st);
+        shared.changed.notify_all();
+    }
+}
