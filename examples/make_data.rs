@@ -67,14 +67,17 @@ fn write_all(dir: &Path) -> Result<Vec<PathBuf>, Box<dyn std::error::Error>> {
     // A noisy signal: 100k samples of two sines plus noise (f64, 800 kB).
     let signal = Array1::from_shape_fn(100_000, |i| {
         let t = i as f64 / 1000.0;
-        det_sin(2.0 * std::f64::consts::PI * 5.0 * t) + 0.5 * det_sin(2.0 * std::f64::consts::PI * 13.0 * t)
+        det_sin(2.0 * std::f64::consts::PI * 5.0 * t)
+            + 0.5 * det_sin(2.0 * std::f64::consts::PI * 13.0 * t)
     });
     let noise: Vec<f64> = (0..signal.len()).map(|_| 0.2 * rng.normal()).collect();
     let signal = &signal + &Array1::from(noise);
     save("signal.npy", &|p| write_npy(p, &signal))?;
 
     // A grey image: 256 x 256 float32 (256 kB), smooth blobs plus noise.
-    let noise: Vec<f32> = (0..256 * 256).map(|_| (0.05 * rng.normal()) as f32).collect();
+    let noise: Vec<f32> = (0..256 * 256)
+        .map(|_| (0.05 * rng.normal()) as f32)
+        .collect();
     let image = Array2::from_shape_fn((256, 256), |(i, j)| {
         let (x, y) = (i as f64 / 255.0, j as f64 / 255.0);
         let d1 = (x - 0.3) * (x - 0.3) + (y - 0.4) * (y - 0.4);
@@ -84,11 +87,15 @@ fn write_all(dir: &Path) -> Result<Vec<PathBuf>, Box<dyn std::error::Error>> {
     save("image.npy", &|p| write_npy(p, &image))?;
 
     // Event counts: 50k int32 values, roughly Poisson-like around 20.
-    let counts = Array1::from_shape_fn(50_000, |_| (20.0 + 4.5 * rng.normal()).round().max(0.0) as i32);
+    let counts = Array1::from_shape_fn(50_000, |_| {
+        (20.0 + 4.5 * rng.normal()).round().max(0.0) as i32
+    });
     save("counts.npy", &|p| write_npy(p, &counts))?;
 
     // A Fortran-order matrix (as written by Fortran or MATLAB code): 200 x 300 f64.
-    let values: Vec<f64> = (0..200 * 300).map(|_| rng.uniform() * 100.0 - 50.0).collect();
+    let values: Vec<f64> = (0..200 * 300)
+        .map(|_| rng.uniform() * 100.0 - 50.0)
+        .collect();
     let fortran = Array2::from_shape_vec((200, 300).f(), values)?;
     save("fortran.npy", &|p| write_npy(p, &fortran))?;
 

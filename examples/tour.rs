@@ -149,14 +149,26 @@ fn step3_keys(scale: Scale) {
     let fp = ndcache::fingerprint(&c);
     let yes_no = |b: bool| if b { "same key" } else { "different key" };
     println!("   C order                   {fp}");
-    println!("   Fortran-order twin        {}", yes_no(ndcache::fingerprint(&f) == fp));
-    println!("   strided view, no copy     {}", yes_no(ndcache::fingerprint(&strided) == fp));
+    println!(
+        "   Fortran-order twin        {}",
+        yes_no(ndcache::fingerprint(&f) == fp)
+    );
+    println!(
+        "   strided view, no copy     {}",
+        yes_no(ndcache::fingerprint(&strided) == fp)
+    );
     println!(
         "   same values as float32    {}",
         yes_no(ndcache::fingerprint(&c.mapv(|v| v as f32)) == fp)
     );
-    let reshaped = c.clone().into_shape_with_order((400, 300)).expect("same length");
-    println!("   same bytes, shape 400x300 {}", yes_no(ndcache::fingerprint(&reshaped) == fp));
+    let reshaped = c
+        .clone()
+        .into_shape_with_order((400, 300))
+        .expect("same length");
+    println!(
+        "   same bytes, shape 400x300 {}",
+        yes_no(ndcache::fingerprint(&reshaped) == fp)
+    );
     println!(
         "   [0.0] vs [-0.0]           {}",
         yes_no(
@@ -173,7 +185,11 @@ fn step3_keys(scale: Scale) {
     let t_copy = time_median(7, || dst.copy_from_slice(src));
     let t_hash = time_median(7, || ndcache::fingerprint(&big));
     let mut bigf = Array2::<f64>::zeros((n / 1024, 1024).f());
-    bigf.assign(&big.view().into_shape_with_order((n / 1024, 1024)).expect("same length"));
+    bigf.assign(
+        &big.view()
+            .into_shape_with_order((n / 1024, 1024))
+            .expect("same length"),
+    );
     let t_hash_f = time_median(7, || ndcache::fingerprint(&bigf));
     println!(
         "\n   hashing {} MB: fingerprint {:.1} GB/s (Fortran order {:.1} GB/s), memcpy {:.1} GB/s",
@@ -182,7 +198,9 @@ fn step3_keys(scale: Scale) {
         bytes / t_hash_f.as_secs_f64() / 1e9,
         bytes / t_copy.as_secs_f64() / 1e9
     );
-    println!("   (joblib hashes with md5 at ~0.6 GB/s, and its keys change with the memory layout)");
+    println!(
+        "   (joblib hashes with md5 at ~0.6 GB/s, and its keys change with the memory layout)"
+    );
 }
 
 fn step4_ttl() {
@@ -192,7 +210,10 @@ fn step4_ttl() {
         "Entries expire a fixed time after they were computed, and are never served after.",
     );
     let ttl = Duration::from_millis(150);
-    let cache = ArrayCache::builder().ttl(ttl).build().expect("valid options");
+    let cache = ArrayCache::builder()
+        .ttl(ttl)
+        .build()
+        .expect("valid options");
     let x = Array1::linspace(0.0, 10.0, 10_000);
     let p = Params::new();
     cache.call("exp", &[x.arg()], &p).expect("exp");
@@ -250,7 +271,9 @@ impl Dataset {
             let reg = ndcache::Registry::with_builtins();
             let v = self.values.view().into();
             let get = |name: &str| {
-                let r = reg.call(name, std::slice::from_ref(&v), &Params::new()).expect(name);
+                let r = reg
+                    .call(name, std::slice::from_ref(&v), &Params::new())
+                    .expect(name);
                 r.typed::<f64>().expect("f64")[[]]
             };
             let sorted = reg
@@ -309,11 +332,17 @@ fn step6_disk(scale: Scale) {
     // An expensive pipeline: repeated smoothing of the image's rows, then a sort.
     let mut x = cache.keyed(image.clone());
     for _ in 0..reps {
-        x = cache.call("tanh", &[x.arg()], &Params::new()).expect("tanh");
-        x = cache.call("cumsum", &[x.arg()], &Params::new().axis(-1)).expect("cumsum");
+        x = cache
+            .call("tanh", &[x.arg()], &Params::new())
+            .expect("tanh");
+        x = cache
+            .call("cumsum", &[x.arg()], &Params::new().axis(-1))
+            .expect("cumsum");
         x = cache.call("sin", &[x.arg()], &Params::new()).expect("sin");
     }
-    let sorted = cache.call("sort", &[signal.arg()], &Params::new()).expect("sort");
+    let sorted = cache
+        .call("sort", &[signal.arg()], &Params::new())
+        .expect("sort");
     cache.flush();
     let took = t.elapsed();
     let info = cache.info();
@@ -345,7 +374,13 @@ fn step6_disk(scale: Scale) {
                 "     python3 -c \"import numpy as np; print(np.load('{}')[:3])\"",
                 e.payload.display()
             );
-            println!("   first values here: {}", sorted.typed::<f64>().map(|v| format!("{:?}", &v.as_slice().unwrap_or(&[])[..3])).unwrap_or_default());
+            println!(
+                "   first values here: {}",
+                sorted
+                    .typed::<f64>()
+                    .map(|v| format!("{:?}", &v.as_slice().unwrap_or(&[])[..3]))
+                    .unwrap_or_default()
+            );
         }
     }
 }
@@ -411,10 +446,14 @@ fn step7_ufuncs(scale: Scale) {
 }
 
 fn main() {
-    let fast = std::env::var_os("NDCACHE_FAST").is_some() || std::env::args().any(|a| a == "--fast");
+    let fast =
+        std::env::var_os("NDCACHE_FAST").is_some() || std::env::args().any(|a| a == "--fast");
     let scale = Scale { fast };
     let start = Instant::now();
-    println!("ndcache tour: eight caching patterns, measured{}", if fast { " (fast mode)" } else { "" });
+    println!(
+        "ndcache tour: eight caching patterns, measured{}",
+        if fast { " (fast mode)" } else { "" }
+    );
     step1_lru_internals();
     step2_unbounded(scale);
     step3_keys(scale);

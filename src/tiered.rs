@@ -3,12 +3,14 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
 
+use crate::disk::{DiskStats, DiskTier, EntryInfo, EntryMeta};
 use crate::error::{Error, Result};
 use crate::kernel::{Params, Prepared, Registry};
 use crate::key::{call_key, Fingerprint};
@@ -79,6 +81,8 @@ pub struct KernelInfo {
 pub struct ArrayCacheInfo {
     /// The memory tier (hits, misses, bytes, evictions ...).
     pub memory: CacheStats,
+    /// The disk tier, if there is one.
+    pub disk: Option<DiskStats>,
     /// Bytes of input arrays hashed to make keys. Inputs passed as
     /// [`Keyed`] (including every result of a call) are never hashed.
     pub bytes_hashed: u64,
@@ -117,6 +121,8 @@ pub struct ArrayCacheBuilder {
     ttl: Option<Duration>,
     clock: Option<Arc<dyn Clock>>,
     registry: Option<Registry>,
+    disk_dir: Option<PathBuf>,
+    disk_max_bytes: Option<u64>,
 }
 
 impl fmt::Debug for ArrayCacheBuilder {
@@ -125,6 +131,8 @@ impl fmt::Debug for ArrayCacheBuilder {
             .field("max_entries", &self.max_entries)
             .field("max_bytes", &self.max_bytes)
             .field("ttl", &self.ttl)
+            .field("disk_dir", &self.disk_dir)
+            .field("disk_max_bytes", &self.disk_max_bytes)
             .finish_non_exhaustive()
     }
 }
@@ -162,6 +170,19 @@ impl ArrayCacheBuilder {
         self
     }
 
+    /// Persists results as `.npy` files under `dir` (created if missing).
+    pub fn disk(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.disk_dir = Some(dir.into());
+        self
+    }
+
+    /// Bounds the bytes on disk, enforced on every write, least recently
+    /// used first (default: unbounded).
+    pub fn disk_max_bytes(mut self, n: u64) -> Self {
+        self.disk_max_bytes = Some(n);
+        self
+    }
+
     /// Builds the cache; an error if the options are inconsistent or the
     /// disk directory cannot be opened.
     pub fn build(self) -> Result<ArrayCache> {
@@ -177,6 +198,15 @@ impl ArrayCacheBuilder {
         if let Some(c) = self.clock {
             b = b.clock(c);
         }
+        if self.disk_max_bytes.is_some() && self.disk_dir.is_none() {
+            return Err(Error::Config(
+                "disk_max_bytes was given without a disk directory".into(),
+            ));
+        }
+        let disk = match self.disk_dir {
+            Some(dir) => Some(DiskTier::open(dir, self.disk_max_bytes)?),
+            None => None,
+        };
         let registry = self.registry.unwrap_or_else(Registry::with_builtins);
         let kernels = registry
             .kernels()
@@ -185,6 +215,7 @@ impl ArrayCacheBuilder {
         Ok(ArrayCache {
             registry,
             memory: b.build()?,
+            disk,
             kernels,
             bytes_hashed: AtomicU64::new(0),
         })
@@ -218,6 +249,7 @@ impl ArrayCacheBuilder {
 pub struct ArrayCache {
     registry: Registry,
     memory: MemoryTier<Fingerprint, Entry>,
+    disk: Option<DiskTier>,
     kernels: HashMap<String, KernelCounters>,
     bytes_hashed: AtomicU64,
 }
@@ -226,6 +258,7 @@ impl fmt::Debug for ArrayCache {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ArrayCache")
             .field("memory", &self.memory)
+            .field("disk", &self.disk)
             .field("registry", &self.registry)
             .finish_non_exhaustive()
     }
@@ -255,12 +288,19 @@ impl ArrayCache {
             ttl: None,
             clock: None,
             registry: None,
+            disk_dir: None,
+            disk_max_bytes: None,
         }
     }
 
     /// The kernels this cache runs.
     pub fn registry(&self) -> &Registry {
         &self.registry
+    }
+
+    /// The disk tier, if any.
+    pub fn disk(&self) -> Option<&DiskTier> {
+        self.disk.as_ref()
     }
 
     /// Fingerprints `array` once, for reuse as an input of many calls.
@@ -336,7 +376,8 @@ impl ArrayCache {
         }
     }
 
-    /// The memory miss path: compute.
+    /// The memory miss path: disk, then (under the cross-process key lock)
+    /// disk again, then the kernel.
     fn load_or_compute(
         &self,
         prepared: &Prepared,
@@ -345,6 +386,31 @@ impl ArrayCache {
     ) -> Result<Entry> {
         let kernel = prepared.kernel.as_ref();
         let counters = self.kernels.get(kernel.name());
+        let from_disk = |array: AnyArray, meta: &EntryMeta| {
+            if let Some(c) = counters {
+                c.disk_hits.fetch_add(1, Ordering::Relaxed);
+                c.saved_nanos
+                    .fetch_add(meta.compute_time.as_nanos() as u64, Ordering::Relaxed);
+            }
+            Entry {
+                result: Keyed::with_fingerprint(array, key.derive()),
+                cost: meta.compute_time,
+            }
+        };
+        let mut lock = None;
+        if let Some(disk) = &self.disk {
+            if let Some((array, meta)) = disk.get(key) {
+                return Ok(from_disk(array, &meta));
+            }
+            // Another process may be computing it: wait for it, then look again.
+            // A directory we cannot lock in (read-only) still serves reads.
+            lock = disk.lock(key).ok();
+            if lock.is_some() {
+                if let Some((array, meta)) = disk.get(key) {
+                    return Ok(from_disk(array, &meta));
+                }
+            }
+        }
         let views: Vec<AnyView<'_>> = inputs.iter().map(Arg::view).collect();
         let start = Instant::now();
         let array = prepared.compute(&views)?;
@@ -353,6 +419,10 @@ impl ArrayCache {
             c.computed.fetch_add(1, Ordering::Relaxed);
             c.compute_nanos
                 .fetch_add(cost.as_nanos() as u64, Ordering::Relaxed);
+        }
+        if let Some(disk) = &self.disk {
+            let info = EntryInfo::new(kernel.name(), kernel.version(), cost);
+            disk.put(key, &array, info, lock);
         }
         Ok(Entry {
             result: Keyed::with_fingerprint(array, key.derive()),
@@ -413,7 +483,7 @@ impl ArrayCache {
             .collect()
     }
 
-    /// Statistics: memory, bytes hashed, per kernel.
+    /// Statistics: memory, disk, bytes hashed, per kernel.
     pub fn info(&self) -> ArrayCacheInfo {
         let mut kernels: Vec<KernelInfo> = self
             .kernels
@@ -424,6 +494,7 @@ impl ArrayCache {
         kernels.sort_by(|a, b| a.name.cmp(&b.name));
         ArrayCacheInfo {
             memory: self.memory.stats(),
+            disk: self.disk.as_ref().map(DiskTier::stats),
             bytes_hashed: self.bytes_hashed.load(Ordering::Relaxed),
             time_saved: kernels.iter().map(|k| k.time_saved).sum(),
             kernels,
@@ -437,9 +508,17 @@ impl ArrayCache {
         Ok(self.kernels[kernel.name()].snapshot(name))
     }
 
-    /// Empties the memory tier and resets its statistics.
+    /// Empties the memory tier and resets its statistics (the disk tier is
+    /// kept: see [`DiskTier::clear`]).
     pub fn clear(&self) {
         self.memory.clear();
+    }
+
+    /// Waits until every pending disk write is done (a no-op without a disk tier).
+    pub fn flush(&self) {
+        if let Some(d) = &self.disk {
+            d.flush();
+        }
     }
 }
 

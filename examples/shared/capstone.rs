@@ -39,7 +39,11 @@ impl Config {
             workers: 4,
             zipf_s: 1.1,
             max_bytes: if fast { 6 << 20 } else { 48 << 20 },
-            ttl: if fast { Duration::from_millis(300) } else { Duration::from_secs(2) },
+            ttl: if fast {
+                Duration::from_millis(300)
+            } else {
+                Duration::from_secs(2)
+            },
         }
     }
 }
@@ -137,7 +141,9 @@ pub fn run(fast: bool) {
     // The service loads its arrays once and keys them once.
     let arrays: Vec<Keyed> = (0..cfg.arrays)
         .map(|a| {
-            let x = Array1::from_shape_fn(cfg.len, |i| ((i * (a + 3)) as f64 * 1e-4).sin() + a as f64 * 0.01);
+            let x = Array1::from_shape_fn(cfg.len, |i| {
+                ((i * (a + 3)) as f64 * 1e-4).sin() + a as f64 * 0.01
+            });
             cache.keyed(x)
         })
         .collect();
@@ -192,7 +198,10 @@ pub fn run(fast: bool) {
          no key computed twice at once",
         distinct.len()
     );
-    assert!(computed <= bound, "single-flight bound violated: {computed} > {bound}");
+    assert!(
+        computed <= bound,
+        "single-flight bound violated: {computed} > {bound}"
+    );
     println!("                     p50          p99          throughput");
     println!(
         "   with cache    {:>10}   {:>10}   {:>8.0} req/s",
