@@ -185,7 +185,7 @@ fn builtins() -> Vec<Builtin> {
         float_fn!("sqrt", sqrt, Cost::Vector, "non-negative square root, elementwise"),
         float_fn!("exp", exp, Cost::Vector, "exponential e**x, elementwise"),
         float_fn!("expm1", expm1, Cost::Scalar, "exp(x) - 1, accurate for small x, elementwise"),
-        float_fn!("log", log, Cost::Scalar, "natural logarithm, elementwise"),
+        float_fn!("log", log, Cost::Vector, "natural logarithm, elementwise"),
         float_fn!("log1p", log1p, Cost::Scalar, "log(1 + x), accurate for small x, elementwise"),
         float_fn!("sin", sin, Cost::Scalar, "sine (radians), elementwise"),
         float_fn!("cos", cos, Cost::Scalar, "cosine (radians), elementwise"),

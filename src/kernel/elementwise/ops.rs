@@ -107,7 +107,7 @@ pub(super) trait Float: Copy {
 }
 
 macro_rules! impl_float {
-    ($($t:ty => $exp:path),*) => {$(
+    ($($t:ty => $exp:path, $log:path),*) => {$(
         impl Float for $t {
             #[inline(always)]
             fn sqrt(self) -> Self { <$t>::sqrt(self) }
@@ -116,7 +116,7 @@ macro_rules! impl_float {
             #[inline(always)]
             fn expm1(self) -> Self { <$t>::exp_m1(self) }
             #[inline(always)]
-            fn log(self) -> Self { <$t>::ln(self) }
+            fn log(self) -> Self { $log(self) }
             #[inline(always)]
             fn log1p(self) -> Self { <$t>::ln_1p(self) }
             #[inline(always)]
@@ -135,7 +135,7 @@ macro_rules! impl_float {
     )*};
 }
 
-impl_float!(f32 => math::exp_f32, f64 => math::exp);
+impl_float!(f32 => math::exp_f32, math::log_f32, f64 => math::exp, math::log);
 
 /// Integer power with a non-negative exponent, wrapping like numpy
 /// (`0 ** 0 == 1`). Multiplication modulo 2ⁿ is associative, so squaring
