@@ -1,0 +1,552 @@
+//! Broadcasting, layout handling and parallel execution of elementwise loops.
+//!
+//! # Plan
+//!
+//! The operands are broadcast to the output shape (numpy's rules), then the
+//! axes are simplified jointly for all operands: axes of length 1 are
+//! dropped and neighbouring axes are merged wherever every operand steps
+//! through them as through one axis (`stride[k] == len[k+1]·stride[k+1]`).
+//! A C-contiguous operand becomes one axis of stride 1; a row broadcast
+//! against a matrix keeps two axes, one of stride 0.
+//!
+//! The output (always C order) is cut into tasks of at most [`CHUNK`]
+//! elements. Each task is a rectangular block of the simplified index space
+//! (a range along one axis, every axis before it fixed), so it is one
+//! contiguous run of the output and, for each operand, a sub-view. An
+//! operand whose sub-view is contiguous is read in place; one that is a
+//! single repeated element is passed as a scalar; any other (Fortran order,
+//! strided, reversed, broadcast along an inner axis, or of another dtype
+//! than the loop's) is gathered into a per-thread buffer of the loop's type.
+//! The loops of [`super::simd`] then run on plain slices.
+//!
+//! # Parallelism
+//!
+//! Below a size threshold (per [`Cost`]) the tasks run on the calling
+//! thread; above it they are spread over rayon's current pool. The tasks
+//! depend only on the shapes and strides, and each output element is
+//! computed by the same function of the same inputs either way, so the
+//! result is bitwise identical for any number of threads.
+//!
+//! # Output memory
+//!
+//! The output is allocated uninitialized and written once, by the thread
+//! that computes it. Zeroing it first (`vec![0.0; n]`) costs a full extra
+//! pass whenever the allocator recycles memory, and writing it from one
+//! thread serializes the page faults of fresh memory: see the measurements
+//! on [`alloc_uninit`].
+
+use std::mem::MaybeUninit;
+
+use ndarray::{ArrayViewD, ArrayViewMutD, Axis, IxDyn, Slice, Zip};
+use rayon::prelude::*;
+
+use super::simd::{self, Level, Operand};
+use crate::element::Element;
+use crate::error::{Error, Result};
+use crate::value::{AnyArray, AnyView};
+
+/// Largest number of elements per task.
+///
+/// 8192 elements are 64 KiB of `f64` per gather buffer: they stay in L2
+/// while the loop reads them, and 1e6 elements make 123 tasks, enough to
+/// balance two or many threads at a cost of well under 1% in scheduling.
+pub(super) const CHUNK: usize = 8192;
+
+/// How expensive the element function is, which sets when to go parallel
+/// and whether the loop is worth compiling for wider vectors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Cost {
+    /// A few instructions per element (add, maximum, negative...): the loop
+    /// is bound by memory bandwidth.
+    Cheap,
+    /// Tens of vectorizable instructions per element (exp, sqrt, divide).
+    Vector,
+    /// A libm call per element (sin, log, power...): no vectorization.
+    Scalar,
+}
+
+impl Cost {
+    /// The smallest output that is computed in parallel.
+    ///
+    /// Waking rayon's workers and joining them costs some 10-30 µs here, so
+    /// a parallel run must save more than that: measured (2 cores, AVX-512)
+    /// `add` breaks even near 2^17 elements, `exp` near 2^14 and `sin`
+    /// near 2^12.
+    pub(super) fn parallel_threshold(self) -> usize {
+        match self {
+            Cost::Cheap => 1 << 17,
+            Cost::Vector => 1 << 14,
+            Cost::Scalar => 1 << 12,
+        }
+    }
+
+    /// The loop level to use: wide vectors only help vectorizable loops.
+    fn level(self) -> Level {
+        match self {
+            Cost::Scalar => Level::Base,
+            _ => simd::level(),
+        }
+    }
+}
+
+/// numpy's broadcast shape of two shapes.
+pub(super) fn broadcast_shape(left: &[usize], right: &[usize]) -> Result<Vec<usize>> {
+    let ndim = left.len().max(right.len());
+    let dim = |s: &[usize], k: usize| {
+        // Align on the last axis; missing leading axes have length 1.
+        (k + s.len()).checked_sub(ndim).map_or(1, |i| s[i])
+    };
+    (0..ndim)
+        .map(|k| match (dim(left, k), dim(right, k)) {
+            (a, b) if a == b => Ok(a),
+            (1, b) => Ok(b),
+            (a, 1) => Ok(a),
+            _ => Err(Error::Broadcast {
+                left: left.to_vec(),
+                right: right.to_vec(),
+            }),
+        })
+        .collect()
+}
+
+/// Converts between element types as numpy's `astype` does for the casts
+/// the kernels use (integers to floats round to nearest).
+pub(super) trait Cast<T>: Copy {
+    /// The converted value.
+    fn cast(self) -> T;
+}
+
+macro_rules! impl_cast {
+    ($($s:ty => $($t:ty),*);*) => {
+        $($(impl Cast<$t> for $s {
+            #[inline(always)]
+            fn cast(self) -> $t {
+                self as $t
+            }
+        })*)*
+    };
+}
+
+// Every pair, so that any input can be wrapped as a source of any loop
+// type; the kernels only ask for exact or widening conversions (numpy's
+// "safe" casts), and for i64 → f64, which rounds to nearest like numpy.
+impl_cast! {
+    f32 => f32, f64, i32, i64;
+    f64 => f32, f64, i32, i64;
+    i32 => f32, f64, i32, i64;
+    i64 => f32, f64, i32, i64
+}
+
+/// One step of the joint simplification of the operands' axes.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Step {
+    /// Remove axis `k`, of length 1.
+    Remove(usize),
+    /// Merge axis `k` into axis `k + 1`, then remove it.
+    Merge(usize),
+    /// Add a leading axis of length 1 (a single-element output).
+    Unit,
+}
+
+fn apply_steps<'a, S>(mut v: ArrayViewD<'a, S>, steps: &[Step]) -> ArrayViewD<'a, S> {
+    for &step in steps {
+        v = match step {
+            Step::Remove(k) => v.index_axis_move(Axis(k), 0),
+            Step::Merge(k) => {
+                let merged = v.merge_axes(Axis(k), Axis(k + 1));
+                debug_assert!(merged, "planned merge of axis {k} failed");
+                v.index_axis_move(Axis(k), 0)
+            }
+            Step::Unit => v.insert_axis(Axis(0)),
+        };
+    }
+    v
+}
+
+/// The simplified index space shared by the output and the operands, and
+/// its cutting into tasks.
+#[derive(Debug)]
+struct Plan {
+    /// Lengths of the simplified axes (at least one).
+    dims: Vec<usize>,
+    /// Axis along which tasks are ranges; axes before it are fixed per task.
+    split: usize,
+    /// Elements in one index of `split` (the product of later lengths).
+    inner: usize,
+    /// Indices of `split` per task.
+    step: usize,
+    /// Tasks per combination of the fixed axes.
+    per_prefix: usize,
+    /// Total tasks.
+    tasks: usize,
+}
+
+/// A task: a block of the index space and the run of output it fills.
+pub(super) struct Task<'p> {
+    /// Indices of the axes before `split`.
+    prefix: &'p [usize],
+    /// Range along `split`.
+    lo: usize,
+    hi: usize,
+    /// First output element.
+    start: usize,
+    /// Number of output elements.
+    len: usize,
+}
+
+impl Plan {
+    /// Plans the simplification of operands of shape `shape` (not empty)
+    /// with these strides, returning the plan and the steps to apply to
+    /// each operand.
+    fn new(shape: &[usize], mut strides: Vec<Vec<isize>>) -> (Plan, Vec<Step>) {
+        let mut dims = shape.to_vec();
+        let mut steps = Vec::new();
+        for k in (0..dims.len()).rev() {
+            if dims[k] == 1 {
+                dims.remove(k);
+                for s in strides.iter_mut() {
+                    s.remove(k);
+                }
+                steps.push(Step::Remove(k));
+            }
+        }
+        for k in (0..dims.len().saturating_sub(1)).rev() {
+            let next = dims[k + 1] as isize;
+            if strides.iter().all(|s| s[k] == next * s[k + 1]) {
+                dims[k + 1] *= dims[k];
+                dims.remove(k);
+                for s in strides.iter_mut() {
+                    s.remove(k);
+                }
+                steps.push(Step::Merge(k));
+            }
+        }
+        if dims.is_empty() {
+            dims.push(1);
+            steps.push(Step::Unit);
+        }
+        (Plan::cut(dims), steps)
+    }
+
+    fn cut(dims: Vec<usize>) -> Plan {
+        // The first axis whose blocks fit in a task: its range is cut into
+        // steps, every axis before it is fixed.
+        let mut inner: usize = dims.iter().product();
+        let mut split = 0;
+        loop {
+            inner /= dims[split];
+            if inner <= CHUNK || split + 1 == dims.len() {
+                break;
+            }
+            split += 1;
+        }
+        let step = (CHUNK / inner).clamp(1, dims[split]);
+        let per_prefix = dims[split].div_ceil(step);
+        let prefixes: usize = dims[..split].iter().product();
+        Plan {
+            split,
+            inner,
+            step,
+            per_prefix,
+            tasks: prefixes * per_prefix,
+            dims,
+        }
+    }
+
+    /// Task `t`, its fixed indices written to `prefix`.
+    fn task<'p>(&self, t: usize, prefix: &'p mut Vec<usize>) -> Task<'p> {
+        let (mut p, q) = (t / self.per_prefix, t % self.per_prefix);
+        let block = self.dims[self.split] * self.inner;
+        let first = p * block;
+        prefix.clear();
+        prefix.resize(self.split, 0);
+        for k in (0..self.split).rev() {
+            prefix[k] = p % self.dims[k];
+            p /= self.dims[k];
+        }
+        let lo = q * self.step;
+        let hi = (lo + self.step).min(self.dims[self.split]);
+        Task {
+            prefix,
+            lo,
+            hi,
+            start: first + lo * self.inner,
+            len: (hi - lo) * self.inner,
+        }
+    }
+
+    /// The output length of task `t`.
+    fn task_len(&self, t: usize) -> usize {
+        let lo = (t % self.per_prefix) * self.step;
+        let hi = (lo + self.step).min(self.dims[self.split]);
+        (hi - lo) * self.inner
+    }
+}
+
+/// Whether `S` and `A` are the same type.
+fn same_type<S: 'static, A: 'static>() -> bool {
+    std::any::TypeId::of::<S>() == std::any::TypeId::of::<A>()
+}
+
+/// An input operand read as elements of type `A` (the loop's type),
+/// whatever its own element type `S`.
+pub(super) trait Source<A>: Sync {
+    fn strides(&self) -> Vec<isize>;
+    /// Applies the plan's steps and classifies the simplified view.
+    fn simplify(&mut self, steps: &[Step]);
+    /// The operand's elements for `task`, in the output's order.
+    fn fetch<'s>(&'s self, task: &Task<'_>, buf: &'s mut Vec<A>) -> Operand<'s, A>;
+}
+
+/// How an operand is read once simplified.
+enum Kind<'a, S> {
+    /// C-contiguous with the output's shape: tasks read sub-slices.
+    Contiguous(&'a [S]),
+    /// One element for the whole output.
+    Scalar(S),
+    /// Anything else: tasks take sub-views.
+    Strided,
+}
+
+struct View<'a, S> {
+    view: ArrayViewD<'a, S>,
+    kind: Kind<'a, S>,
+}
+
+impl<'a, S: Element> View<'a, S> {
+    fn new(view: &'a ArrayViewD<'_, S>, shape: &[usize]) -> View<'a, S> {
+        let view = view
+            .broadcast(IxDyn(shape))
+            .expect("shapes were checked to broadcast");
+        View {
+            view,
+            kind: Kind::Strided,
+        }
+    }
+}
+
+/// Converts `src` into `buf` and returns the converted run.
+fn convert<'s, S: Cast<A>, A: Element>(src: &[S], buf: &'s mut Vec<A>) -> &'s [A] {
+    buf.clear();
+    buf.extend(src.iter().map(|&s| s.cast()));
+    buf
+}
+
+impl<'a, S, A> Source<A> for View<'a, S>
+where
+    S: Element + Cast<A>,
+    A: Element,
+{
+    fn strides(&self) -> Vec<isize> {
+        self.view.strides().to_vec()
+    }
+
+    fn simplify(&mut self, steps: &[Step]) {
+        let view = apply_steps(self.view.clone(), steps);
+        self.kind = if view.strides().iter().all(|&s| s == 0) {
+            Kind::Scalar(view.iter().next().copied().unwrap_or_default())
+        } else {
+            match view.to_slice() {
+                Some(s) => Kind::Contiguous(s),
+                None => Kind::Strided,
+            }
+        };
+        self.view = view;
+    }
+
+    fn fetch<'s>(&'s self, task: &Task<'_>, buf: &'s mut Vec<A>) -> Operand<'s, A> {
+        let run = match &self.kind {
+            Kind::Scalar(s) => return Operand::Scalar(s.cast()),
+            Kind::Contiguous(data) => &data[task.start..task.start + task.len],
+            Kind::Strided => {
+                let mut sub = self.view.view();
+                for &i in task.prefix {
+                    sub = sub.index_axis_move(Axis(0), i);
+                }
+                sub.slice_axis_inplace(Axis(0), Slice::from(task.lo..task.hi));
+                if sub.strides().iter().all(|&s| s == 0) {
+                    return Operand::Scalar(sub.iter().next().copied().unwrap_or_default().cast());
+                }
+                match sub.to_slice() {
+                    Some(s) => s,
+                    None => {
+                        buf.clear();
+                        buf.resize(task.len, A::default());
+                        let dst = ArrayViewMutD::from_shape(sub.raw_dim(), &mut buf[..])
+                            .expect("buffer holds the task");
+                        Zip::from(dst).and(&sub).for_each(|d, &s| *d = s.cast());
+                        return Operand::Slice(&buf[..]);
+                    }
+                }
+            }
+        };
+        if same_type::<S, A>() {
+            Operand::Slice(bytemuck::cast_slice(run))
+        } else {
+            Operand::Slice(convert(run, buf))
+        }
+    }
+}
+
+/// An element type the loops compute in: every input dtype can be read
+/// as it.
+pub(super) trait LoopType: Element {
+    /// Wraps a dtype-erased view, broadcast to `shape`, as a source of `Self`s.
+    fn source<'a>(v: &'a AnyView<'_>, shape: &[usize]) -> Box<dyn Source<Self> + 'a>;
+}
+
+macro_rules! impl_loop_type {
+    ($($t:ty),*) => {$(
+        impl LoopType for $t {
+            fn source<'a>(v: &'a AnyView<'_>, shape: &[usize]) -> Box<dyn Source<$t> + 'a> {
+                match v {
+                    AnyView::F32(v) => Box::new(View::new(v, shape)),
+                    AnyView::F64(v) => Box::new(View::new(v, shape)),
+                    AnyView::I32(v) => Box::new(View::new(v, shape)),
+                    AnyView::I64(v) => Box::new(View::new(v, shape)),
+                }
+            }
+        }
+    )*};
+}
+
+impl_loop_type!(f32, f64, i32, i64);
+
+/// Allocates `n` uninitialized elements, runs every task of `plan` on its
+/// run of them (in parallel above `cost`'s threshold), and returns them.
+///
+/// `init` makes the scratch state of one worker (gather buffers), `body`
+/// fills one task's run of the output, completely.
+///
+/// Measured on 1e6 `f64` (`add`, two threads, memory already mapped):
+/// uninitialized output 0.23 ms, zeroed output (`vec![0.0; n]`) 0.36-0.40
+/// ms, as calloc clears recycled memory in one more pass; numpy takes 0.32
+/// ms. With fresh memory the writes fault pages in, on every thread at
+/// once here, instead of in calloc's serial clearing pass.
+fn alloc_uninit<O, W>(
+    n: usize,
+    plan: &Plan,
+    cost: Cost,
+    init: impl Fn() -> W + Sync + Send,
+    body: impl Fn(&mut W, &Task<'_>, &mut [MaybeUninit<O>]) + Sync + Send,
+) -> Vec<O>
+where
+    O: Element,
+{
+    let mut out: Vec<O> = Vec::with_capacity(n);
+    let mut rest = &mut out.spare_capacity_mut()[..n];
+    if n < cost.parallel_threshold() || rayon::current_num_threads() == 1 {
+        let mut scratch = init();
+        let mut prefix = Vec::new();
+        for t in 0..plan.tasks {
+            let task = plan.task(t, &mut prefix);
+            let (run, tail) = rest.split_at_mut(task.len);
+            body(&mut scratch, &task, run);
+            rest = tail;
+        }
+    } else {
+        let mut runs = Vec::with_capacity(plan.tasks);
+        for t in 0..plan.tasks {
+            let (run, tail) = rest.split_at_mut(plan.task_len(t));
+            runs.push(run);
+            rest = tail;
+        }
+        runs.into_par_iter().enumerate().for_each_init(
+            || (init(), Vec::new()),
+            |(scratch, prefix), (t, run)| {
+                let task = plan.task(t, prefix);
+                body(scratch, &task, run);
+            },
+        );
+    }
+    debug_assert!(rest.is_empty());
+    set_len_initialized(&mut out, n);
+    out
+}
+
+/// Marks the first `n` elements of `out`'s spare capacity as initialized.
+#[allow(unsafe_code)]
+fn set_len_initialized<O: Element>(out: &mut Vec<O>, n: usize) {
+    debug_assert!(n <= out.capacity());
+    // SAFETY: the tasks of a plan partition the output exactly (their runs
+    // are consecutive and their lengths sum to `n`, as `rest` ended empty),
+    // and the loops of `simd` write every element of the run they are
+    // given. A panic in a task unwinds through this function before
+    // `set_len`, leaving `out` empty. `O` is plain data (`Pod`).
+    unsafe { out.set_len(n) };
+}
+
+fn finish<O: Element>(shape: Vec<usize>, data: Vec<O>) -> AnyArray {
+    AnyArray::new(
+        ndarray::ArrayD::from_shape_vec(IxDyn(&shape), data).expect("one element per index"),
+    )
+}
+
+/// `f` applied to every element of `x`, read as `A`.
+pub(super) fn unary<A, O, F>(x: &AnyView<'_>, cost: Cost, f: F) -> AnyArray
+where
+    A: LoopType,
+    O: Element,
+    F: Fn(A) -> O + Sync + Send,
+{
+    let shape = x.shape().to_vec();
+    let n: usize = shape.iter().product();
+    if n == 0 {
+        return finish::<O>(shape, Vec::new());
+    }
+    let mut src = A::source(x, &shape);
+    let (plan, steps) = Plan::new(&shape, vec![src.strides()]);
+    src.simplify(&steps);
+    let level = cost.level();
+    let data = alloc_uninit(n, &plan, cost, Vec::new, |buf, task, out| {
+        match src.fetch(task, buf) {
+            Operand::Slice(s) => simd::map1(level, s, out, &f),
+            Operand::Scalar(v) => {
+                let y = f(v);
+                for o in out.iter_mut() {
+                    o.write(y);
+                }
+            }
+        }
+    });
+    finish(shape, data)
+}
+
+/// `f` applied to every pair of elements of `a` and `b` broadcast
+/// together, read as `A` and `B`.
+pub(super) fn binary<A, B, O, F>(
+    a: &AnyView<'_>,
+    b: &AnyView<'_>,
+    cost: Cost,
+    f: F,
+) -> Result<AnyArray>
+where
+    A: LoopType,
+    B: LoopType,
+    O: Element,
+    F: Fn(A, B) -> O + Sync + Send,
+{
+    let shape = broadcast_shape(a.shape(), b.shape())?;
+    let n: usize = shape.iter().product();
+    if n == 0 {
+        return Ok(finish::<O>(shape, Vec::new()));
+    }
+    let mut sa = A::source(a, &shape);
+    let mut sb = B::source(b, &shape);
+    let (plan, steps) = Plan::new(&shape, vec![sa.strides(), sb.strides()]);
+    sa.simplify(&steps);
+    sb.simplify(&steps);
+    let level = cost.level();
+    let data = alloc_uninit(
+        n,
+        &plan,
+        cost,
+        || (Vec::new(), Vec::new()),
+        |(buf_a, buf_b), task, out| {
+            let x = sa.fetch(task, buf_a);
+            let y = sb.fetch(task, buf_b);
+            simd::map2(level, x, y, out, &f);
+        },
+    );
+    Ok(finish(shape, data))
+}

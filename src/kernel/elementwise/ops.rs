@@ -1,0 +1,168 @@
+//! Element functions with numpy's semantics, per dtype.
+
+use super::math;
+
+/// The arithmetic ufuncs on one element type, as numpy computes them on
+/// arrays: integers wrap around, floats follow IEEE 754.
+pub(super) trait Arith: Copy {
+    /// `numpy.negative`.
+    fn neg(self) -> Self;
+    /// `numpy.absolute` (`abs(i32::MIN) == i32::MIN`; clears a float's sign bit).
+    fn abs(self) -> Self;
+    /// `numpy.square`.
+    fn square(self) -> Self;
+    /// `numpy.add`.
+    fn add(self, other: Self) -> Self;
+    /// `numpy.subtract`.
+    fn sub(self, other: Self) -> Self;
+    /// `numpy.multiply`.
+    fn mul(self, other: Self) -> Self;
+    /// `numpy.maximum`.
+    fn maximum(self, other: Self) -> Self;
+    /// `numpy.minimum`.
+    fn minimum(self, other: Self) -> Self;
+}
+
+macro_rules! impl_arith_int {
+    ($($t:ty),*) => {$(
+        impl Arith for $t {
+            #[inline(always)]
+            fn neg(self) -> Self { self.wrapping_neg() }
+            #[inline(always)]
+            fn abs(self) -> Self { self.wrapping_abs() }
+            #[inline(always)]
+            fn square(self) -> Self { self.wrapping_mul(self) }
+            #[inline(always)]
+            fn add(self, other: Self) -> Self { self.wrapping_add(other) }
+            #[inline(always)]
+            fn sub(self, other: Self) -> Self { self.wrapping_sub(other) }
+            #[inline(always)]
+            fn mul(self, other: Self) -> Self { self.wrapping_mul(other) }
+            #[inline(always)]
+            fn maximum(self, other: Self) -> Self { if self > other { self } else { other } }
+            #[inline(always)]
+            fn minimum(self, other: Self) -> Self { if self < other { self } else { other } }
+        }
+    )*};
+}
+
+// numpy's maximum returns its first operand if that is NaN or greater, and
+// its second otherwise: so a NaN wins with its own payload, the first of
+// two NaNs wins, and of two equal values (0.0 and -0.0) the second is
+// returned. Checked bit for bit against numpy 2.4 (tests::maximum_minimum_nan).
+macro_rules! impl_arith_float {
+    ($($t:ty),*) => {$(
+        impl Arith for $t {
+            #[inline(always)]
+            fn neg(self) -> Self { -self }
+            #[inline(always)]
+            fn abs(self) -> Self { <$t>::abs(self) }
+            #[inline(always)]
+            fn square(self) -> Self { self * self }
+            #[inline(always)]
+            fn add(self, other: Self) -> Self { self + other }
+            #[inline(always)]
+            fn sub(self, other: Self) -> Self { self - other }
+            #[inline(always)]
+            fn mul(self, other: Self) -> Self { self * other }
+            #[inline(always)]
+            fn maximum(self, other: Self) -> Self {
+                if self.is_nan() || self > other { self } else { other }
+            }
+            #[inline(always)]
+            fn minimum(self, other: Self) -> Self {
+                if self.is_nan() || self < other { self } else { other }
+            }
+        }
+    )*};
+}
+
+impl_arith_int!(i32, i64);
+impl_arith_float!(f32, f64);
+
+/// The float ufuncs, for `f32` and `f64`.
+pub(super) trait Float: Copy {
+    /// `numpy.sqrt`.
+    fn sqrt(self) -> Self;
+    /// `numpy.exp`.
+    fn exp(self) -> Self;
+    /// `numpy.expm1`.
+    fn expm1(self) -> Self;
+    /// `numpy.log`.
+    fn log(self) -> Self;
+    /// `numpy.log1p`.
+    fn log1p(self) -> Self;
+    /// `numpy.sin`.
+    fn sin(self) -> Self;
+    /// `numpy.cos`.
+    fn cos(self) -> Self;
+    /// `numpy.tan`.
+    fn tan(self) -> Self;
+    /// `numpy.tanh`.
+    fn tanh(self) -> Self;
+    /// `numpy.divide`.
+    fn div(self, other: Self) -> Self;
+    /// `numpy.power`.
+    fn pow(self, other: Self) -> Self;
+}
+
+macro_rules! impl_float {
+    ($($t:ty => $exp:path, $log:path),*) => {$(
+        impl Float for $t {
+            #[inline(always)]
+            fn sqrt(self) -> Self { <$t>::sqrt(self) }
+            #[inline(always)]
+            fn exp(self) -> Self { $exp(self) }
+            #[inline(always)]
+            fn expm1(self) -> Self { <$t>::exp_m1(self) }
+            #[inline(always)]
+            fn log(self) -> Self { $log(self) }
+            #[inline(always)]
+            fn log1p(self) -> Self { <$t>::ln_1p(self) }
+            #[inline(always)]
+            fn sin(self) -> Self { <$t>::sin(self) }
+            #[inline(always)]
+            fn cos(self) -> Self { <$t>::cos(self) }
+            #[inline(always)]
+            fn tan(self) -> Self { <$t>::tan(self) }
+            #[inline(always)]
+            fn tanh(self) -> Self { <$t>::tanh(self) }
+            #[inline(always)]
+            fn div(self, other: Self) -> Self { self / other }
+            #[inline(always)]
+            fn pow(self, other: Self) -> Self { <$t>::powf(self, other) }
+        }
+    )*};
+}
+
+impl_float!(f32 => math::exp_f32, math::log_f32, f64 => math::exp, math::log);
+
+/// Integer power with a non-negative exponent, wrapping like numpy
+/// (`0 ** 0 == 1`). Multiplication modulo 2ⁿ is associative, so squaring
+/// gives the same bits as numpy's loop.
+pub(super) trait IntPow: Copy {
+    /// `self ** exp` for `exp >= 0`.
+    fn pow(self, exp: Self) -> Self;
+}
+
+macro_rules! impl_int_pow {
+    ($($t:ty),*) => {$(
+        impl IntPow for $t {
+            #[inline]
+            fn pow(self, exp: Self) -> Self {
+                debug_assert!(exp >= 0);
+                let (mut base, mut exp, mut acc) = (self, exp, 1 as $t);
+                while exp > 0 {
+                    if exp & 1 == 1 {
+                        acc = acc.wrapping_mul(base);
+                    }
+                    base = base.wrapping_mul(base);
+                    exp >>= 1;
+                }
+                acc
+            }
+        }
+    )*};
+}
+
+impl_int_pow!(i32, i64);
