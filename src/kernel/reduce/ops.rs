@@ -1,0 +1,352 @@
+//! The reductions: sum, prod, mean, var, std, max, min.
+//!
+//! Summation order (so that the bits are fixed, see the module docs of
+//! `pairwise`): float sums, means and variances use numpy's pairwise tree
+//! along each lane; float products multiply in lane order, as numpy does;
+//! integer sums and products wrap in `i64`, where the order cannot matter;
+//! max and min pick by a total order (`-0.0 < 0.0`), with the first NaN of
+//! the lane winning, so they cannot depend on the order either.
+
+use std::borrow::Cow;
+
+use ndarray::ArrayViewD;
+use rayon::prelude::*;
+
+use super::float::{div_count, Float};
+use super::geometry::{c_order, into_array, map_lanes, reduced_shape, Geometry, GRAIN};
+use super::pairwise;
+use crate::element::Element;
+use crate::error::Result;
+use crate::value::AnyArray;
+
+/// Integer lanes at least this long are folded in parallel chunks of this size.
+const INT_CHUNK: usize = 1 << 16;
+
+/// An element type as the reductions see it.
+pub(super) trait Num: Element + PartialOrd {
+    /// The dtype of its mean and variance (numpy: `f32` for `f32`, `f64` otherwise).
+    type Acc: Float + Element;
+    /// The value converted to [`Num::Acc`].
+    fn to_acc(self) -> Self::Acc;
+    /// Whether the value is a NaN.
+    fn is_nan(self) -> bool;
+    /// The larger of an accumulated `a` and a next value `v`: a NaN `a`
+    /// stays, a NaN `v` wins, and `0.0` beats `-0.0`.
+    fn max_pick(a: Self, v: Self) -> Self;
+    /// The smaller, with the same NaN rule, and `-0.0` beating `0.0`.
+    fn min_pick(a: Self, v: Self) -> Self;
+}
+
+/// An integer element type; sums and products wrap in `i64` like numpy's.
+pub(super) trait Int: Num {
+    /// The value as an `i64`.
+    fn widen(self) -> i64;
+}
+
+macro_rules! impl_float_num {
+    ($t:ty) => {
+        impl Num for $t {
+            type Acc = $t;
+            #[inline(always)]
+            fn to_acc(self) -> $t {
+                self
+            }
+            #[inline(always)]
+            fn is_nan(self) -> bool {
+                <$t>::is_nan(self)
+            }
+            #[inline(always)]
+            fn max_pick(a: Self, v: Self) -> Self {
+                if a.is_nan() {
+                    a
+                } else if v.is_nan() || v > a || (v == a && a.is_sign_negative()) {
+                    v
+                } else {
+                    a
+                }
+            }
+            #[inline(always)]
+            fn min_pick(a: Self, v: Self) -> Self {
+                if a.is_nan() {
+                    a
+                } else if v.is_nan() || v < a || (v == a && v.is_sign_negative()) {
+                    v
+                } else {
+                    a
+                }
+            }
+        }
+    };
+}
+
+macro_rules! impl_int_num {
+    ($t:ty) => {
+        impl Num for $t {
+            type Acc = f64;
+            #[inline(always)]
+            fn to_acc(self) -> f64 {
+                self as f64
+            }
+            #[inline(always)]
+            fn is_nan(self) -> bool {
+                false
+            }
+            #[inline(always)]
+            fn max_pick(a: Self, v: Self) -> Self {
+                a.max(v)
+            }
+            #[inline(always)]
+            fn min_pick(a: Self, v: Self) -> Self {
+                a.min(v)
+            }
+        }
+        impl Int for $t {
+            #[inline(always)]
+            fn widen(self) -> i64 {
+                self as i64
+            }
+        }
+    };
+}
+
+impl_float_num!(f32);
+impl_float_num!(f64);
+impl_int_num!(i32);
+impl_int_num!(i64);
+
+/// A reduction's input in C order, its lanes and its output shape.
+pub(super) struct Reduction<'a, T: Clone> {
+    data: Cow<'a, [T]>,
+    g: Geometry,
+    out_shape: Vec<usize>,
+}
+
+impl<'a, T: Num> Reduction<'a, T> {
+    /// Reduces `v` over `axis` (resolved; `None`: all axes).
+    pub fn new(v: &ArrayViewD<'a, T>, axis: Option<usize>, keepdims: bool) -> Self {
+        Reduction {
+            data: c_order(v),
+            g: Geometry::of(v.shape(), axis),
+            out_shape: reduced_shape(v.shape(), axis, keepdims),
+        }
+    }
+
+    fn lanes<R: Element>(
+        &self,
+        lane: impl Fn(&[T]) -> R + Sync,
+        rows: impl Fn(&[T], usize, &mut [R]) + Sync,
+    ) -> Vec<R> {
+        map_lanes(&self.data, self.g, lane, rows)
+    }
+
+    fn finish<R: Element>(self, out: Vec<R>) -> Result<AnyArray> {
+        into_array(self.out_shape, out)
+    }
+
+    /// [`Self::finish`] for results of float arithmetic, with every NaN
+    /// made the canonical one (see [`Float::canonical`]).
+    fn finish_float<R: Element + Float>(self, mut out: Vec<R>) -> Result<AnyArray> {
+        for v in &mut out {
+            *v = v.canonical();
+        }
+        into_array(self.out_shape, out)
+    }
+
+    /// numpy `sum` of a float array: pairwise, in its own dtype.
+    pub fn float_sum(self) -> Result<AnyArray>
+    where
+        T: Float,
+    {
+        let inner = self.g.inner;
+        let out = self.lanes(
+            |x| pairwise::sum(x, &|v| v),
+            |block, c0, out| pairwise::sum_rows(block, inner, c0, out, &|_, v| v),
+        );
+        self.finish_float(out)
+    }
+
+    /// numpy `sum` of an integer array: wrapping, in `i64`.
+    pub fn int_sum(self) -> Result<AnyArray>
+    where
+        T: Int,
+    {
+        let inner = self.g.inner;
+        let out = self.lanes(
+            |x| int_fold(x, 0, i64::wrapping_add),
+            |block, c0, out| int_rows(block, inner, c0, out, 0, i64::wrapping_add),
+        );
+        self.finish(out)
+    }
+
+    /// numpy `prod` of a float array: multiplied in lane order.
+    pub fn float_prod(self) -> Result<AnyArray>
+    where
+        T: Float,
+    {
+        let inner = self.g.inner;
+        let out = self.lanes(
+            |x| x.iter().fold(T::ONE, |acc, &v| acc * v),
+            |block, c0, out| {
+                out.fill(T::ONE);
+                for row in block.chunks_exact(inner) {
+                    for (o, &v) in out.iter_mut().zip(&row[c0..]) {
+                        *o = *o * v;
+                    }
+                }
+            },
+        );
+        self.finish_float(out)
+    }
+
+    /// numpy `prod` of an integer array: wrapping, in `i64`.
+    pub fn int_prod(self) -> Result<AnyArray>
+    where
+        T: Int,
+    {
+        let inner = self.g.inner;
+        let out = self.lanes(
+            |x| int_fold(x, 1, i64::wrapping_mul),
+            |block, c0, out| int_rows(block, inner, c0, out, 1, i64::wrapping_mul),
+        );
+        self.finish(out)
+    }
+
+    /// numpy `mean`: the pairwise sum in [`Num::Acc`], divided by the count.
+    pub fn mean(self) -> Result<AnyArray> {
+        let (n, inner) = (self.g.n, self.g.inner);
+        let out = self.lanes(
+            |x| div_count(pairwise::sum(x, &|v: T| v.to_acc()), n),
+            |block, c0, out| {
+                pairwise::sum_rows(block, inner, c0, out, &|_, v: T| v.to_acc());
+                for o in out.iter_mut() {
+                    *o = div_count(*o, n);
+                }
+            },
+        );
+        self.finish_float(out)
+    }
+
+    /// numpy `var` (or `std` when `sqrt`) with `ddof`, in two passes: the
+    /// mean, then the pairwise sum of squared deviations, divided by
+    /// `max(n - ddof, 0)`.
+    pub fn var(self, ddof: i64, sqrt: bool) -> Result<AnyArray> {
+        let (n, inner) = (self.g.n, self.g.inner);
+        let divisor = (n as i64).saturating_sub(ddof).max(0);
+        let finish = move |ssd: T::Acc| {
+            let var = T::Acc::from_f64(ssd.to_f64() / divisor as f64);
+            if sqrt {
+                var.sqrt()
+            } else {
+                var
+            }
+        };
+        let out = self.lanes(
+            |x| {
+                let mean = div_count(pairwise::sum(x, &|v: T| v.to_acc()), n);
+                finish(pairwise::sum(x, &|v: T| {
+                    let d = v.to_acc() - mean;
+                    d * d
+                }))
+            },
+            |block, c0, out| {
+                let mut mean = [T::Acc::ZERO; super::geometry::TILE];
+                let mean = &mut mean[..out.len()];
+                pairwise::sum_rows(block, inner, c0, mean, &|_, v: T| v.to_acc());
+                for m in mean.iter_mut() {
+                    *m = div_count(*m, n);
+                }
+                pairwise::sum_rows(block, inner, c0, out, &|c, v: T| {
+                    let d = v.to_acc() - mean[c];
+                    d * d
+                });
+                for o in out.iter_mut() {
+                    *o = finish(*o);
+                }
+            },
+        );
+        self.finish_float(out)
+    }
+
+    /// numpy `max` (`is_max`) or `min`; lanes must not be empty.
+    pub fn extreme(self, is_max: bool) -> Result<AnyArray> {
+        let pick = if is_max { T::max_pick } else { T::min_pick };
+        let inner = self.g.inner;
+        let out = self.lanes(
+            |x| extreme_lane(x, pick),
+            |block, c0, out| {
+                let mut rows = block.chunks_exact(inner);
+                if let Some(first) = rows.next() {
+                    out.copy_from_slice(&first[c0..c0 + out.len()]);
+                }
+                for row in rows {
+                    for (o, &v) in out.iter_mut().zip(&row[c0..]) {
+                        *o = pick(*o, v);
+                    }
+                }
+            },
+        );
+        self.finish(out)
+    }
+}
+
+/// Folds a lane of integers in `i64` with an associative, commutative
+/// wrapping operation (so any chunking gives the same result).
+fn int_fold<T: Int>(x: &[T], id: i64, op: fn(i64, i64) -> i64) -> i64 {
+    let serial = |c: &[T]| c.iter().fold(id, |acc, &v| op(acc, v.widen()));
+    if x.len() >= 2 * INT_CHUNK {
+        x.par_chunks(INT_CHUNK).map(serial).reduce(|| id, op)
+    } else {
+        serial(x)
+    }
+}
+
+fn int_rows<T: Int>(
+    block: &[T],
+    inner: usize,
+    c0: usize,
+    out: &mut [i64],
+    id: i64,
+    op: fn(i64, i64) -> i64,
+) {
+    out.fill(id);
+    for row in block.chunks_exact(inner) {
+        for (o, &v) in out.iter_mut().zip(&row[c0..]) {
+            *o = op(*o, v.widen());
+        }
+    }
+}
+
+/// The max or min of a lane by `pick` (the default for an empty lane, which
+/// callers reject before).
+fn extreme_lane<T: Num>(x: &[T], pick: fn(T, T) -> T) -> T {
+    if x.len() >= 2 * GRAIN {
+        // `pick` is associative and rayon combines chunks in order.
+        return x
+            .par_chunks(GRAIN)
+            .map(|c| extreme_lane(c, pick))
+            .reduce_with(pick)
+            .unwrap_or_default();
+    }
+    if x.len() < 8 {
+        return x.iter().copied().reduce(pick).unwrap_or_default();
+    }
+    let mut acc: [T; 8] = std::array::from_fn(|k| x[k]);
+    let mut chunks = x[8..].chunks_exact(8);
+    for chunk in &mut chunks {
+        for k in 0..8 {
+            acc[k] = pick(acc[k], chunk[k]);
+        }
+    }
+    let res = chunks
+        .remainder()
+        .iter()
+        .fold(acc.into_iter().reduce(pick).unwrap_or_default(), |a, &v| {
+            pick(a, v)
+        });
+    if res.is_nan() {
+        // The accumulators each keep their own first NaN; the lane's is this.
+        x.iter().copied().find(|v| v.is_nan()).unwrap_or(res)
+    } else {
+        res
+    }
+}
