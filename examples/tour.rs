@@ -372,7 +372,7 @@ fn step6_disk(scale: Scale) {
             println!("   one entry (the sorted signal), loadable by numpy:");
             println!(
                 "     python3 -c \"import numpy as np; print(np.load('{}')[:3])\"",
-                e.payload.display()
+                disk.payload_path(e.meta.key).display()
             );
             println!(
                 "   first values here: {}",

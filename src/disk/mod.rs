@@ -358,6 +358,12 @@ impl DiskTier {
         self.inner.layout.root()
     }
 
+    /// Where the `.npy` payload of `key` is (or would be) stored: a plain
+    /// file numpy can load.
+    pub fn payload_path(&self, key: Fingerprint) -> PathBuf {
+        self.inner.layout.payload(key)
+    }
+
     /// The byte budget, if any.
     pub fn max_bytes(&self) -> Option<u64> {
         self.inner.max_bytes
