@@ -21,8 +21,8 @@
 //!   and access times (one scan at open, then its own writes), and rescans
 //!   the directory when the index says it is over budget or after writing a
 //!   quarter of the budget, so that other processes' entries count too;
-//!   processes writing at the same time may exceed the budget by what they
-//!   wrote since their last scan, until the next write of any of them.
+//!   processes writing at the same time may together exceed the budget by
+//!   what they wrote since their last scans, until one of them rescans.
 //! - **One computation per key across processes**, with [`DiskTier::lock`].
 //! - **A failing disk never fails a call.** A read-only or full disk makes
 //!   writes fail softly: they are counted ([`DiskStats::write_failures`]) and
@@ -303,7 +303,7 @@ impl Inner {
     }
 
     /// Evicts least recently used entries until the budget holds, after
-    /// rescanning the directory when the index is over budget.
+    /// rescanning the directory if one is due ([`Index::needs_rescan`]).
     fn enforce_budget(&self) {
         let Some(max) = self.max_bytes else { return };
         let _g = self.evicting.lock().unwrap_or_else(PoisonError::into_inner);
@@ -318,14 +318,14 @@ impl Inner {
 
     /// Rebuilds the index from the directory, removing stale temporary files
     /// and orphan payloads.
-    fn rescan(&self) -> Result<layout::Scan> {
+    fn rescan(&self) -> Result<()> {
         let scan =
             layout::scan(&self.layout).map_err(|e| Error::io("list", self.layout.base(), e))?;
         if self.writable {
             self.remove_stale(&scan);
         }
         *self.index() = Index::from_scan(&scan);
-        Ok(scan)
+        Ok(())
     }
 }
 
