@@ -130,7 +130,15 @@ impl DiskTier {
     /// Reads and checks every entry; with `repair`, removes the damaged ones.
     ///
     /// `progress` is called after each entry, counting entries.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] if the directory cannot be listed, or if `repair` is
+    /// asked of a directory that is not writable.
     pub fn verify(&self, repair: bool, mut progress: impl FnMut(Progress)) -> Result<VerifyReport> {
+        if repair {
+            self.check_writable()?;
+        }
         self.flush();
         let scan = self.scan()?;
         let mut keys: Vec<_> = scan.keys.iter().map(|(k, f)| (*k, f.clone())).collect();
@@ -186,7 +194,12 @@ impl DiskTier {
     /// payloads, unlocked lock files).
     ///
     /// `progress` is called after each removal, counting bytes to free.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] if the directory cannot be listed or is not writable.
     pub fn gc(&self, max_bytes: u64, mut progress: impl FnMut(Progress)) -> Result<GcReport> {
+        self.check_writable()?;
         self.flush();
         let inner = &self.inner;
         let _g = inner.evicting.lock().unwrap_or_else(|p| p.into_inner());
@@ -206,7 +219,12 @@ impl DiskTier {
     /// dead writers); returns how many entries were removed.
     ///
     /// Entries other processes write meanwhile may survive.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] if the directory cannot be listed or is not writable.
     pub fn clear(&self) -> Result<u64> {
+        self.check_writable()?;
         self.flush();
         let inner = &self.inner;
         let _g = inner.evicting.lock().unwrap_or_else(|p| p.into_inner());
@@ -232,6 +250,13 @@ impl DiskTier {
         Ok(n)
     }
 
+    fn check_writable(&self) -> Result<()> {
+        match &self.inner.open_error {
+            Some(e) => Err(e.clone()),
+            None => Ok(()),
+        }
+    }
+
     fn scan(&self) -> Result<Scan> {
         let base = self.inner.layout.base();
         layout::scan(&self.inner.layout).map_err(|e| Error::io("list", base, e))
@@ -255,7 +280,9 @@ impl Inner {
         let mut removed = Vec::new();
         let mut freed = 0;
         let mut evict = |key: Fingerprint, slot: Slot, removed: &mut Vec<RemovedEntry>| {
-            self.remove_files(key);
+            if !self.remove_files(key) {
+                return; // gone already, or not ours to remove
+            }
             Counters::bump(&self.counters.evictions);
             freed += slot.bytes;
             removed.push(RemovedEntry {

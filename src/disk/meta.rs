@@ -1,25 +1,5 @@
-//! The sidecar: a small, strictly parsed text record per entry.
-//!
-//! ```text
-//! ndcache-entry 1
-//! key 5d41402abc4b2a76b9719d911017c592
-//! kernel exp
-//! version 1
-//! dtype <f8
-//! shape [1000,3]
-//! payload_bytes 24128
-//! checksum xxh3-128:9c3e4e64e0a5bd0b0e4b7c2fd7c1a3f4
-//! compute_ns 1834000
-//! created_ns 1760000000123456789
-//! end xxh3-64:0123456789abcdef
-//! ```
-//!
-//! Every line is required, in this order, once; the record ends with a
-//! newline. `checksum` is the xxh3-128 of the whole `.npy` payload file
-//! (header and data), as `xxhash.xxh3_128_hexdigest(open(p, 'rb').read())`
-//! computes it in Python. `end` is the xxh3-64 of every byte before the
-//! `end` line, so a damaged sidecar is detected too. In `kernel` and
-//! `version`, `%`, control characters and DEL are percent-escaped (`%0a`).
+//! The sidecar: a small, strictly parsed text record per entry (format in
+//! [`EntryMeta`]'s docs).
 
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -64,6 +44,29 @@ impl EntryInfo {
 }
 
 /// The metadata of a disk entry, as recorded in its sidecar.
+///
+/// # Sidecar format
+///
+/// ```text
+/// ndcache-entry 1
+/// key 5d41402abc4b2a76b9719d911017c592
+/// kernel exp
+/// version 1
+/// dtype <f8
+/// shape [1000,3]
+/// payload_bytes 24128
+/// checksum xxh3-128:9c3e4e64e0a5bd0b0e4b7c2fd7c1a3f4
+/// compute_ns 1834000
+/// created_ns 1760000000123456789
+/// end xxh3-64:0123456789abcdef
+/// ```
+///
+/// Every line is required, in this order, once; the record ends with a
+/// newline. `checksum` is the xxh3-128 of the whole `.npy` payload file
+/// (header and data), as `xxhash.xxh3_128_hexdigest(open(p, 'rb').read())`
+/// computes it in Python. `end` is the xxh3-64 of every byte before the
+/// `end` line, so a damaged sidecar is detected too. In `kernel` and
+/// `version`, `%`, control characters and DEL are percent-escaped (`%0a`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct EntryMeta {

@@ -6,7 +6,7 @@
 //!
 //! - **No pickle, ever.** Payloads are `.npy` files of `float32`, `float64`,
 //!   `int32` or `int64`; sidecars are a strictly parsed text record
-//!   (layout in [`layout`](self#layout), format in [`EntryMeta`]'s module).
+//!   (layout [below](self#layout), format in [`EntryMeta`]).
 //! - **Verified on every load.** The sidecar records the xxh3-128 of the whole
 //!   payload file; a corrupt, truncated, half-written or orphan entry is a
 //!   miss, is removed and is counted ([`DiskStats::corrupt`]).
@@ -14,10 +14,15 @@
 //!   result for a background thread (by default) that writes temporary
 //!   files and renames them into place, payload first and sidecar last.
 //!   Nothing waits for `fsync`: verification makes it unnecessary.
-//! - **A byte budget, enforced on every write**, least recently used first.
-//!   A hit refreshes the entry's last-access time, which is the sidecar's
-//!   modification time, so it is shared by every process and survives
-//!   restarts.
+//! - **A byte budget, enforced on every write**, least recently used first,
+//!   counting payloads and sidecars. A hit refreshes the entry's last-access
+//!   time, which is the sidecar's modification time, so it is shared by
+//!   every process and survives restarts. Each tier keeps an index of sizes
+//!   and access times (one scan at open, then its own writes), and rescans
+//!   the directory when the index says it is over budget or after writing a
+//!   quarter of the budget, so that other processes' entries count too;
+//!   processes writing at the same time may together exceed the budget by
+//!   what they wrote since their last scans, until one of them rescans.
 //! - **One computation per key across processes**, with [`DiskTier::lock`].
 //! - **A failing disk never fails a call.** A read-only or full disk makes
 //!   writes fail softly: they are counted ([`DiskStats::write_failures`]) and
@@ -165,7 +170,11 @@ impl DiskTierBuilder {
             open_error,
         });
         match &inner.open_error {
-            Some(e) => inner.warn(Some(e), "is not writable; results will not be saved there"),
+            Some(e) => inner.warn(
+                Some(e),
+                "is not writable",
+                "results will not be saved there",
+            ),
             None => {
                 inner.remove_stale(&scan);
             }
@@ -188,7 +197,7 @@ fn prepare_dir(layout: &Layout) -> Result<()> {
     // its whole directory, which must hold nothing but the cache.
     let tag = base.join("CACHEDIR.TAG");
     if !tag.exists() {
-        let _ = npy_free_write(
+        let _ = write_small_file(
             &tag,
             b"Signature: 8a477f597d28d172789f06886806bc55\n\
               # This directory is an ndcache cache; see https://bford.info/cachedir/\n",
@@ -198,7 +207,7 @@ fn prepare_dir(layout: &Layout) -> Result<()> {
 }
 
 /// Writes a small file through a temporary name.
-fn npy_free_write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+fn write_small_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let tmp = layout::temp_path(dir, "tag");
     fs::write(&tmp, bytes)?;
@@ -226,8 +235,10 @@ impl Inner {
         self.index.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Prints one warning per tier, naming the directory and the OS error.
-    fn warn(&self, e: Option<&Error>, what: &str) {
+    /// Prints one warning per tier, naming the directory and the OS error:
+    /// `ndcache: warning: the disk cache /x is not writable (Permission
+    /// denied (os error 13)); results will not be saved there`.
+    fn warn(&self, e: Option<&Error>, what: &str, consequence: &str) {
         if self.warned.swap(true, Ordering::Relaxed) {
             return;
         }
@@ -237,7 +248,7 @@ impl Inner {
             None => String::new(),
         };
         eprintln!(
-            "ndcache: warning: the disk cache {} {what}{cause}; further failures are only counted",
+            "ndcache: warning: the disk cache {} {what}{cause}; {consequence}",
             self.layout.root().display()
         );
     }
@@ -273,18 +284,26 @@ impl Inner {
             Ok(Written::TooBig) => Counters::bump(&self.counters.rejected),
             Err(e) => {
                 Counters::bump(&self.counters.write_failures);
-                self.warn(Some(&e), "could not be written");
+                self.warn(
+                    Some(&e),
+                    "could not be written",
+                    "further write failures are only counted",
+                );
             }
         }
     }
 
     fn write_failed_panic(&self) {
         Counters::bump(&self.counters.write_failures);
-        self.warn(None, "could not be written (the writer panicked)");
+        self.warn(
+            None,
+            "could not be written (the writer panicked)",
+            "further write failures are only counted",
+        );
     }
 
     /// Evicts least recently used entries until the budget holds, after
-    /// rescanning the directory when the index is over budget.
+    /// rescanning the directory if one is due ([`Index::needs_rescan`]).
     fn enforce_budget(&self) {
         let Some(max) = self.max_bytes else { return };
         let _g = self.evicting.lock().unwrap_or_else(PoisonError::into_inner);
@@ -299,14 +318,14 @@ impl Inner {
 
     /// Rebuilds the index from the directory, removing stale temporary files
     /// and orphan payloads.
-    fn rescan(&self) -> Result<layout::Scan> {
+    fn rescan(&self) -> Result<()> {
         let scan =
             layout::scan(&self.layout).map_err(|e| Error::io("list", self.layout.base(), e))?;
         if self.writable {
             self.remove_stale(&scan);
         }
         *self.index() = Index::from_scan(&scan);
-        Ok(scan)
+        Ok(())
     }
 }
 

@@ -118,33 +118,28 @@ impl Writer {
         let (shared, inner2) = (self.shared.clone(), inner.clone());
         match std::thread::Builder::new()
             .name("ndcache-disk-writer".into())
-            .spawn(move || run(&shared, &inner2))
+            .spawn(move || run(&shared, &inner2, true))
         {
             Ok(h) => *slot = Some(h),
             Err(_) => {
-                // No thread: write the queue here rather than never.
                 drop(slot);
-                loop {
-                    let job = self.shared.state().jobs.pop_front();
-                    let Some(job) = job else { break };
-                    let bytes = job.value.nbytes();
-                    inner.store(job);
-                    self.shared.state().pending_bytes -= bytes;
-                }
-                self.shared.changed.notify_all();
+                // No thread: write the queue here rather than never.
+                run(&self.shared, inner, false);
             }
         }
     }
 }
 
-fn run(shared: &Shared, inner: &Inner) {
+/// Writes queued jobs in order. With `wait`, waits for more until shut
+/// down; without, returns when the queue is empty.
+fn run(shared: &Shared, inner: &Inner, wait: bool) {
     loop {
         let mut st = shared.state();
-        while st.jobs.is_empty() && !st.shutdown {
+        while wait && st.jobs.is_empty() && !st.shutdown {
             st = shared.wait(st);
         }
         let Some(job) = st.jobs.pop_front() else {
-            return; // shut down with nothing left
+            return; // shut down (or, without `wait`, done)
         };
         st.busy = true;
         drop(st);

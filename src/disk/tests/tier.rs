@@ -258,6 +258,10 @@ fn unwritable_directories_fail_softly() {
             assert!(t.get(key(1)).is_none());
             assert!(t.lock(key(1)).is_err());
             assert_eq!(t.entries().unwrap(), vec![]);
+            assert_eq!(t.verify(false, |_| {}).unwrap().ok, 0);
+            assert!(t.gc(0, |_| {}).is_err());
+            assert!(t.clear().is_err());
+            assert!(t.verify(true, |_| {}).is_err());
         }
         let e = DiskTier::builder(&path)
             .require_writable(true)
