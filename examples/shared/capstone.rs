@@ -38,7 +38,7 @@ impl Config {
             baseline_requests: if fast { 400 } else { 2_000 },
             workers: 4,
             zipf_s: 1.1,
-            max_bytes: if fast { 6 << 20 } else { 48 << 20 },
+            max_bytes: if fast { 8 << 20 } else { 64 << 20 },
             ttl: if fast {
                 Duration::from_millis(300)
             } else {

@@ -24,7 +24,11 @@ use ndcache::disk::{read_npy, write_npy_atomic, DiskTier, Progress};
 use ndcache::{AnyView, ArrayCache, Params, Registry};
 
 #[derive(Parser)]
-#[command(name = "ndcache", version, about = "Memoize numpy-style array kernels on .npy files")]
+#[command(
+    name = "ndcache",
+    version,
+    about = "Memoize numpy-style array kernels on .npy files"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -107,7 +111,11 @@ fn parse_size(s: &str) -> Result<u64, String> {
                 'M' => 1 << 20,
                 'G' => 1 << 30,
                 'T' => 1 << 40,
-                _ => return Err(format!("unknown size suffix '{c}' in '{s}' (use K, M, G or T)")),
+                _ => {
+                    return Err(format!(
+                        "unknown size suffix '{c}' in '{s}' (use K, M, G or T)"
+                    ))
+                }
             };
             (&t[..i], m)
         }
@@ -147,7 +155,9 @@ fn cache_dir(arg: &Option<PathBuf>) -> Result<PathBuf> {
     }
     match dirs::cache_dir() {
         Some(d) => Ok(d.join("ndcache")),
-        None => bail!("no user cache directory on this platform: pass --cache-dir or set NDCACHE_DIR"),
+        None => {
+            bail!("no user cache directory on this platform: pass --cache-dir or set NDCACHE_DIR")
+        }
     }
 }
 
@@ -190,7 +200,10 @@ fn apply(args: &ApplyArgs) -> Result<()> {
     let start = Instant::now();
     let (result, how) = if args.no_cache {
         let views: Vec<AnyView<'_>> = inputs.iter().map(|a| a.view()).collect();
-        (registry.call(&args.kernel, &views, &params)?, "computed (no cache)".to_owned())
+        (
+            registry.call(&args.kernel, &views, &params)?,
+            "computed (no cache)".to_owned(),
+        )
     } else {
         let dir = cache_dir(&args.dir.cache_dir)?;
         let mut b = ArrayCache::builder().registry(registry).disk(&dir);
@@ -237,14 +250,21 @@ fn apply(args: &ApplyArgs) -> Result<()> {
 
 fn kernels() {
     let registry = Registry::with_builtins();
-    println!("{:<10} {:>5}  {:<32} {:>7}  doc", "name", "arity", "parameters", "version");
+    println!(
+        "{:<10} {:>5}  {:<32} {:>7}  doc",
+        "name", "arity", "parameters", "version"
+    );
     for k in registry.kernels() {
         let params: Vec<String> = k.params().iter().map(ToString::to_string).collect();
         println!(
             "{:<10} {:>5}  {:<32} {:>7}  {}",
             k.name(),
             k.arity(),
-            if params.is_empty() { "-".to_owned() } else { params.join(", ") },
+            if params.is_empty() {
+                "-".to_owned()
+            } else {
+                params.join(", ")
+            },
             k.version(),
             k.doc()
         );
@@ -354,7 +374,11 @@ fn verify(dir: &DirArgs, repair: bool) -> Result<ExitCode> {
         }
     );
     let clean = report.corrupt.iter().all(|p| p.removed);
-    Ok(if clean { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if clean {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 fn gc(dir: &DirArgs, max_bytes: u64) -> Result<()> {
