@@ -1,0 +1,162 @@
+//! Every example runs (in its fast mode), so none can rot, and prints what
+//! the tour promises.
+//!
+//! `cargo test` builds the examples before running the tests; the binaries
+//! are found next to this test's own executable.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn example_bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    // target/<profile>/deps/integration-<hash> -> target/<profile>/examples/<name>
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>")
+        .join("examples");
+    let bin = dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo test` (which builds the examples) or `cargo build --examples`",
+        bin.display()
+    );
+    bin
+}
+
+/// Runs an example in fast mode; returns its standard output.
+fn run(name: &str, envs: &[(&str, &Path)]) -> String {
+    let mut cmd = Command::new(example_bin(name));
+    cmd.env("NDCACHE_FAST", "1");
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("the example starts");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "example {name} failed ({}):\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+fn assert_has(out: &str, needle: &str) {
+    assert!(out.contains(needle), "expected {needle:?} in:\n{out}");
+}
+
+#[test]
+fn tour_prints_every_step_and_reuses_the_disk_on_its_second_run() {
+    let cache = tempfile::tempdir().unwrap();
+    let envs = [("NDCACHE_TOUR_CACHE", cache.path())];
+    let first = run("tour", &envs);
+    for (n, title) in [
+        (1, "lru_cache internals"),
+        (2, "unbounded cache"),
+        (3, "cache keys"),
+        (4, "TTL cache"),
+        (5, "cached property"),
+        (6, "disk memoization"),
+        (7, "ufunc caching"),
+        (8, "capstone"),
+    ] {
+        assert_has(&first, &format!("Step {n}: {title}"));
+    }
+    assert_has(&first, "fib(30) = 832040");
+    assert_has(&first, "CacheInfo(hits=28, misses=31, maxsize=128, currsize=31)");
+    assert_has(&first, "hit rate: 47.5%");
+    assert_has(&first, "CacheInfo(hits=30, misses=31, maxsize=128, currsize=31)");
+    assert_has(&first, "after cache_clear(): CacheInfo(hits=0, misses=0, maxsize=128, currsize=0)");
+    assert_has(&first, "Fortran-order twin        same key");
+    assert_has(&first, "strided view, no copy     same key");
+    assert_has(&first, "same values as float32    different key");
+    assert_has(&first, "[0.0] vs [-0.0]           different key");
+    assert_has(&first, "computed 1 time(s)");
+    assert_has(&first, "computed 8, disk hits 0");
+    assert_has(&first, "x keyed once       : sum(exp(x))");
+    assert_has(&first, "bytes hashed: 0");
+    assert_has(&first, "no key computed twice at once");
+
+    let second = run("tour", &envs);
+    assert_has(&second, "computed 0, disk hits 8");
+}
+
+#[test]
+fn ufunc_cache_example() {
+    let out = run("ufunc_cache", &[]);
+    assert_has(&out, "same shared result: true");
+    assert_has(&out, "chain 2: sum(exp(x))");
+    assert_has(&out, "bytes hashed: 0");
+    assert_has(&out, "add (3,1) float32 + (4,) int32 -> [3, 4] float64");
+    assert_has(&out, "operands could not be broadcast together with shapes (3,) (4,)");
+    assert_has(&out, "unknown kernel 'exq'; did you mean 'exp'?");
+    assert_has(&out, "sigmoid computed 1 time(s)");
+}
+
+#[test]
+fn lru_internals_example() {
+    let out = run("lru_internals", &[]);
+    assert_has(&out, "CacheInfo(hits=2, misses=7, maxsize=4, currsize=4)");
+    assert_has(&out, "computed 1 time(s), 7 waited");
+}
+
+#[test]
+fn cache_keys_example() {
+    let out = run("cache_keys", &[]);
+    assert_has(&out, "on 1, 2, 4 threads: one key");
+    let keys: Vec<&str> = out
+        .lines()
+        .take(4)
+        .map(|l| l.split_whitespace().last().unwrap())
+        .collect();
+    assert!(keys.iter().all(|k| *k == keys[0]), "layout twins share a key:\n{out}");
+}
+
+#[test]
+fn ttl_cache_example() {
+    let out = run("ttl_cache", &[]);
+    assert_has(&out, "t=30s get(ACME   ) = 40   lookups=2 hits=2 misses=2 expirations=1");
+    assert_has(&out, "t=61s get(ACME   ) = 40   lookups=4 hits=3 misses=4 expirations=2");
+}
+
+#[test]
+fn cached_property_example() {
+    let out = run("cached_property", &[]);
+    assert_has(&out, "access 3:");
+    assert_has(&out, "computations so far: 2");
+    assert_has(&out, "4 threads asked at once: 2 computations");
+}
+
+#[test]
+fn disk_memo_example_runs_twice() {
+    let cache = tempfile::tempdir().unwrap();
+    let envs = [("NDCACHE_EXAMPLE_CACHE", cache.path())];
+    let first = run("disk_memo", &envs);
+    assert_has(&first, "computed 2, disk hits 0");
+    assert_has(&first, "verify says 1 ok, 1 corrupt");
+    assert_has(&first, "equal to the first result: true; corrupt entries seen: 1");
+    let second = run("disk_memo", &envs);
+    assert_has(&second, "computed 0, disk hits 2");
+}
+
+#[test]
+fn service_example() {
+    let out = run("service", &[]);
+    assert_has(&out, "no key computed twice at once");
+    assert_has(&out, "with cache");
+}
+
+#[test]
+fn sample_data_is_what_make_data_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(example_bin("make_data"));
+    let out = cmd.arg(dir.path()).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let committed = Path::new(env!("CARGO_MANIFEST_DIR")).join("data");
+    for name in ["signal.npy", "image.npy", "counts.npy", "fortran.npy", "small.npy"] {
+        let want = std::fs::read(committed.join(name)).unwrap();
+        let got = std::fs::read(dir.path().join(name)).unwrap();
+        assert!(want == got, "data/{name} differs from what make_data writes");
+    }
+}
