@@ -206,8 +206,8 @@ fn common_op<T: Num>(op: Op, r: Reduction<'_, T>, ddof: i64) -> Result<AnyArray>
         Op::Mean => r.mean(),
         Op::Var => r.var(ddof, false),
         Op::Std => r.var(ddof, true),
-        Op::Max => r.extreme(true),
-        Op::Min => r.extreme(false),
+        Op::Max => r.extreme::<true>(),
+        Op::Min => r.extreme::<false>(),
         Op::Sum | Op::Prod => unreachable!("sum and prod depend on the dtype's kind"),
     }
 }

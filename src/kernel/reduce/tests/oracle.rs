@@ -47,7 +47,11 @@ fn gen_f64(rng: &mut Lcg, specials: bool) -> f64 {
             f64::NEG_INFINITY,
         ][(rng.next() % 6) as usize];
     }
-    let sign = if rng.next().is_multiple_of(2) { 1.0 } else { -1.0 };
+    let sign = if rng.next().is_multiple_of(2) {
+        1.0
+    } else {
+        -1.0
+    };
     sign * rng.unit() * 10f64.powi((rng.next() % 9) as i32 - 4)
 }
 
