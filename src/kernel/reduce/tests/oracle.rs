@@ -522,17 +522,18 @@ fn layout() -> impl Strategy<Value = Layout> {
 
 fn shape() -> impl Strategy<Value = Vec<usize>> {
     prop_oneof![
-        Just(vec![]),
-        prop::collection::vec(0usize..6, 1..=4),
+        1 => Just(vec![]),
+        6 => prop::collection::vec(0usize..6, 1..=4),
         // Long enough along one axis for the pairwise split (> 128).
-        (129usize..400).prop_map(|n| vec![n]),
-        (1usize..4, 129usize..300, 1usize..5).prop_map(|(a, b, c)| vec![a, b, c]),
-        (129usize..200, 250usize..300).prop_map(|(a, b)| vec![a, b]),
+        2 => (129usize..400).prop_map(|n| vec![n]),
+        2 => (1usize..4, 129usize..300, 1usize..5).prop_map(|(a, b, c)| vec![a, b, c]),
+        // More columns than a tile (256) below a long axis.
+        1 => (129usize..140, 257usize..270).prop_map(|(a, b)| vec![a, b]),
     ]
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 40, ..ProptestConfig::default() })]
 
     #[test]
     fn f64_matches_references(shape in shape(), seed: u64, specials: bool, layout in layout()) {
