@@ -1,33 +1,33 @@
-//! Radix sort of unsigned keys: one most-significant-digit pass over the
-//! whole array, then least-significant-digit passes inside each bucket,
-//! while it is in cache.
+//! MSD radix sort of unsigned keys, serial or parallel.
 //!
-//! Sorting memory-bound: a plain LSD sort of `u64` keys reads and scatters
-//! the whole array eight times. Here the first pass splits the keys by the
-//! [`MSD_BITS`] highest bits in which they differ (the bits above are
-//! common to all, found from the minimum and the maximum key), so that
-//! buckets fit in cache; each bucket is then sorted on its own, on any
-//! thread, by LSD passes over its remaining bits (skipping the digits all
-//! its keys share), or by comparisons when it is tiny. Buckets still too
-//! large (skewed data) are split again the same way.
+//! Sorting is memory-bound: an LSD sort of `u64` keys reads and scatters
+//! the whole array up to eight times. Here a pass splits the keys by the
+//! highest bits in which they differ (the bits above are common to all,
+//! found from the minimum and the maximum key, or shared by every key of a
+//! bucket), and each bucket is split again the same way, on any thread,
+//! until it is small enough for a comparison sort in cache. A digit every
+//! key shares is skipped without moving anything. Uniform `u64` keys take
+//! two passes; values clustered in a narrow range take no more.
+//!
+//! The two buffers alternate between levels: [`sort_in_place`] scatters
+//! into the scratch buffer and has each bucket sorted back by
+//! [`sort_to`], which scatters into the original buffer and has each
+//! bucket sorted in place, and so on; only the leaves copy.
 //!
 //! Sorting keys has one possible result (equal keys are equal bits), so it
 //! cannot depend on how the work is split among threads.
 
 use rayon::prelude::*;
 
-/// Bits of the digit of the MSD pass.
-const MSD_BITS: u32 = 11;
+/// The widest digit (2048 buckets); narrower digits for fewer keys.
+const WIDE_BITS: u32 = 11;
+const NARROW_BITS: u32 = 8;
+/// Slices at least this long are split by [`WIDE_BITS`] digits.
+const WIDE_MIN: usize = 1 << 14;
 
-/// Bits of the digits of the LSD passes.
-const LSD_BITS: u32 = 8;
-const LSD_RADIX: usize = 1 << LSD_BITS;
-
-/// Slices shorter than this are sorted by comparisons.
-const SMALL: usize = 256;
-
-/// Slices at most this long are sorted by LSD passes (they fit in cache).
-const CACHE: usize = 1 << 15;
+/// Slices shorter than this are sorted by comparisons (in cache, that
+/// beats more radix passes).
+pub(super) const SMALL: usize = 1 << 12;
 
 /// Passes over at least this many keys run on several threads.
 const PAR_MIN: usize = 1 << 16;
@@ -61,151 +61,142 @@ macro_rules! impl_radix_key {
 impl_radix_key!(u32);
 impl_radix_key!(u64);
 
-/// The smallest and the largest key (`None` for no keys).
-pub(super) fn min_max<K: RadixKey>(keys: &[K]) -> Option<(K, K)> {
-    let serial = |c: &[K]| {
-        let first = *c.first()?;
-        Some(
-            c.iter()
-                .fold((first, first), |(lo, hi), &k| (lo.min(k), hi.max(k))),
-        )
-    };
-    if keys.len() >= PAR_MIN {
-        keys.par_chunks(PAR_MIN / 4)
-            .filter_map(serial)
-            .reduce_with(|(a, b), (c, d)| (a.min(c), b.max(d)))
-    } else {
-        serial(keys)
-    }
-}
-
 /// Sorts `keys` ascending, given their minimum `lo` and maximum `hi`.
 pub(super) fn sort<K: RadixKey>(keys: &mut [K], lo: K, hi: K) {
-    let n = keys.len();
-    if n < SMALL {
+    if keys.len() < SMALL {
         keys.sort_unstable();
-        return;
-    }
-    if lo == hi {
-        return;
-    }
-    let top = K::BITS - lo.common_prefix(hi);
-    let mut scratch = vec![K::default(); n];
-    if n <= CACHE {
-        if lsd(keys, &mut scratch, top) {
-            keys.copy_from_slice(&scratch);
-        }
-    } else {
-        msd(keys, &mut scratch, top);
+    } else if lo != hi {
+        let mut scratch = vec![K::default(); keys.len()];
+        sort_in_place(keys, &mut scratch, K::BITS - lo.common_prefix(hi));
     }
 }
 
-/// Sorts `src`, whose keys differ only in their `top` low bits, using
-/// `dst` (as long) as scratch: scatters `src` into `dst` by the highest
-/// [`MSD_BITS`] of those, then sorts every bucket back into `src`.
-fn msd<K: RadixKey>(src: &mut [K], dst: &mut [K], top: u32) {
-    let shift = top.saturating_sub(MSD_BITS);
-    let width = top - shift;
-    let counts = if src.len() >= PAR_MIN {
-        scatter_par(src, dst, shift, width)
+/// The digit below bit `top` to split `n` keys by: `(shift, width)`.
+fn digit_for(n: usize, top: u32) -> (u32, u32) {
+    let width = if n >= WIDE_MIN {
+        WIDE_BITS
     } else {
-        scatter(src, dst, shift, width)
-    };
-    let mut buckets = Vec::with_capacity(counts.len());
-    let (mut from, mut to) = (dst, src);
-    for &c in &counts {
-        let (f, f_rest) = std::mem::take(&mut from).split_at_mut(c);
-        let (t, t_rest) = std::mem::take(&mut to).split_at_mut(c);
-        if c > 0 {
-            buckets.push((f, t));
+        NARROW_BITS
+    }
+    .min(top);
+    (top - width, width)
+}
+
+/// Sorts `data`, whose keys differ only in their `top` low bits, using
+/// `scratch` (as long).
+fn sort_in_place<K: RadixKey>(data: &mut [K], scratch: &mut [K], mut top: u32) {
+    while data.len() >= SMALL && top > 0 {
+        let (shift, width) = digit_for(data.len(), top);
+        if let Some(counts) = split(data, scratch, shift, width) {
+            for_buckets(scratch, data, &counts, |from, to| sort_to(from, to, shift));
+            return;
         }
-        from = f_rest;
-        to = t_rest;
+        top = shift;
     }
-    // The keys of a bucket share every bit from `shift` up.
-    let sort_bucket = |(from, to): (&mut [K], &mut [K])| sort_into(from, to, shift);
-    if counts.len() > 1 && buckets.iter().map(|b| b.0.len()).sum::<usize>() >= PAR_MIN {
-        buckets.into_par_iter().for_each(sort_bucket);
-    } else {
-        buckets.into_iter().for_each(sort_bucket);
-    }
+    data.sort_unstable();
 }
 
 /// Sorts the keys of `src`, which differ only in their `top` low bits,
 /// into `dst` (`src` is clobbered).
-fn sort_into<K: RadixKey>(src: &mut [K], dst: &mut [K], top: u32) {
-    let n = src.len();
-    if n < SMALL || top == 0 {
-        dst.copy_from_slice(src);
-        dst.sort_unstable();
-    } else if n <= CACHE {
-        if !lsd(src, dst, top) {
-            dst.copy_from_slice(src);
+fn sort_to<K: RadixKey>(src: &mut [K], dst: &mut [K], mut top: u32) {
+    while src.len() >= SMALL && top > 0 {
+        let (shift, width) = digit_for(src.len(), top);
+        if let Some(counts) = split(src, dst, shift, width) {
+            for_buckets(dst, src, &counts, |data, scratch| {
+                sort_in_place(data, scratch, shift)
+            });
+            return;
         }
-    } else {
-        // A big bucket (skewed data): split it again below its own prefix.
-        let (lo, hi) = min_max(src).expect("the bucket is not empty");
-        if lo != hi {
-            msd(src, dst, K::BITS - lo.common_prefix(hi));
-        }
-        dst.copy_from_slice(src);
+        top = shift;
     }
+    dst.copy_from_slice(src);
+    dst.sort_unstable();
 }
 
-/// Histogram of digit `[shift, shift + width)` and a serial stable scatter
-/// of `src` into `dst` by it; returns the bucket sizes.
-fn scatter<K: RadixKey>(src: &[K], dst: &mut [K], shift: u32, width: u32) -> Vec<usize> {
-    let mut counts = vec![0usize; 1 << width];
-    for &k in src {
-        counts[k.digit(shift, width)] += 1;
+/// Runs `f` on the pairs of bucket slices of `a` and `b` (bucket sizes
+/// `counts`), on several threads when there are many keys.
+fn for_buckets<K: RadixKey>(
+    a: &mut [K],
+    b: &mut [K],
+    counts: &[usize],
+    f: impl Fn(&mut [K], &mut [K]) + Sync,
+) {
+    let parallel = a.len() >= PAR_MIN;
+    let mut pairs = Vec::new();
+    let (mut a, mut b) = (a, b);
+    for &c in counts {
+        let (x, a_rest) = std::mem::take(&mut a).split_at_mut(c);
+        let (y, b_rest) = std::mem::take(&mut b).split_at_mut(c);
+        (a, b) = (a_rest, b_rest);
+        match c {
+            0 => {}
+            _ if parallel => pairs.push((x, y)),
+            _ => f(x, y),
+        }
     }
-    let mut next = offsets(&counts);
+    pairs.into_par_iter().for_each(|(x, y)| f(x, y));
+}
+
+/// How many keys have each value of digit `[shift, shift + width)`.
+fn histogram<K: RadixKey>(keys: &[K], shift: u32, width: u32) -> Vec<usize> {
+    let mut h = vec![0usize; 1 << width];
+    for &k in keys {
+        h[k.digit(shift, width)] += 1;
+    }
+    h
+}
+
+/// Moves `src` into `dst` grouped (stably) by digit `[shift, shift +
+/// width)` and returns the bucket sizes; or moves nothing and returns
+/// `None` if every key has the same digit.
+fn split<K: RadixKey>(src: &[K], dst: &mut [K], shift: u32, width: u32) -> Option<Vec<usize>> {
+    if src.len() >= PAR_MIN {
+        return split_par(src, dst, shift, width);
+    }
+    let counts = histogram(src, shift, width);
+    if counts.contains(&src.len()) {
+        return None;
+    }
+    let mut next = Vec::with_capacity(counts.len());
+    let mut sum = 0;
+    for &c in &counts {
+        next.push(sum);
+        sum += c;
+    }
     for &k in src {
         let b = k.digit(shift, width);
         dst[next[b]] = k;
         next[b] += 1;
     }
-    counts
+    Some(counts)
 }
 
-fn offsets(counts: &[usize]) -> Vec<usize> {
-    let mut sum = 0;
-    counts
-        .iter()
-        .map(|&c| {
-            let start = sum;
-            sum += c;
-            start
-        })
-        .collect()
-}
-
-/// [`scatter`] on several threads: chunk `c` of `src` writes the keys of
+/// [`split`] on several threads: chunk `c` of `src` writes the keys of
 /// bucket `b` to its own region of `dst`, after those of chunks before it.
-fn scatter_par<K: RadixKey>(src: &[K], dst: &mut [K], shift: u32, width: u32) -> Vec<usize> {
+fn split_par<K: RadixKey>(src: &[K], dst: &mut [K], shift: u32, width: u32) -> Option<Vec<usize>> {
     let buckets = 1 << width;
-    let chunk_len = src.len().div_ceil(rayon::current_num_threads().max(1));
-    let chunk_len = chunk_len.max(PAR_MIN / 4);
+    let chunk_len = src
+        .len()
+        .div_ceil(rayon::current_num_threads().max(1))
+        .max(PAR_MIN / 4);
     let hists: Vec<Vec<usize>> = src
         .par_chunks(chunk_len)
-        .map(|chunk| {
-            let mut h = vec![0usize; buckets];
-            for &k in chunk {
-                h[k.digit(shift, width)] += 1;
-            }
-            h
-        })
+        .map(|chunk| histogram(chunk, shift, width))
         .collect();
+    let counts: Vec<usize> = (0..buckets)
+        .map(|b| hists.iter().map(|h| h[b]).sum())
+        .collect();
+    if counts.contains(&src.len()) {
+        return None;
+    }
     let mut regions: Vec<Vec<&mut [K]>> =
         hists.iter().map(|_| Vec::with_capacity(buckets)).collect();
-    let mut counts = vec![0usize; buckets];
     let mut rest = dst;
-    for (b, count) in counts.iter_mut().enumerate() {
+    for b in 0..buckets {
         for (c, h) in hists.iter().enumerate() {
             let (region, tail) = std::mem::take(&mut rest).split_at_mut(h[b]);
             regions[c].push(region);
             rest = tail;
-            *count += h[b];
         }
     }
     src.par_chunks(chunk_len)
@@ -218,41 +209,7 @@ fn scatter_par<K: RadixKey>(src: &[K], dst: &mut [K], shift: u32, width: u32) ->
                 next[b] += 1;
             }
         });
-    counts
-}
-
-/// LSD radix sort of `a` on its `top` low bits, with `b` as scratch;
-/// returns whether the sorted keys ended in `b`.
-fn lsd<K: RadixKey>(a: &mut [K], b: &mut [K], top: u32) -> bool {
-    let digits = top.div_ceil(LSD_BITS) as usize;
-    let mut hist = vec![[0usize; LSD_RADIX]; digits];
-    for &k in a.iter() {
-        for (d, h) in hist.iter_mut().enumerate() {
-            h[k.digit(d as u32 * LSD_BITS, LSD_BITS)] += 1;
-        }
-    }
-    let n = a.len();
-    let mut in_b = false;
-    for (d, h) in hist.iter().enumerate() {
-        if h.contains(&n) {
-            continue;
-        }
-        let (src, dst): (&[K], &mut [K]) = if in_b { (b, a) } else { (a, b) };
-        let shift = d as u32 * LSD_BITS;
-        let mut next = [0usize; LSD_RADIX];
-        let mut sum = 0;
-        for (n, &c) in next.iter_mut().zip(h) {
-            *n = sum;
-            sum += c;
-        }
-        for &k in src {
-            let digit = k.digit(shift, LSD_BITS);
-            dst[next[digit]] = k;
-            next[digit] += 1;
-        }
-        in_b = !in_b;
-    }
-    in_b
+    Some(counts)
 }
 
 #[cfg(test)]
@@ -264,6 +221,11 @@ mod tests {
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
         *seed ^ (*seed >> 31)
+    }
+
+    /// The smallest and the largest key.
+    fn min_max<K: RadixKey>(keys: &[K]) -> Option<(K, K)> {
+        Some((*keys.iter().min()?, *keys.iter().max()?))
     }
 
     fn check<K: RadixKey + std::fmt::Debug>(keys: Vec<K>) {
@@ -294,7 +256,7 @@ mod tests {
             100,
             SMALL,
             5000,
-            CACHE + 1,
+            WIDE_MIN + 1,
             PAR_MIN,
             3 * PAR_MIN + 17,
         ] {
