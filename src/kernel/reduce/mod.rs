@@ -176,11 +176,15 @@ impl Kernel for Reduce {
             }
         }
         let op = self.op;
+        // Which results the order of the elements cannot change (so a
+        // Fortran-order array may be reduced in memory order).
+        let exact = matches!(op, Op::Min | Op::Max);
+        let exact_int = exact || matches!(op, Op::Sum | Op::Prod);
         match x {
-            AnyView::F32(v) => float_op(op, Reduction::new(v, axis, keepdims), ddof),
-            AnyView::F64(v) => float_op(op, Reduction::new(v, axis, keepdims), ddof),
-            AnyView::I32(v) => int_op(op, Reduction::new(v, axis, keepdims), ddof),
-            AnyView::I64(v) => int_op(op, Reduction::new(v, axis, keepdims), ddof),
+            AnyView::F32(v) => float_op(op, Reduction::new(v, axis, keepdims, exact), ddof),
+            AnyView::F64(v) => float_op(op, Reduction::new(v, axis, keepdims, exact), ddof),
+            AnyView::I32(v) => int_op(op, Reduction::new(v, axis, keepdims, exact_int), ddof),
+            AnyView::I64(v) => int_op(op, Reduction::new(v, axis, keepdims, exact_int), ddof),
         }
     }
 }

@@ -4,16 +4,16 @@
 //! `pairwise`): float sums, means and variances use numpy's pairwise tree
 //! along each lane; float products multiply in lane order, as numpy does;
 //! integer sums and products wrap in `i64`, where the order cannot matter;
-//! max and min pick by a total order (`-0.0 < 0.0`), with the first NaN of
-//! the lane winning, so they cannot depend on the order either.
-
-use std::borrow::Cow;
+//! max and min pick by a total order (`-0.0 < 0.0`), any NaN making the
+//! result NaN, so they cannot depend on the order either. A NaN result of
+//! float arithmetic, or of max and min, is the canonical NaN (numpy's
+//! `np.nan`), whatever NaN the hardware or the input produced.
 
 use ndarray::ArrayViewD;
 use rayon::prelude::*;
 
 use super::float::{div_count, Float};
-use super::geometry::{c_order, into_array, map_lanes, reduced_shape, Geometry, GRAIN};
+use super::geometry::{map_lanes, reduced_shape, Arranged, Geometry, GRAIN};
 use super::pairwise;
 use crate::element::Element;
 use crate::error::Result;
@@ -31,15 +31,16 @@ pub(super) trait Num: Element + PartialOrd {
     /// Whether the value is a NaN.
     fn is_nan(self) -> bool;
     /// The larger of an accumulated `a` and a next value `v`: a NaN `a`
-    /// stays, a NaN `v` wins, and `0.0` beats `-0.0`.
+    /// stays, a NaN `v` wins, and `0.0` beats `-0.0` (associative and
+    /// commutative on non-NaN values and canonical NaNs).
     fn max_pick(a: Self, v: Self) -> Self;
     /// The smaller, with the same NaN rule, and `-0.0` beating `0.0`.
     fn min_pick(a: Self, v: Self) -> Self;
 
     /// The extreme of a lane (max when `MAX`) from `res`, found by plain
     /// comparisons (which skip NaNs and treat `-0.0 == 0.0`), `saw_nan`,
-    /// and the lane's `values`: the lane's first NaN if it has one, the
-    /// zero of the right sign if `res` is zero, else `res`.
+    /// and the lane's `values`: the canonical NaN if the lane has a NaN,
+    /// the zero of the right sign if `res` is zero, else `res`.
     fn settle<const MAX: bool>(
         res: Self,
         saw_nan: bool,
@@ -94,7 +95,7 @@ macro_rules! impl_float_num {
                 mut values: impl Iterator<Item = Self>,
             ) -> Self {
                 if saw_nan {
-                    values.find(|v| v.is_nan()).unwrap_or(res)
+                    <$t>::NAN
                 } else if res == 0.0 {
                     // Zeros compared equal; the max is 0.0 if the lane has
                     // one, the min is -0.0 if the lane has one.
@@ -158,20 +159,27 @@ impl_float_num!(f64);
 impl_int_num!(i32);
 impl_int_num!(i64);
 
-/// A reduction's input in C order, its lanes and its output shape.
+/// A reduction's input arranged in lanes, and its output shape.
 pub(super) struct Reduction<'a, T: Clone> {
-    data: Cow<'a, [T]>,
+    input: Arranged<'a, T>,
     g: Geometry,
     out_shape: Vec<usize>,
 }
 
 impl<'a, T: Num> Reduction<'a, T> {
-    /// Reduces `v` over `axis` (resolved; `None`: all axes).
-    pub fn new(v: &ArrayViewD<'a, T>, axis: Option<usize>, keepdims: bool) -> Self {
+    /// Reduces `v` over `axis` (resolved; `None`: all axes); `any_order`
+    /// when the result cannot depend on the order of the elements.
+    pub fn new(
+        v: &ArrayViewD<'a, T>,
+        axis: Option<usize>,
+        keepdims: bool,
+        any_order: bool,
+    ) -> Self {
+        let input = Arranged::new(v, axis, any_order);
         Reduction {
-            data: c_order(v),
-            g: Geometry::of(v.shape(), axis),
-            out_shape: reduced_shape(v.shape(), axis, keepdims),
+            g: input.geometry(),
+            out_shape: reduced_shape(&input.shape, input.axis, keepdims),
+            input,
         }
     }
 
@@ -180,11 +188,11 @@ impl<'a, T: Num> Reduction<'a, T> {
         lane: impl Fn(&[T]) -> R + Sync,
         rows: impl Fn(&[T], usize, &mut [R]) + Sync,
     ) -> Vec<R> {
-        map_lanes(&self.data, self.g, lane, rows)
+        map_lanes(&self.input.data, self.g, lane, rows)
     }
 
     fn finish<R: Element>(self, out: Vec<R>) -> Result<AnyArray> {
-        into_array(self.out_shape, out)
+        self.input.result(self.out_shape, out)
     }
 
     /// [`Self::finish`] for results of float arithmetic, with every NaN
@@ -193,7 +201,7 @@ impl<'a, T: Num> Reduction<'a, T> {
         for v in &mut out {
             *v = v.canonical();
         }
-        into_array(self.out_shape, out)
+        self.input.result(self.out_shape, out)
     }
 
     /// numpy `sum` of a float array: pairwise, in its own dtype.
@@ -384,7 +392,7 @@ fn int_rows<T: Int>(
 /// callers reject before).
 fn extreme_lane<T: Num, const MAX: bool>(x: &[T]) -> T {
     if x.len() >= 2 * GRAIN {
-        // `pick` is associative and rayon combines chunks in order.
+        // `pick` is associative, and the chunks' NaNs are canonical.
         let pick = if MAX { T::max_pick } else { T::min_pick };
         return x
             .par_chunks(GRAIN)

@@ -16,7 +16,7 @@
 use ndarray::{ArrayD, ArrayViewD, Axis, IxDyn, Zip};
 use rayon::prelude::*;
 
-use super::geometry::{c_order, into_array, GRAIN};
+use super::geometry::{Arranged, GRAIN};
 use super::radix::{self, RadixKey};
 use crate::element::Element;
 use crate::error::Result;
@@ -85,15 +85,16 @@ impl_float_key!(f64, u64, (1 << 52) - 1);
 /// numpy `sort(v, axis)`; `axis` resolved, `None` sorts the C-order
 /// flattening into a 1-D array.
 pub(super) fn sort<T: SortKey>(v: &ArrayViewD<'_, T>, axis: Option<usize>) -> Result<AnyArray> {
-    let mut data = c_order(v).into_owned();
-    let Some(axis) = axis else {
+    let input = Arranged::new(v, axis, false);
+    let mut data = input.data.to_vec();
+    let Some(axis) = input.axis else {
         sort_lane(&mut data);
-        return into_array(vec![data.len()], data);
+        return input.result(vec![data.len()], data);
     };
-    let shape = v.shape().to_vec();
+    let shape = input.shape.clone();
     let n = shape[axis];
     if data.is_empty() || n < 2 {
-        return into_array(shape, data);
+        return input.result(shape, data);
     }
     let parallel = data.len() >= GRAIN;
     if axis + 1 == shape.len() {
@@ -105,7 +106,7 @@ pub(super) fn sort<T: SortKey>(v: &ArrayViewD<'_, T>, axis: Option<usize>) -> Re
             // Few lanes, or long ones that sort themselves in parallel.
             data.chunks_mut(n).for_each(sort_lane);
         }
-        return into_array(shape, data);
+        return input.result(shape, data);
     }
     let mut a = ArrayD::from_shape_vec(IxDyn(&shape), data).expect("the buffer holds the shape");
     // A lane down a non-last axis is strided: sort a contiguous copy.
@@ -126,7 +127,8 @@ pub(super) fn sort<T: SortKey>(v: &ArrayViewD<'_, T>, axis: Option<usize>) -> Re
             strided(&mut buf, lane);
         }
     }
-    Ok(AnyArray::from(a))
+    let (data, _) = a.into_raw_vec_and_offset();
+    input.result(shape, data)
 }
 
 /// Sorts one contiguous lane in place: maps the values to their keys in
