@@ -13,7 +13,7 @@ use ndarray::{ArrayView2, ArrayView3, ArrayViewD, ArrayViewMut2, ArrayViewMut3, 
 use rayon::prelude::*;
 
 use super::float::Float;
-use super::geometry::{c_order, into_array, Geometry, GRAIN, TILE};
+use super::geometry::{Arranged, GRAIN, TILE};
 use crate::element::Element;
 use crate::error::Result;
 use crate::value::AnyArray;
@@ -60,14 +60,15 @@ impl_scan!(i64, i64, i64::wrapping_add, std::convert::identity);
 
 /// numpy `cumsum(v, axis)`; `axis` resolved (`None`: the C-order flattening).
 pub(super) fn cumsum<T: Scan>(v: &ArrayViewD<'_, T>, axis: Option<usize>) -> Result<AnyArray> {
-    let data = c_order(v);
-    let (shape, g) = match axis {
-        Some(a) => (v.shape().to_vec(), Geometry::along(v.shape(), a)),
-        None => (vec![data.len()], Geometry::flat(data.len())),
+    let input = Arranged::new(v, axis, false);
+    let (data, g) = (&input.data, input.geometry());
+    let shape = match axis {
+        Some(_) => input.shape.clone(),
+        None => vec![data.len()],
     };
     let mut out = vec![T::Out::default(); data.len()];
     if data.is_empty() {
-        return into_array(shape, out);
+        return input.result(shape, out);
     }
     let parallel = data.len() >= GRAIN;
     if g.inner == 1 {
@@ -89,7 +90,7 @@ pub(super) fn cumsum<T: Scan>(v: &ArrayViewD<'_, T>, axis: Option<usize>) -> Res
         }
     } else {
         let dims = (g.outer, g.n, g.inner);
-        let x = ArrayView3::from_shape(dims, &data).expect("the buffer holds the shape");
+        let x = ArrayView3::from_shape(dims, data).expect("the buffer holds the shape");
         let o = ArrayViewMut3::from_shape(dims, &mut out).expect("the buffer holds the shape");
         scan_blocks(x, o, parallel);
     }
@@ -99,7 +100,7 @@ pub(super) fn cumsum<T: Scan>(v: &ArrayViewD<'_, T>, axis: Option<usize>) -> Res
     } else {
         out.iter_mut().for_each(canonical);
     }
-    into_array(shape, out)
+    input.result(shape, out)
 }
 
 /// Scans a contiguous lane into `out` (same length), block by block.

@@ -1,14 +1,20 @@
-//! Where the values of a reduction live: axis resolution, the C-order
+//! Where the values of a reduction live: axis resolution, the contiguous
 //! buffer, the (outer, n, inner) view of it, and the parallel lane driver.
 //!
-//! Every kernel here computes on the input in logical (C) order, whatever its
+//! Every kernel here computes each lane in its logical order, whatever the
 //! memory layout, so a C-order array, its Fortran-order twin and a strided
 //! view of equal values give the same bits. That matters: they share one
 //! fingerprint, so a result cached for one of them is served for the others.
+//!
+//! A C-order input is used in place. A Fortran-order input is used in place
+//! too, as the C-order array of its reversed axes: the lanes along axis `a`
+//! are the lanes along axis `ndim - 1 - a` of that array, element for
+//! element, and the result is handed back with its axes reversed (so in
+//! Fortran order). Anything else is first copied into C order.
 
 use std::borrow::Cow;
 
-use ndarray::{ArrayD, ArrayViewD, IxDyn};
+use ndarray::{ArrayD, ArrayViewD, IxDyn, Zip};
 use rayon::prelude::*;
 
 use crate::element::Element;
@@ -98,24 +104,76 @@ pub(super) fn reduced_shape(shape: &[usize], axis: Option<usize>, keepdims: bool
     }
 }
 
-/// The elements of `v` in C order: borrowed when `v` is already
-/// C-contiguous, copied otherwise.
-pub(super) fn c_order<'a, T: Copy>(v: &ArrayViewD<'a, T>) -> Cow<'a, [T]> {
-    match v.to_slice() {
-        Some(s) => Cow::Borrowed(s),
-        None => Cow::Owned(v.iter().copied().collect()),
+/// The elements of an input arranged for lanes along an axis.
+pub(super) struct Arranged<'a, T: Clone> {
+    /// The elements, contiguous (borrowed from the input when it is).
+    pub data: Cow<'a, [T]>,
+    /// The shape `data` has in C order: the input's, or its reverse.
+    pub shape: Vec<usize>,
+    /// The axis in `shape` (`None`: all axes, flattened).
+    pub axis: Option<usize>,
+    /// Whether `shape` is the input's reversed (a Fortran-order input).
+    pub reversed: bool,
+}
+
+impl<'a, T: Element> Arranged<'a, T> {
+    /// Arranges `v` for lanes along `axis` (resolved; `None`: one lane of
+    /// all elements in C order, or in memory order if `any_order`, for
+    /// computations the order cannot change).
+    pub fn new(v: &ArrayViewD<'a, T>, axis: Option<usize>, any_order: bool) -> Self {
+        if let Some(data) = v.to_slice() {
+            return Arranged {
+                data: Cow::Borrowed(data),
+                shape: v.shape().to_vec(),
+                axis,
+                reversed: false,
+            };
+        }
+        let rev = v.clone().reversed_axes();
+        if let (Some(data), true) = (rev.to_slice(), axis.is_some() || any_order) {
+            return Arranged {
+                data: Cow::Borrowed(data),
+                shape: rev.shape().to_vec(),
+                axis: axis.map(|a| v.ndim() - 1 - a),
+                reversed: true,
+            };
+        }
+        let mut c = ArrayD::from_elem(v.raw_dim(), T::default());
+        // Zip walks the innermost axis with a strided loop: far faster than
+        // a generic per-element iterator over a dynamic-dimension view.
+        Zip::from(&mut c).and(v).for_each(|c, &x| *c = x);
+        let (data, _) = c.into_raw_vec_and_offset();
+        Arranged {
+            data: Cow::Owned(data),
+            shape: v.shape().to_vec(),
+            axis,
+            reversed: false,
+        }
+    }
+
+    /// The lanes of `data`.
+    pub fn geometry(&self) -> Geometry {
+        Geometry::of(&self.shape, self.axis)
+    }
+
+    /// Wraps `out`, computed in C order for an array of `shape` in the
+    /// arranged axis order, as the result for the input's axis order.
+    pub fn result<R: Element>(&self, shape: Vec<usize>, out: Vec<R>) -> Result<AnyArray> {
+        let a = array(shape, out)?;
+        Ok(AnyArray::from(if self.reversed {
+            a.reversed_axes()
+        } else {
+            a
+        }))
     }
 }
 
-/// Wraps a C-order buffer as a new array of `shape`.
-pub(super) fn into_array<T: Element>(shape: Vec<usize>, data: Vec<T>) -> Result<AnyArray> {
+fn array<T: Element>(shape: Vec<usize>, data: Vec<T>) -> Result<ArrayD<T>> {
     let len = data.len();
-    ArrayD::from_shape_vec(IxDyn(&shape), data)
-        .map(AnyArray::from)
-        .map_err(|_| Error::Shape {
-            shape,
-            reason: format!("does not hold the {len} computed elements"),
-        })
+    ArrayD::from_shape_vec(IxDyn(&shape), data).map_err(|_| Error::Shape {
+        shape,
+        reason: format!("does not hold the {len} computed elements"),
+    })
 }
 
 /// Computes one result per lane of `data` (C order, laid out as `g`).

@@ -20,12 +20,25 @@
 //!
 //! Every result is the same bits on one thread or many, and for a C-order
 //! array, its Fortran-order twin and a strided view of equal values (they
-//! share one fingerprint). Float sums, means and variances follow numpy's
-//! pairwise tree along each lane (bit-identical to numpy for a contiguous
-//! lane; numpy sums a non-last axis of a C array sequentially, so there we
-//! are more accurate than numpy and may differ in the last place); float
-//! products multiply in order like numpy; `cumsum` scans fixed blocks; the
-//! rest cannot depend on the order. See the submodules for each.
+//! share one fingerprint, so a cached result must be what the other layout
+//! would compute). Each lane is computed in its logical order by a method
+//! fixed by its length alone:
+//!
+//! - float `sum`, `mean`, `var`, `std`: numpy's pairwise summation tree
+//!   (`pairwise`), whose halves run in parallel; bit-identical to numpy for
+//!   a C-contiguous lane. numpy adds the rows of a non-last axis of a C
+//!   array one after the other instead, so there we are more accurate than
+//!   numpy and may differ in the last place; means and variances of
+//!   integers are summed pairwise in `f64` too (numpy sums them in chunks);
+//! - float `prod`: multiplied in order, like numpy;
+//! - integer `sum`, `prod`, and `max`, `min`: exact, so any order;
+//! - `cumsum`: fixed blocks of 32768 values (numpy's sequential sum within
+//!   the first block, see `cumsum`);
+//! - `sort`: a sorted sequence of keys is unique (see `sort`).
+//!
+//! A NaN result is numpy's canonical `np.nan` (the NaN that arithmetic
+//! yields depends on operand order, which the compiler may swap), and
+//! `max`/`min` order `-0.0` before `0.0`.
 
 mod cumsum;
 mod float;
@@ -176,11 +189,15 @@ impl Kernel for Reduce {
             }
         }
         let op = self.op;
+        // Which results the order of the elements cannot change (so a
+        // Fortran-order array may be reduced in memory order).
+        let exact = matches!(op, Op::Min | Op::Max);
+        let exact_int = exact || matches!(op, Op::Sum | Op::Prod);
         match x {
-            AnyView::F32(v) => float_op(op, Reduction::new(v, axis, keepdims), ddof),
-            AnyView::F64(v) => float_op(op, Reduction::new(v, axis, keepdims), ddof),
-            AnyView::I32(v) => int_op(op, Reduction::new(v, axis, keepdims), ddof),
-            AnyView::I64(v) => int_op(op, Reduction::new(v, axis, keepdims), ddof),
+            AnyView::F32(v) => float_op(op, Reduction::new(v, axis, keepdims, exact), ddof),
+            AnyView::F64(v) => float_op(op, Reduction::new(v, axis, keepdims, exact), ddof),
+            AnyView::I32(v) => int_op(op, Reduction::new(v, axis, keepdims, exact_int), ddof),
+            AnyView::I64(v) => int_op(op, Reduction::new(v, axis, keepdims, exact_int), ddof),
         }
     }
 }
@@ -206,8 +223,8 @@ fn common_op<T: Num>(op: Op, r: Reduction<'_, T>, ddof: i64) -> Result<AnyArray>
         Op::Mean => r.mean(),
         Op::Var => r.var(ddof, false),
         Op::Std => r.var(ddof, true),
-        Op::Max => r.extreme(true),
-        Op::Min => r.extreme(false),
+        Op::Max => r.extreme::<true>(),
+        Op::Min => r.extreme::<false>(),
         Op::Sum | Op::Prod => unreachable!("sum and prod depend on the dtype's kind"),
     }
 }

@@ -4,16 +4,16 @@
 //! `pairwise`): float sums, means and variances use numpy's pairwise tree
 //! along each lane; float products multiply in lane order, as numpy does;
 //! integer sums and products wrap in `i64`, where the order cannot matter;
-//! max and min pick by a total order (`-0.0 < 0.0`), with the first NaN of
-//! the lane winning, so they cannot depend on the order either.
-
-use std::borrow::Cow;
+//! max and min pick by a total order (`-0.0 < 0.0`), any NaN making the
+//! result NaN, so they cannot depend on the order either. A NaN result of
+//! float arithmetic, or of max and min, is the canonical NaN (numpy's
+//! `np.nan`), whatever NaN the hardware or the input produced.
 
 use ndarray::ArrayViewD;
 use rayon::prelude::*;
 
 use super::float::{div_count, Float};
-use super::geometry::{c_order, into_array, map_lanes, reduced_shape, Geometry, GRAIN};
+use super::geometry::{map_lanes, reduced_shape, Arranged, Geometry, GRAIN};
 use super::pairwise;
 use crate::element::Element;
 use crate::error::Result;
@@ -31,10 +31,24 @@ pub(super) trait Num: Element + PartialOrd {
     /// Whether the value is a NaN.
     fn is_nan(self) -> bool;
     /// The larger of an accumulated `a` and a next value `v`: a NaN `a`
-    /// stays, a NaN `v` wins, and `0.0` beats `-0.0`.
+    /// stays, a NaN `v` wins, and `0.0` beats `-0.0` (associative and
+    /// commutative on non-NaN values and canonical NaNs).
     fn max_pick(a: Self, v: Self) -> Self;
     /// The smaller, with the same NaN rule, and `-0.0` beating `0.0`.
     fn min_pick(a: Self, v: Self) -> Self;
+
+    /// The extreme of a lane (max when `MAX`) from `res`, found by plain
+    /// comparisons (which skip NaNs and treat `-0.0 == 0.0`), `saw_nan`,
+    /// and the lane's `values`: the canonical NaN if the lane has a NaN,
+    /// the zero of the right sign if `res` is zero, else `res`.
+    fn settle<const MAX: bool>(
+        res: Self,
+        saw_nan: bool,
+        values: impl Iterator<Item = Self>,
+    ) -> Self;
+
+    /// Whether [`Num::settle`] could change `res`.
+    fn unsettled(res: Self, saw_nan: bool) -> bool;
 }
 
 /// An integer element type; sums and products wrap in `i64` like numpy's.
@@ -75,6 +89,30 @@ macro_rules! impl_float_num {
                     a
                 }
             }
+            fn settle<const MAX: bool>(
+                res: Self,
+                saw_nan: bool,
+                mut values: impl Iterator<Item = Self>,
+            ) -> Self {
+                if saw_nan {
+                    <$t>::NAN
+                } else if res == 0.0 {
+                    // Zeros compared equal; the max is 0.0 if the lane has
+                    // one, the min is -0.0 if the lane has one.
+                    let wanted: $t = if MAX { 0.0 } else { -0.0 };
+                    if values.any(|v| v.to_bits() == wanted.to_bits()) {
+                        wanted
+                    } else {
+                        -wanted
+                    }
+                } else {
+                    res
+                }
+            }
+            #[inline(always)]
+            fn unsettled(res: Self, saw_nan: bool) -> bool {
+                saw_nan || res == 0.0
+            }
         }
     };
 }
@@ -99,6 +137,13 @@ macro_rules! impl_int_num {
             fn min_pick(a: Self, v: Self) -> Self {
                 a.min(v)
             }
+            fn settle<const MAX: bool>(res: Self, _: bool, _: impl Iterator<Item = Self>) -> Self {
+                res
+            }
+            #[inline(always)]
+            fn unsettled(_: Self, _: bool) -> bool {
+                false
+            }
         }
         impl Int for $t {
             #[inline(always)]
@@ -114,20 +159,27 @@ impl_float_num!(f64);
 impl_int_num!(i32);
 impl_int_num!(i64);
 
-/// A reduction's input in C order, its lanes and its output shape.
+/// A reduction's input arranged in lanes, and its output shape.
 pub(super) struct Reduction<'a, T: Clone> {
-    data: Cow<'a, [T]>,
+    input: Arranged<'a, T>,
     g: Geometry,
     out_shape: Vec<usize>,
 }
 
 impl<'a, T: Num> Reduction<'a, T> {
-    /// Reduces `v` over `axis` (resolved; `None`: all axes).
-    pub fn new(v: &ArrayViewD<'a, T>, axis: Option<usize>, keepdims: bool) -> Self {
+    /// Reduces `v` over `axis` (resolved; `None`: all axes); `any_order`
+    /// when the result cannot depend on the order of the elements.
+    pub fn new(
+        v: &ArrayViewD<'a, T>,
+        axis: Option<usize>,
+        keepdims: bool,
+        any_order: bool,
+    ) -> Self {
+        let input = Arranged::new(v, axis, any_order);
         Reduction {
-            data: c_order(v),
-            g: Geometry::of(v.shape(), axis),
-            out_shape: reduced_shape(v.shape(), axis, keepdims),
+            g: input.geometry(),
+            out_shape: reduced_shape(&input.shape, input.axis, keepdims),
+            input,
         }
     }
 
@@ -136,11 +188,11 @@ impl<'a, T: Num> Reduction<'a, T> {
         lane: impl Fn(&[T]) -> R + Sync,
         rows: impl Fn(&[T], usize, &mut [R]) + Sync,
     ) -> Vec<R> {
-        map_lanes(&self.data, self.g, lane, rows)
+        map_lanes(&self.input.data, self.g, lane, rows)
     }
 
     fn finish<R: Element>(self, out: Vec<R>) -> Result<AnyArray> {
-        into_array(self.out_shape, out)
+        self.input.result(self.out_shape, out)
     }
 
     /// [`Self::finish`] for results of float arithmetic, with every NaN
@@ -149,7 +201,7 @@ impl<'a, T: Num> Reduction<'a, T> {
         for v in &mut out {
             *v = v.canonical();
         }
-        into_array(self.out_shape, out)
+        self.input.result(self.out_shape, out)
     }
 
     /// numpy `sum` of a float array: pairwise, in its own dtype.
@@ -267,31 +319,51 @@ impl<'a, T: Num> Reduction<'a, T> {
         self.finish_float(out)
     }
 
-    /// numpy `max` (`is_max`) or `min`; lanes must not be empty.
-    pub fn extreme(self, is_max: bool) -> Result<AnyArray> {
-        let pick = if is_max { T::max_pick } else { T::min_pick };
+    /// numpy `max` (`MAX`) or `min`; lanes must not be empty.
+    pub fn extreme<const MAX: bool>(self) -> Result<AnyArray> {
         let inner = self.g.inner;
-        let out = self.lanes(
-            |x| extreme_lane(x, pick),
-            |block, c0, out| {
-                let mut rows = block.chunks_exact(inner);
-                if let Some(first) = rows.next() {
-                    out.copy_from_slice(&first[c0..c0 + out.len()]);
+        let out = self.lanes(extreme_lane::<T, MAX>, |block, c0, out| {
+            let w = out.len();
+            let mut nan = [false; super::geometry::TILE];
+            let mut rows = block.chunks_exact(inner);
+            if let Some(first) = rows.next() {
+                out.copy_from_slice(&first[c0..c0 + w]);
+                for (n, o) in nan.iter_mut().zip(out.iter()) {
+                    *n = o.is_nan();
                 }
-                for row in rows {
-                    for (o, &v) in out.iter_mut().zip(&row[c0..]) {
-                        *o = pick(*o, v);
-                    }
+            }
+            for row in rows {
+                for ((o, n), &v) in out.iter_mut().zip(&mut nan).zip(&row[c0..c0 + w]) {
+                    *o = fast::<T, MAX>(*o, v);
+                    *n |= v.is_nan();
                 }
-            },
-        );
+            }
+            for (c, (o, &n)) in out.iter_mut().zip(&nan).enumerate() {
+                if T::unsettled(*o, n) {
+                    let column = block[c0 + c..].iter().step_by(inner).copied();
+                    *o = T::settle::<MAX>(*o, n, column);
+                }
+            }
+        });
         self.finish(out)
+    }
+}
+
+/// The larger (`MAX`) or smaller of `a` and `v` by plain comparison: `v`
+/// only if it compares strictly beyond `a` (so a NaN `v` is skipped).
+#[inline(always)]
+fn fast<T: Num, const MAX: bool>(a: T, v: T) -> T {
+    let beyond = if MAX { v > a } else { v < a };
+    if beyond {
+        v
+    } else {
+        a
     }
 }
 
 /// Folds a lane of integers in `i64` with an associative, commutative
 /// wrapping operation (so any chunking gives the same result).
-fn int_fold<T: Int>(x: &[T], id: i64, op: fn(i64, i64) -> i64) -> i64 {
+fn int_fold<T: Int>(x: &[T], id: i64, op: impl Fn(i64, i64) -> i64 + Send + Sync + Copy) -> i64 {
     let serial = |c: &[T]| c.iter().fold(id, |acc, &v| op(acc, v.widen()));
     if x.len() >= 2 * INT_CHUNK {
         x.par_chunks(INT_CHUNK).map(serial).reduce(|| id, op)
@@ -306,7 +378,7 @@ fn int_rows<T: Int>(
     c0: usize,
     out: &mut [i64],
     id: i64,
-    op: fn(i64, i64) -> i64,
+    op: impl Fn(i64, i64) -> i64,
 ) {
     out.fill(id);
     for row in block.chunks_exact(inner) {
@@ -316,36 +388,46 @@ fn int_rows<T: Int>(
     }
 }
 
-/// The max or min of a lane by `pick` (the default for an empty lane, which
+/// The max (`MAX`) or min of a lane (the default for an empty lane, which
 /// callers reject before).
-fn extreme_lane<T: Num>(x: &[T], pick: fn(T, T) -> T) -> T {
+fn extreme_lane<T: Num, const MAX: bool>(x: &[T]) -> T {
     if x.len() >= 2 * GRAIN {
-        // `pick` is associative and rayon combines chunks in order.
+        // `pick` is associative, and the chunks' NaNs are canonical.
+        let pick = if MAX { T::max_pick } else { T::min_pick };
         return x
             .par_chunks(GRAIN)
-            .map(|c| extreme_lane(c, pick))
+            .map(extreme_lane::<T, MAX>)
             .reduce_with(pick)
             .unwrap_or_default();
     }
-    if x.len() < 8 {
-        return x.iter().copied().reduce(pick).unwrap_or_default();
-    }
-    let mut acc: [T; 8] = std::array::from_fn(|k| x[k]);
-    let mut chunks = x[8..].chunks_exact(8);
-    for chunk in &mut chunks {
-        for k in 0..8 {
-            acc[k] = pick(acc[k], chunk[k]);
+    let Some(&first) = x.first() else {
+        return T::default();
+    };
+    let (res, saw_nan) = if x.len() < 8 {
+        let res = x.iter().fold(first, |a, &v| fast::<T, MAX>(a, v));
+        (res, x.iter().any(|v| v.is_nan()))
+    } else {
+        // Eight independent accumulators: comparisons the compiler can
+        // turn into vector max/min instructions.
+        let mut acc: [T; 8] = std::array::from_fn(|k| x[k]);
+        let mut nan: [bool; 8] = std::array::from_fn(|k| x[k].is_nan());
+        let mut chunks = x[8..].chunks_exact(8);
+        for chunk in &mut chunks {
+            for k in 0..8 {
+                acc[k] = fast::<T, MAX>(acc[k], chunk[k]);
+                nan[k] |= chunk[k].is_nan();
+            }
         }
-    }
-    let res = chunks
-        .remainder()
-        .iter()
-        .fold(acc.into_iter().reduce(pick).unwrap_or_default(), |a, &v| {
-            pick(a, v)
-        });
-    if res.is_nan() {
-        // The accumulators each keep their own first NaN; the lane's is this.
-        x.iter().copied().find(|v| v.is_nan()).unwrap_or(res)
+        let res = acc.into_iter().reduce(fast::<T, MAX>).unwrap_or(first);
+        let res = chunks
+            .remainder()
+            .iter()
+            .fold(res, |a, &v| fast::<T, MAX>(a, v));
+        let tail_nan = chunks.remainder().iter().any(|v| v.is_nan());
+        (res, tail_nan || nan.contains(&true))
+    };
+    if T::unsettled(res, saw_nan) {
+        T::settle::<MAX>(res, saw_nan, x.iter().copied())
     } else {
         res
     }

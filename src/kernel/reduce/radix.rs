@@ -1,139 +1,198 @@
-//! LSD radix sort of unsigned keys, serial or parallel.
+//! MSD radix sort of unsigned keys, serial or parallel.
 //!
-//! Sorting keys gives one possible output only (equal keys are equal bits),
-//! so the result cannot depend on how the work is split among threads.
+//! Sorting is memory-bound: an LSD sort of `u64` keys reads and scatters
+//! the whole array up to eight times. Here a pass splits the keys by the
+//! highest bits in which they differ (the bits above are common to all,
+//! found from the minimum and the maximum key, or shared by every key of a
+//! bucket), and each bucket is split again the same way, on any thread,
+//! until it is small enough for a comparison sort in cache. A digit every
+//! key shares is skipped without moving anything. Uniform `u64` keys take
+//! two passes; values clustered in a narrow range take no more.
+//!
+//! The two buffers alternate between levels: [`sort_in_place`] scatters
+//! into the scratch buffer and has each bucket sorted back by
+//! [`sort_to`], which scatters into the original buffer and has each
+//! bucket sorted in place, and so on; only the leaves copy.
+//!
+//! Sorting keys has one possible result (equal keys are equal bits), so it
+//! cannot depend on how the work is split among threads.
 
 use rayon::prelude::*;
 
-/// Bits per digit: 8 passes for `u64` keys, 4 for `u32`, minus the passes
-/// whose digit is the same for every key.
-const DIGIT_BITS: u32 = 8;
-const RADIX: usize = 1 << DIGIT_BITS;
-const MASK: u64 = RADIX as u64 - 1;
+/// The widest digit (2048 buckets); narrower digits for fewer keys.
+const WIDE_BITS: u32 = 11;
+const NARROW_BITS: u32 = 8;
+/// Slices at least this long are split by [`WIDE_BITS`] digits.
+const WIDE_MIN: usize = 1 << 14;
 
-/// Keys at least this long are sorted by several threads.
+/// Slices shorter than this are sorted by comparisons (in cache, that
+/// beats more radix passes).
+pub(super) const SMALL: usize = 1 << 12;
+
+/// Passes over at least this many keys run on several threads.
 const PAR_MIN: usize = 1 << 16;
 
 /// An unsigned key sorted by its bits.
-pub(super) trait RadixKey: Copy + Send + Sync + Ord + Default + 'static {
-    /// The number of digits of [`DIGIT_BITS`] bits.
-    const DIGITS: usize;
-    /// Digit `d` (0 is the least significant).
-    fn digit(self, d: usize) -> usize;
+pub(super) trait RadixKey: bytemuck::Pod + Send + Sync + Ord + Default {
+    /// The number of bits.
+    const BITS: u32;
+    /// Bits `[shift, shift + width)` as an index.
+    fn digit(self, shift: u32, width: u32) -> usize;
+    /// The number of leading bits `self` and `other` share.
+    fn common_prefix(self, other: Self) -> u32;
 }
 
-impl RadixKey for u32 {
-    const DIGITS: usize = 4;
-    #[inline(always)]
-    fn digit(self, d: usize) -> usize {
-        ((self as u64 >> (d as u32 * DIGIT_BITS)) & MASK) as usize
-    }
-}
-
-impl RadixKey for u64 {
-    const DIGITS: usize = 8;
-    #[inline(always)]
-    fn digit(self, d: usize) -> usize {
-        ((self >> (d as u32 * DIGIT_BITS)) & MASK) as usize
-    }
-}
-
-type Histogram = [usize; RADIX];
-
-/// Sorts `keys` ascending; `scratch` is resized to hold as many keys.
-pub(super) fn sort<K: RadixKey>(keys: &mut [K], scratch: &mut Vec<K>) {
-    let n = keys.len();
-    scratch.clear();
-    scratch.resize(n, K::default());
-    let chunks = if n >= PAR_MIN {
-        rayon::current_num_threads().clamp(1, n / (PAR_MIN / 4))
-    } else {
-        1
-    };
-    let chunk_len = n.div_ceil(chunks);
-    let totals = histograms::<K>(keys, chunk_len);
-    let mut in_keys = true;
-    for (d, total) in totals.iter().enumerate() {
-        if total.contains(&n) {
-            continue;
-        }
-        let (src, dst): (&[K], &mut [K]) = if in_keys {
-            (keys, scratch)
-        } else {
-            (scratch, keys)
-        };
-        if chunks == 1 {
-            scatter_serial(src, dst, d, total);
-        } else {
-            scatter_par(src, dst, d, chunk_len);
-        }
-        in_keys = !in_keys;
-    }
-    if !in_keys {
-        keys.copy_from_slice(scratch);
-    }
-}
-
-/// The histogram of every digit over all keys (the same after every pass).
-fn histograms<K: RadixKey>(keys: &[K], chunk_len: usize) -> Vec<Histogram> {
-    let count = |chunk: &[K]| {
-        let mut h = vec![[0usize; RADIX]; K::DIGITS];
-        for &k in chunk {
-            for (d, h) in h.iter_mut().enumerate() {
-                h[k.digit(d)] += 1;
+macro_rules! impl_radix_key {
+    ($t:ty) => {
+        impl RadixKey for $t {
+            const BITS: u32 = <$t>::BITS;
+            #[inline(always)]
+            fn digit(self, shift: u32, width: u32) -> usize {
+                ((self >> shift) & ((1 << width) - 1)) as usize
+            }
+            #[inline(always)]
+            fn common_prefix(self, other: Self) -> u32 {
+                (self ^ other).leading_zeros()
             }
         }
-        h
     };
-    let add = |mut a: Vec<Histogram>, b: Vec<Histogram>| {
-        for (a, b) in a.iter_mut().zip(&b) {
-            for (a, b) in a.iter_mut().zip(b) {
-                *a += b;
-            }
-        }
-        a
-    };
-    if chunk_len >= keys.len() {
-        count(keys)
-    } else {
-        keys.par_chunks(chunk_len)
-            .map(count)
-            .reduce(|| vec![[0; RADIX]; K::DIGITS], add)
+}
+
+impl_radix_key!(u32);
+impl_radix_key!(u64);
+
+/// Sorts `keys` ascending, given their minimum `lo` and maximum `hi`.
+pub(super) fn sort<K: RadixKey>(keys: &mut [K], lo: K, hi: K) {
+    if keys.len() < SMALL {
+        keys.sort_unstable();
+    } else if lo != hi {
+        let mut scratch = vec![K::default(); keys.len()];
+        sort_in_place(keys, &mut scratch, K::BITS - lo.common_prefix(hi));
     }
 }
 
-fn scatter_serial<K: RadixKey>(src: &[K], dst: &mut [K], d: usize, hist: &Histogram) {
-    let mut next = [0usize; RADIX];
+/// The digit below bit `top` to split `n` keys by: `(shift, width)`.
+fn digit_for(n: usize, top: u32) -> (u32, u32) {
+    let width = if n >= WIDE_MIN {
+        WIDE_BITS
+    } else {
+        NARROW_BITS
+    }
+    .min(top);
+    (top - width, width)
+}
+
+/// Sorts `data`, whose keys differ only in their `top` low bits, using
+/// `scratch` (as long).
+fn sort_in_place<K: RadixKey>(data: &mut [K], scratch: &mut [K], mut top: u32) {
+    while data.len() >= SMALL && top > 0 {
+        let (shift, width) = digit_for(data.len(), top);
+        if let Some(counts) = split(data, scratch, shift, width) {
+            for_buckets(scratch, data, &counts, |from, to| sort_to(from, to, shift));
+            return;
+        }
+        top = shift;
+    }
+    data.sort_unstable();
+}
+
+/// Sorts the keys of `src`, which differ only in their `top` low bits,
+/// into `dst` (`src` is clobbered).
+fn sort_to<K: RadixKey>(src: &mut [K], dst: &mut [K], mut top: u32) {
+    while src.len() >= SMALL && top > 0 {
+        let (shift, width) = digit_for(src.len(), top);
+        if let Some(counts) = split(src, dst, shift, width) {
+            for_buckets(dst, src, &counts, |data, scratch| {
+                sort_in_place(data, scratch, shift)
+            });
+            return;
+        }
+        top = shift;
+    }
+    dst.copy_from_slice(src);
+    dst.sort_unstable();
+}
+
+/// Runs `f` on the pairs of bucket slices of `a` and `b` (bucket sizes
+/// `counts`), on several threads when there are many keys.
+fn for_buckets<K: RadixKey>(
+    a: &mut [K],
+    b: &mut [K],
+    counts: &[usize],
+    f: impl Fn(&mut [K], &mut [K]) + Sync,
+) {
+    let parallel = a.len() >= PAR_MIN;
+    let mut pairs = Vec::new();
+    let (mut a, mut b) = (a, b);
+    for &c in counts {
+        let (x, a_rest) = std::mem::take(&mut a).split_at_mut(c);
+        let (y, b_rest) = std::mem::take(&mut b).split_at_mut(c);
+        (a, b) = (a_rest, b_rest);
+        match c {
+            0 => {}
+            _ if parallel => pairs.push((x, y)),
+            _ => f(x, y),
+        }
+    }
+    pairs.into_par_iter().for_each(|(x, y)| f(x, y));
+}
+
+/// How many keys have each value of digit `[shift, shift + width)`.
+fn histogram<K: RadixKey>(keys: &[K], shift: u32, width: u32) -> Vec<usize> {
+    let mut h = vec![0usize; 1 << width];
+    for &k in keys {
+        h[k.digit(shift, width)] += 1;
+    }
+    h
+}
+
+/// Moves `src` into `dst` grouped (stably) by digit `[shift, shift +
+/// width)` and returns the bucket sizes; or moves nothing and returns
+/// `None` if every key has the same digit.
+fn split<K: RadixKey>(src: &[K], dst: &mut [K], shift: u32, width: u32) -> Option<Vec<usize>> {
+    if src.len() >= PAR_MIN {
+        return split_par(src, dst, shift, width);
+    }
+    let counts = histogram(src, shift, width);
+    if counts.contains(&src.len()) {
+        return None;
+    }
+    let mut next = Vec::with_capacity(counts.len());
     let mut sum = 0;
-    for (n, &h) in next.iter_mut().zip(hist) {
-        *n = sum;
-        sum += h;
+    for &c in &counts {
+        next.push(sum);
+        sum += c;
     }
     for &k in src {
-        let b = k.digit(d);
+        let b = k.digit(shift, width);
         dst[next[b]] = k;
         next[b] += 1;
     }
+    Some(counts)
 }
 
-/// One pass on several threads: chunk `c` of `src` writes the keys of digit
-/// `b` to its own region of `dst`, after those of digit `b` from chunks
-/// before it (so the pass is stable, as LSD needs).
-fn scatter_par<K: RadixKey>(src: &[K], dst: &mut [K], d: usize, chunk_len: usize) {
-    let hists: Vec<Histogram> = src
+/// [`split`] on several threads: chunk `c` of `src` writes the keys of
+/// bucket `b` to its own region of `dst`, after those of chunks before it.
+fn split_par<K: RadixKey>(src: &[K], dst: &mut [K], shift: u32, width: u32) -> Option<Vec<usize>> {
+    let buckets = 1 << width;
+    let chunk_len = src
+        .len()
+        .div_ceil(rayon::current_num_threads().max(1))
+        .max(PAR_MIN / 4);
+    let hists: Vec<Vec<usize>> = src
         .par_chunks(chunk_len)
-        .map(|chunk| {
-            let mut h = [0usize; RADIX];
-            for &k in chunk {
-                h[k.digit(d)] += 1;
-            }
-            h
-        })
+        .map(|chunk| histogram(chunk, shift, width))
         .collect();
-    // Cut `dst` into the regions in their order: digit-major, chunk-minor.
-    let mut regions: Vec<Vec<&mut [K]>> = hists.iter().map(|_| Vec::with_capacity(RADIX)).collect();
+    let counts: Vec<usize> = (0..buckets)
+        .map(|b| hists.iter().map(|h| h[b]).sum())
+        .collect();
+    if counts.contains(&src.len()) {
+        return None;
+    }
+    let mut regions: Vec<Vec<&mut [K]>> =
+        hists.iter().map(|_| Vec::with_capacity(buckets)).collect();
     let mut rest = dst;
-    for b in 0..RADIX {
+    for b in 0..buckets {
         for (c, h) in hists.iter().enumerate() {
             let (region, tail) = std::mem::take(&mut rest).split_at_mut(h[b]);
             regions[c].push(region);
@@ -143,13 +202,14 @@ fn scatter_par<K: RadixKey>(src: &[K], dst: &mut [K], d: usize, chunk_len: usize
     src.par_chunks(chunk_len)
         .zip(regions)
         .for_each(|(chunk, mut regions)| {
-            let mut next = [0usize; RADIX];
+            let mut next = vec![0usize; buckets];
             for &k in chunk {
-                let b = k.digit(d);
+                let b = k.digit(shift, width);
                 regions[b][next[b]] = k;
                 next[b] += 1;
             }
         });
+    Some(counts)
 }
 
 #[cfg(test)]
@@ -160,38 +220,73 @@ mod tests {
         *seed = seed
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
-        *seed
+        *seed ^ (*seed >> 31)
+    }
+
+    /// The smallest and the largest key.
+    fn min_max<K: RadixKey>(keys: &[K]) -> Option<(K, K)> {
+        Some((*keys.iter().min()?, *keys.iter().max()?))
+    }
+
+    fn check<K: RadixKey + std::fmt::Debug>(keys: Vec<K>) {
+        let mut expect = keys.clone();
+        expect.sort();
+        for threads in [1, 3] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            let mut got = keys.clone();
+            pool.install(|| {
+                if let Some((lo, hi)) = min_max(&got) {
+                    sort(&mut got, lo, hi);
+                }
+            });
+            assert!(got == expect, "n = {}, threads = {threads}", keys.len());
+        }
     }
 
     #[test]
     fn sorts_like_std_serial_and_parallel() {
         let mut seed = 7;
-        for n in [0, 1, 2, 100, 5000, PAR_MIN, 3 * PAR_MIN + 17] {
-            let keys: Vec<u64> = (0..n)
-                .map(|i| {
-                    if i % 3 == 0 {
-                        5
-                    } else {
-                        lcg(&mut seed) >> (i % 40)
-                    }
-                })
+        for n in [
+            0,
+            1,
+            2,
+            100,
+            SMALL,
+            5000,
+            WIDE_MIN + 1,
+            PAR_MIN,
+            3 * PAR_MIN + 17,
+        ] {
+            // Uniform, few distinct, narrow (long common prefix), skewed.
+            let uniform: Vec<u64> = (0..n).map(|_| lcg(&mut seed)).collect();
+            check(uniform.clone());
+            check((0..n).map(|_| lcg(&mut seed) % 3).collect::<Vec<u64>>());
+            check(
+                uniform
+                    .iter()
+                    .map(|k| (1 << 60) + (k >> 40))
+                    .collect::<Vec<_>>(),
+            );
+            let skewed: Vec<u64> = uniform
+                .iter()
+                .map(|&k| if k % 8 != 0 { 5 << 50 | (k >> 50) } else { k })
                 .collect();
-            let mut expect = keys.clone();
-            expect.sort();
-            for threads in [1, 3] {
-                let pool = rayon::ThreadPoolBuilder::new()
-                    .num_threads(threads)
-                    .build()
-                    .unwrap();
-                let mut got = keys.clone();
-                pool.install(|| sort(&mut got, &mut Vec::new()));
-                assert_eq!(got, expect, "n = {n}, threads = {threads}");
-            }
-            let mut small: Vec<u32> = keys.iter().map(|&k| (k >> 20) as u32).collect();
-            let mut expect: Vec<u32> = small.clone();
-            expect.sort();
-            sort(&mut small, &mut Vec::new());
-            assert_eq!(small, expect);
+            check(skewed);
+            check(
+                uniform
+                    .iter()
+                    .map(|&k| (k >> 20) as u32)
+                    .collect::<Vec<u32>>(),
+            );
+            check(
+                uniform
+                    .iter()
+                    .map(|&k| (k % 1000) as u32)
+                    .collect::<Vec<u32>>(),
+            );
         }
     }
 }

@@ -16,14 +16,11 @@
 use ndarray::{ArrayD, ArrayViewD, Axis, IxDyn, Zip};
 use rayon::prelude::*;
 
-use super::geometry::{c_order, into_array, GRAIN};
+use super::geometry::{Arranged, GRAIN};
 use super::radix::{self, RadixKey};
 use crate::element::Element;
 use crate::error::Result;
 use crate::value::AnyArray;
-
-/// Lanes shorter than this are sorted by comparing keys, not by radix.
-const RADIX_MIN: usize = 512;
 
 /// An element type with an order-preserving key.
 pub(super) trait SortKey: Element {
@@ -88,96 +85,82 @@ impl_float_key!(f64, u64, (1 << 52) - 1);
 /// numpy `sort(v, axis)`; `axis` resolved, `None` sorts the C-order
 /// flattening into a 1-D array.
 pub(super) fn sort<T: SortKey>(v: &ArrayViewD<'_, T>, axis: Option<usize>) -> Result<AnyArray> {
-    let mut data = c_order(v).into_owned();
-    let Some(axis) = axis else {
-        sort_lane(&mut data, &mut Scratch::default());
-        return into_array(vec![data.len()], data);
+    let input = Arranged::new(v, axis, false);
+    let mut data = input.data.to_vec();
+    let Some(axis) = input.axis else {
+        sort_lane(&mut data);
+        return input.result(vec![data.len()], data);
     };
-    let shape = v.shape().to_vec();
+    let shape = input.shape.clone();
     let n = shape[axis];
     if data.is_empty() || n < 2 {
-        return into_array(shape, data);
+        return input.result(shape, data);
     }
     let parallel = data.len() >= GRAIN;
     if axis + 1 == shape.len() {
-        if n >= RADIX_MIN * 8 || !parallel {
-            // Long lanes sort themselves in parallel.
-            let mut scratch = Scratch::default();
-            for lane in data.chunks_mut(n) {
-                sort_lane(lane, &mut scratch);
-            }
+        if parallel && n < GRAIN {
+            let per_task = (GRAIN / n).max(1);
+            data.par_chunks_mut(per_task * n)
+                .for_each(|lanes| lanes.chunks_mut(n).for_each(sort_lane));
         } else {
-            data.par_chunks_mut(n)
-                .for_each_init(Scratch::default, |s, lane| sort_lane(lane, s));
+            // Few lanes, or long ones that sort themselves in parallel.
+            data.chunks_mut(n).for_each(sort_lane);
         }
-        return into_array(shape, data);
+        return input.result(shape, data);
     }
     let mut a = ArrayD::from_shape_vec(IxDyn(&shape), data).expect("the buffer holds the shape");
-    let strided = |s: &mut Scratch<T>, mut lane: ndarray::ArrayViewMut1<'_, T>| {
-        s.values.clear();
-        s.values.extend(lane.iter().copied());
-        let mut values = std::mem::take(&mut s.values);
-        sort_lane(&mut values, s);
-        lane.iter_mut().zip(&values).for_each(|(o, &v)| *o = v);
-        s.values = values;
+    // A lane down a non-last axis is strided: sort a contiguous copy.
+    let strided = |buf: &mut Vec<T>, mut lane: ndarray::ArrayViewMut1<'_, T>| {
+        buf.clear();
+        buf.extend(lane.iter().copied());
+        sort_lane(buf);
+        lane.iter_mut().zip(buf.iter()).for_each(|(o, &v)| *o = v);
     };
     if parallel {
         Zip::from(a.lanes_mut(Axis(axis)))
             .into_par_iter()
             .with_min_len((GRAIN / n).max(1))
-            .for_each_init(Scratch::default, |s, (lane,)| strided(s, lane));
+            .for_each_init(Vec::new, |buf, (lane,)| strided(buf, lane));
     } else {
-        let mut s = Scratch::default();
+        let mut buf = Vec::new();
         for lane in a.lanes_mut(Axis(axis)) {
-            strided(&mut s, lane);
+            strided(&mut buf, lane);
         }
     }
-    Ok(AnyArray::from(a))
+    let (data, _) = a.into_raw_vec_and_offset();
+    input.result(shape, data)
 }
 
-/// Buffers reused across the lanes one thread sorts.
-struct Scratch<T: SortKey> {
-    keys: Vec<T::Key>,
-    radix: Vec<T::Key>,
-    values: Vec<T>,
-}
-
-impl<T: SortKey> Default for Scratch<T> {
-    fn default() -> Self {
-        Scratch {
-            keys: Vec::new(),
-            radix: Vec::new(),
-            values: Vec::new(),
-        }
-    }
-}
-
-/// Sorts one contiguous lane in place.
-fn sort_lane<T: SortKey>(lane: &mut [T], s: &mut Scratch<T>) {
+/// Sorts one contiguous lane in place: maps the values to their keys in
+/// place (noting the smallest and largest), sorts the keys, maps back.
+fn sort_lane<T: SortKey>(lane: &mut [T]) {
     if lane.len() < 2 {
         return;
     }
-    let big = lane.len() >= GRAIN;
-    s.keys.clear();
-    if big {
-        lane.par_iter()
-            .map(|&v| v.key())
-            .collect_into_vec(&mut s.keys);
+    let keys: &mut [T::Key] = bytemuck::cast_slice_mut(lane);
+    let to_keys = |c: &mut [T::Key]| {
+        let mut lo_hi: Option<(T::Key, T::Key)> = None;
+        for k in c.iter_mut() {
+            *k = T::key(bytemuck::cast(*k));
+            lo_hi = Some(lo_hi.map_or((*k, *k), |(lo, hi)| (lo.min(*k), hi.max(*k))));
+        }
+        lo_hi
+    };
+    let from_keys = |k: &mut T::Key| *k = bytemuck::cast(T::from_key(*k));
+    let big = keys.len() >= GRAIN;
+    let lo_hi = if big {
+        keys.par_chunks_mut(GRAIN)
+            .filter_map(to_keys)
+            .reduce_with(|(a, b), (c, d)| (a.min(c), b.max(d)))
     } else {
-        s.keys.extend(lane.iter().map(|&v| v.key()));
+        to_keys(keys)
+    };
+    if let Some((lo, hi)) = lo_hi {
+        radix::sort(keys, lo, hi);
     }
-    if lane.len() < RADIX_MIN {
-        s.keys.sort_unstable();
-    } else {
-        radix::sort(&mut s.keys, &mut s.radix);
-    }
     if big {
-        lane.par_iter_mut()
-            .zip(&s.keys)
-            .for_each(|(v, &k)| *v = T::from_key(k));
+        keys.par_iter_mut().for_each(from_keys);
     } else {
-        lane.iter_mut()
-            .zip(&s.keys)
-            .for_each(|(v, &k)| *v = T::from_key(k));
+        keys.iter_mut().for_each(from_keys);
     }
 }

@@ -196,6 +196,8 @@ fn pairwise32(x: &[f32]) -> f32 {
 
 /// What each reduction of a lane must be, as bits (`u64`) of its result.
 pub(super) trait Reference: Gen + PartialOrd {
+    /// The canonical NaN (unused for integers).
+    const NAN_VALUE: Self;
     fn sum(x: &[Self]) -> u64;
     fn prod(x: &[Self]) -> u64;
     fn mean(x: &[Self]) -> u64;
@@ -240,6 +242,7 @@ fn c32(v: f32) -> u64 {
 }
 
 impl Reference for f64 {
+    const NAN_VALUE: f64 = f64::NAN;
     fn sum(x: &[f64]) -> u64 {
         c64(0.0 + pairwise(x))
     }
@@ -267,6 +270,7 @@ impl Reference for f64 {
 }
 
 impl Reference for f32 {
+    const NAN_VALUE: f32 = f32::NAN;
     fn sum(x: &[f32]) -> u64 {
         c32(0.0 + pairwise32(x))
     }
@@ -302,6 +306,7 @@ impl Reference for f32 {
 macro_rules! int_reference {
     ($t:ty) => {
         impl Reference for $t {
+            const NAN_VALUE: $t = 0;
             fn sum(x: &[$t]) -> u64 {
                 x.iter().fold(0i64, |s, &v| s.wrapping_add(v as i64)) as u64
             }
@@ -343,10 +348,14 @@ macro_rules! int_reference {
 int_reference!(i32);
 int_reference!(i64);
 
-/// The lane's max (or min): its first NaN if any, else by total order.
+/// The lane's max (or min): the canonical NaN if it has a NaN, else by
+/// total order.
 fn extreme<T: Reference>(x: &[T], max: bool) -> u64 {
-    if let Some(nan) = x.iter().find(|v| v.is_nan()) {
-        return nan.bits();
+    if x.iter().any(|v| v.is_nan()) {
+        return T::result_bits(
+            &crate::AnyArray::from(ndarray::arr1(&[T::NAN_VALUE])),
+            "max",
+        )[0];
     }
     let pick = if max {
         x.iter().max_by(|a, b| T::total(a, b))
@@ -522,17 +531,18 @@ fn layout() -> impl Strategy<Value = Layout> {
 
 fn shape() -> impl Strategy<Value = Vec<usize>> {
     prop_oneof![
-        Just(vec![]),
-        prop::collection::vec(0usize..6, 1..=4),
+        1 => Just(vec![]),
+        6 => prop::collection::vec(0usize..6, 1..=4),
         // Long enough along one axis for the pairwise split (> 128).
-        (129usize..400).prop_map(|n| vec![n]),
-        (1usize..4, 129usize..300, 1usize..5).prop_map(|(a, b, c)| vec![a, b, c]),
-        (129usize..200, 250usize..300).prop_map(|(a, b)| vec![a, b]),
+        2 => (129usize..400).prop_map(|n| vec![n]),
+        2 => (1usize..4, 129usize..300, 1usize..5).prop_map(|(a, b, c)| vec![a, b, c]),
+        // More columns than a tile (256) below a long axis.
+        1 => (129usize..140, 257usize..270).prop_map(|(a, b)| vec![a, b]),
     ]
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 40, ..ProptestConfig::default() })]
 
     #[test]
     fn f64_matches_references(shape in shape(), seed: u64, specials: bool, layout in layout()) {
