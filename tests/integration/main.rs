@@ -1,6 +1,8 @@
 //! ndcache's integration tests: one binary, one module per topic.
 
 mod cache;
+mod cli;
 mod golden;
+mod interop;
 mod memo;
 mod memory;
