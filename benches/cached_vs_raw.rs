@@ -66,7 +66,9 @@ fn bench(c: &mut Criterion) {
             }
             g.bench_function(BenchmarkId::new(format!("{kernel}/raw_serial"), n), |b| {
                 let args = views(arity);
-                b.iter(|| one_thread.install(|| black_box(cache.call_raw(kernel, &args, &p).unwrap())))
+                b.iter(|| {
+                    one_thread.install(|| black_box(cache.call_raw(kernel, &args, &p).unwrap()))
+                })
             });
             g.bench_function(BenchmarkId::new(format!("{kernel}/raw"), n), |b| {
                 let args = views(arity);

@@ -23,7 +23,12 @@ fn bench(c: &mut Criterion) {
     let tier = DiskTier::open(dir.path(), None).unwrap();
     let key = ndcache::call_key("exp", "1", b"", &[]);
     let value = AnyArray::from(Array1::from(data.clone()));
-    tier.put(key, &value, EntryInfo::new("exp", "1", Duration::ZERO), None);
+    tier.put(
+        key,
+        &value,
+        EntryInfo::new("exp", "1", Duration::ZERO),
+        None,
+    );
     tier.flush();
     assert!(tier.get(key).is_some());
 

@@ -23,23 +23,44 @@ fn main() {
     println!("Fortran order        {}", fingerprint(&f));
     println!("strided view         {}", fingerprint(&strided));
     println!("transpose's .t()     {}", fingerprint(&t.t()));
-    println!("the transpose itself {}  (a different array)", fingerprint(&t));
-    println!("same values as f32   {}", fingerprint(&c.mapv(|v| v as f32)));
-    println!("same values as i64   {}", fingerprint(&c.mapv(|v| v as i64)));
+    println!(
+        "the transpose itself {}  (a different array)",
+        fingerprint(&t)
+    );
+    println!(
+        "same values as f32   {}",
+        fingerprint(&c.mapv(|v| v as f32))
+    );
+    println!(
+        "same values as i64   {}",
+        fingerprint(&c.mapv(|v| v as i64))
+    );
     println!(
         "shape (20,)          {}",
         fingerprint(&c.clone().into_shape_with_order(20).expect("20 elements"))
     );
     println!(
         "shape (5,4)          {}",
-        fingerprint(&c.clone().into_shape_with_order((5, 4)).expect("20 elements"))
+        fingerprint(
+            &c.clone()
+                .into_shape_with_order((5, 4))
+                .expect("20 elements")
+        )
     );
     let zero = Array1::from(vec![0.0f64]);
     let neg_zero = Array1::from(vec![-0.0f64]);
     let nan = Array1::from(vec![f64::NAN]);
     let other_nan = Array1::from(vec![f64::from_bits(f64::NAN.to_bits() | 1)]);
-    println!("\n[0.0] {}\n[-0.0] {}", fingerprint(&zero), fingerprint(&neg_zero));
-    println!("[NaN] {}\n[NaN with another payload] {}", fingerprint(&nan), fingerprint(&other_nan));
+    println!(
+        "\n[0.0] {}\n[-0.0] {}",
+        fingerprint(&zero),
+        fingerprint(&neg_zero)
+    );
+    println!(
+        "[NaN] {}\n[NaN with another payload] {}",
+        fingerprint(&nan),
+        fingerprint(&other_nan)
+    );
     println!("(bitwise keys: a kernel may treat these differently, so they never share a result)");
 
     // The key does not depend on how many threads hash it.
@@ -47,11 +68,21 @@ fn main() {
     let keys: Vec<String> = [1, 2, 4]
         .iter()
         .map(|&n| {
-            let pool = rayon::ThreadPoolBuilder::new().num_threads(n).build().expect("pool");
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(n)
+                .build()
+                .expect("pool");
             pool.install(|| fingerprint(&x).to_string())
         })
         .collect();
-    println!("\n32 MB f32 on 1, 2, 4 threads: {}", if keys.iter().all(|k| *k == keys[0]) { "one key" } else { "DIFFERENT KEYS" });
+    println!(
+        "\n32 MB f32 on 1, 2, 4 threads: {}",
+        if keys.iter().all(|k| *k == keys[0]) {
+            "one key"
+        } else {
+            "DIFFERENT KEYS"
+        }
+    );
 
     // Throughput against a memcpy of the same bytes.
     let fast = std::env::var_os("NDCACHE_FAST").is_some();
@@ -78,7 +109,7 @@ fn main() {
     });
     println!(
         "\n{} MB: fingerprint {:.1} GB/s, one-thread xxh3 {:.1} GB/s, memcpy {:.1} GB/s",
-        n * 8 >> 20,
+        (n * 8) >> 20,
         gb / t_fp,
         gb / t_xxh,
         gb / t_copy

@@ -38,7 +38,11 @@ impl Image {
     fn sorted(&self) -> &[f32] {
         self.sorted.get_or_init(|| {
             self.computations.fetch_add(1, Ordering::SeqCst);
-            let flat = self.pixels.view().into_shape_with_order(self.pixels.len()).expect("contiguous");
+            let flat = self
+                .pixels
+                .view()
+                .into_shape_with_order(self.pixels.len())
+                .expect("contiguous");
             let s = self
                 .registry
                 .call("sort", &[AnyView::from(flat)], &Params::new())

@@ -17,7 +17,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data/cache"));
     let fast = std::env::var_os("NDCACHE_FAST").is_some();
     let n = if fast { 300 } else { 1500 };
-    let cache = ArrayCache::builder().disk(&dir).disk_max_bytes(256 << 20).build()?;
+    let cache = ArrayCache::builder()
+        .disk(&dir)
+        .disk_max_bytes(256 << 20)
+        .build()?;
     println!("cache directory: {}", dir.display());
 
     let x = Array2::from_shape_fn((n, n), |(i, j)| ((i * 31 + j * 17) % 1000) as f64 / 999.0);
@@ -31,7 +34,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!(
         "sort({n}x{n}, axis=0) then std(axis=1, ddof=1): {took:?}, computed {computed}, disk hits {disk_hits}"
     );
-    println!("first std values: {:?}", &sd.typed::<f64>()?.as_slice().unwrap_or(&[])[..3]);
+    println!(
+        "first std values: {:?}",
+        &sd.typed::<f64>()?.as_slice().unwrap_or(&[])[..3]
+    );
     cache.flush();
 
     let disk = cache.disk().expect("a disk tier");
@@ -40,7 +46,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for e in &entries {
         println!(
             "  {}  {:<6} v{}  {:<8} {:?}  {} bytes  computed in {:?}",
-            e.meta.key, e.meta.kernel, e.meta.version, e.meta.dtype.name(), e.meta.shape, e.bytes, e.meta.compute_time
+            e.meta.key,
+            e.meta.kernel,
+            e.meta.version,
+            e.meta.dtype.name(),
+            e.meta.shape,
+            e.bytes,
+            e.meta.compute_time
         );
     }
 
@@ -53,7 +65,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         bytes[last] ^= 0x40;
         std::fs::write(&path, &bytes)?;
         let report = disk.verify(false, |_| {})?;
-        println!("\nflipped one bit of {}: verify says {} ok, {} corrupt", path.display(), report.ok, report.corrupt.len());
+        println!(
+            "\nflipped one bit of {}: verify says {} ok, {} corrupt",
+            path.display(),
+            report.ok,
+            report.corrupt.len()
+        );
         let fresh = ArrayCache::builder().disk(&dir).build()?;
         let again = fresh.call("std", &[sorted.arg()], &Params::new().axis(1).ddof(1))?;
         println!(
@@ -62,6 +79,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             fresh.info().disk.map_or(0, |d| d.corrupt)
         );
     }
-    println!("\nload any entry with numpy: np.load('<dir>/v1/ab/cd/<key>.npy') — plain .npy, no pickle");
+    println!(
+        "\nload any entry with numpy: np.load('<dir>/v1/ab/cd/<key>.npy') — plain .npy, no pickle"
+    );
     Ok(())
 }

@@ -24,8 +24,14 @@ fn main() {
     println!("{}   <- CPython prints the same", fib.cache_info());
     // Each fib(n) misses once (31 misses for n = 0..=30); each n >= 2 asks
     // for n-1 (a miss, computed then) and n-2 (a hit): 28 hits.
-    println!("fib.call_uncached(5) = {} (not looked up, not stored)", fib.call_uncached(5));
-    println!("{}   <- its two recursive calls were hits", fib.cache_info());
+    println!(
+        "fib.call_uncached(5) = {} (not looked up, not stored)",
+        fib.call_uncached(5)
+    );
+    println!(
+        "{}   <- its two recursive calls were hits",
+        fib.cache_info()
+    );
     fib.cache_clear();
     println!("after cache_clear: {}", fib.cache_info());
 
@@ -39,11 +45,18 @@ fn main() {
         let cached: Vec<i64> = (1..=6).filter(|k| square.tier().contains_key(k)).collect();
         println!(
             "  get({x}): {}  cached {:?}",
-            if after.hits > before.hits { "hit " } else { "miss" },
+            if after.hits > before.hits {
+                "hit "
+            } else {
+                "miss"
+            },
             cached
         );
     }
-    println!("{}   <- CPython: hits=2, misses=7, currsize=4", square.cache_info());
+    println!(
+        "{}   <- CPython: hits=2, misses=7, currsize=4",
+        square.cache_info()
+    );
     println!("evictions: {}", square.stats().evictions);
 
     // functools.cache: unbounded.
@@ -54,7 +67,11 @@ fn main() {
             fib.get(n - 1) + fib.get(n - 2)
         }
     });
-    println!("\nunbounded: fib(150) = {}  {}", fib_all.get(150), fib_all.cache_info());
+    println!(
+        "\nunbounded: fib(150) = {}  {}",
+        fib_all.get(150),
+        fib_all.cache_info()
+    );
 
     // Eight threads ask for the same slow key at once: lru_cache would run
     // the function up to eight times; Memo runs it once.
@@ -75,7 +92,10 @@ fn main() {
             })
         })
         .collect();
-    let values: Vec<u64> = handles.into_iter().map(|h| h.join().expect("no panic")).collect();
+    let values: Vec<u64> = handles
+        .into_iter()
+        .map(|h| h.join().expect("no panic"))
+        .collect();
     println!(
         "\n8 threads, one slow key: values {:?}, computed {} time(s), {} waited",
         values,

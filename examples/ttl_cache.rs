@@ -28,7 +28,15 @@ fn main() {
             symbol.len() as f64 * 10.0
         })
         .expect("valid options");
-    for (at, symbol) in [(0, "ACME"), (10, "ACME"), (29, "ACME"), (30, "ACME"), (45, "INITECH"), (59, "ACME"), (61, "ACME")] {
+    for (at, symbol) in [
+        (0, "ACME"),
+        (10, "ACME"),
+        (29, "ACME"),
+        (30, "ACME"),
+        (45, "INITECH"),
+        (59, "ACME"),
+        (61, "ACME"),
+    ] {
         let now = clock.now().as_secs();
         clock.advance(Duration::from_secs(at - now));
         let p = price.get(symbol);
@@ -49,7 +57,9 @@ fn main() {
         .expect("valid options");
     let x = Array1::linspace(-1.0, 1.0, 100_000);
     for step in 0..6 {
-        cache.call("tanh", &[x.arg()], &Params::new()).expect("tanh");
+        cache
+            .call("tanh", &[x.arg()], &Params::new())
+            .expect("tanh");
         let m = cache.info().memory;
         println!(
             "t={:>3} ms  tanh(x): hits={} misses={} expirations={}",

@@ -32,7 +32,10 @@ fn main() -> Result<(), ndcache::Error> {
     let t = Instant::now();
     let b = cache.call("exp", &[x.arg()], &Params::new())?;
     let hit = t.elapsed();
-    println!("\nexp of {n} f64: miss {miss:?}, hit {hit:?} (the hit hashes x: {} bytes)", x.len() * 8);
+    println!(
+        "\nexp of {n} f64: miss {miss:?}, hit {hit:?} (the hit hashes x: {} bytes)",
+        x.len() * 8
+    );
     println!("same shared result: {}", a.array().ptr_eq(b.array()));
 
     // Keyed once, an input is never hashed again; results carry derived keys.
@@ -54,11 +57,23 @@ fn main() -> Result<(), ndcache::Error> {
     let col = Array2::from_shape_fn((3, 1), |(i, _)| i as f32 * 0.5);
     let row = Array1::from(vec![1i32, 2, 3, 4]);
     let sum = cache.call("add", &[col.arg(), row.arg()], &Params::new())?;
-    println!("\nadd (3,1) float32 + (4,) int32 -> {:?} {}", sum.shape(), sum.dtype());
+    println!(
+        "\nadd (3,1) float32 + (4,) int32 -> {:?} {}",
+        sum.shape(),
+        sum.dtype()
+    );
     let m = Array2::from_shape_fn((3, 4), |(i, j)| (i * 4 + j) as i32);
     let v = cache.call("var", &[m.arg()], &Params::new().axis(0).ddof(1))?;
-    println!("var(int32 (3,4), axis=0, ddof=1) = {} {:?}", v.dtype(), v.typed::<f64>()?.as_slice());
-    match cache.call("add", &[Array1::<f64>::zeros(3).arg(), Array1::<f64>::zeros(4).arg()], &Params::new()) {
+    println!(
+        "var(int32 (3,4), axis=0, ddof=1) = {} {:?}",
+        v.dtype(),
+        v.typed::<f64>()?.as_slice()
+    );
+    match cache.call(
+        "add",
+        &[Array1::<f64>::zeros(3).arg(), Array1::<f64>::zeros(4).arg()],
+        &Params::new(),
+    ) {
         Err(e) => println!("error, as numpy: {e}"),
         Ok(_) => unreachable!("shapes (3,) and (4,) do not broadcast"),
     }
@@ -82,7 +97,10 @@ fn main() -> Result<(), ndcache::Error> {
 
     let info = cache.info();
     println!("\nmemory: {}", info.memory);
-    println!("bytes hashed in all: {}, compute time saved by hits: {:?}", info.bytes_hashed, info.time_saved);
+    println!(
+        "bytes hashed in all: {}, compute time saved by hits: {:?}",
+        info.bytes_hashed, info.time_saved
+    );
     for k in &info.kernels {
         println!(
             "  {:<8} calls={} memory_hits={} computed={} compute_time={:?} saved={:?}",

@@ -214,19 +214,17 @@ fn apply(args: &ApplyArgs) -> Result<()> {
         let arg_list: Vec<ndcache::Arg<'_>> = inputs.iter().map(ndcache::AsArg::arg).collect();
         let r = cache.call(&args.kernel, &arg_list, &params)?;
         let k = cache.kernel_info(&args.kernel)?;
+        cache.flush();
+        let stored = cache.info().disk.is_some_and(|d| d.write_failures == 0);
         let how = if k.disk_hits > 0 {
             format!("hit (disk, {})", dir.display())
         } else if k.memory_hits > 0 {
             "hit (memory)".to_owned()
-        } else {
+        } else if stored {
             format!("miss (computed, stored in {})", dir.display())
+        } else {
+            format!("miss (computed; could not store it in {})", dir.display())
         };
-        cache.flush();
-        if let Some(d) = cache.info().disk {
-            if d.write_failures > 0 {
-                eprintln!("ndcache: warning: the result could not be stored in the cache");
-            }
-        }
         (r.into_array(), how)
     };
     let took = start.elapsed();
@@ -284,7 +282,7 @@ fn ago(t: SystemTime) -> String {
 fn ls(dir: &DirArgs) -> Result<()> {
     let tier = open_existing(dir)?;
     let mut entries = tier.entries()?;
-    entries.sort_by(|a, b| b.last_access.cmp(&a.last_access));
+    entries.sort_by_key(|e| std::cmp::Reverse(e.last_access));
     println!(
         "{:<32}  {:<10} {:>7}  {:<8} {:<16} {:>10}  last used",
         "key", "kernel", "version", "dtype", "shape", "size"
@@ -359,13 +357,21 @@ fn verify(dir: &DirArgs, repair: bool) -> Result<ExitCode> {
         println!("unreadable  {}  {}", p.key, p.reason);
     }
     println!(
-        "{} ok, {} corrupt{}{}",
+        "{} ok, {} corrupt{}{}{}",
         report.ok,
         report.corrupt.len(),
         if report.unreadable.is_empty() {
             String::new()
         } else {
             format!(", {} unreadable", report.unreadable.len())
+        },
+        if report.in_progress == 0 {
+            String::new()
+        } else {
+            format!(
+                ", {} being written (a payload whose sidecar has not come yet)",
+                report.in_progress
+            )
         },
         if repair && !report.corrupt.is_empty() {
             " (removed)"

@@ -26,6 +26,7 @@ use xxhash_rust::xxh3::Xxh3;
 use super::layout::FileStat;
 use super::meta::{EntryInfo, EntryMeta, MAX_SIDECAR_BYTES};
 use super::npy::{self, NpyError};
+use super::stats::Counters;
 use super::Inner;
 use crate::error::{Error, Result};
 use crate::key::Fingerprint;
@@ -242,19 +243,27 @@ impl Inner {
         })
     }
 
-    /// Removes temporary files and orphan payloads left by dead writers.
-    pub(crate) fn remove_stale(&self, scan: &super::layout::Scan) -> u64 {
+    /// Removes temporary files left by dead writers; with `orphans`, also
+    /// payloads whose sidecar never came (counted as corrupt entries).
+    ///
+    /// Opening the tier and its rescans remove only temporary files, so
+    /// that `verify` still sees (and reports) an orphan payload.
+    pub(crate) fn remove_stale(&self, scan: &super::layout::Scan, orphans: bool) -> u64 {
         let mut n = 0;
         for (path, stat) in &scan.temps {
             if is_older(stat.mtime, TEMP_GRACE) && fs::remove_file(path).is_ok() {
                 n += 1;
             }
         }
+        if !orphans {
+            return n;
+        }
         for (&key, found) in &scan.keys {
             if let (Some(FileStat { mtime, .. }), None) = (found.payload, found.sidecar) {
                 if is_older(mtime, ORPHAN_GRACE)
                     && fs::remove_file(self.layout.payload(key)).is_ok()
                 {
+                    Counters::bump(&self.counters.corrupt);
                     n += 1;
                 }
             }

@@ -204,7 +204,7 @@ impl DiskTier {
         let inner = &self.inner;
         let _g = inner.evicting.lock().unwrap_or_else(|p| p.into_inner());
         let scan = self.scan()?;
-        let mut stale_files = inner.remove_stale(&scan);
+        let mut stale_files = inner.remove_stale(&scan, true);
         stale_files += scan.locks.iter().filter(|p| remove_if_unlocked(p)).count() as u64;
         *inner.index() = Index::from_scan(&scan);
         let removed = inner.evict_to(max_bytes, &mut progress);

@@ -176,7 +176,7 @@ impl DiskTierBuilder {
                 "results will not be saved there",
             ),
             None => {
-                inner.remove_stale(&scan);
+                inner.remove_stale(&scan, false);
             }
         }
         Ok(DiskTier {
@@ -316,13 +316,12 @@ impl Inner {
         self.evict_to(max, &mut |_| {});
     }
 
-    /// Rebuilds the index from the directory, removing stale temporary files
-    /// and orphan payloads.
+    /// Rebuilds the index from the directory, removing stale temporary files.
     fn rescan(&self) -> Result<()> {
         let scan =
             layout::scan(&self.layout).map_err(|e| Error::io("list", self.layout.base(), e))?;
         if self.writable {
-            self.remove_stale(&scan);
+            self.remove_stale(&scan, false);
         }
         *self.index() = Index::from_scan(&scan);
         Ok(())

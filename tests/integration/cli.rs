@@ -376,11 +376,8 @@ fn corrupt_deleted_payload() {
 }
 
 /// An orphan payload (sidecar deleted, payload older than the grace) is
-/// never served. A lookup by a tier opened before the damage removes and
-/// counts it; a tier opened after it (any `ndcache` command, `verify`
-/// included) removes it silently while opening, so `verify` never gets to
-/// report it (see the report of this test's author: it is not listed as
-/// corrupt, and `verify` without `--repair` deletes it).
+/// never served: a lookup removes and counts it, and `verify` reports it
+/// (opening a tier leaves orphans alone, so `verify` gets to see them).
 #[test]
 fn corrupt_deleted_sidecar_past_the_grace_period() {
     let fx = Fixture::new();
@@ -412,9 +409,13 @@ fn corrupt_deleted_sidecar_past_the_grace_period() {
 
     orphan(&payload, &sidecar);
     let v = fx.verify(false);
+    assert_eq!(v.code, Some(1), "{}{}", v.stdout, v.stderr);
+    assert_eq!(v.last_line(), "0 ok, 1 corrupt");
+    assert!(v.stdout.contains("the sidecar is missing"), "{}", v.stdout);
+    assert!(payload.exists(), "verify without --repair removes nothing");
+    let v = fx.verify(true);
     assert_eq!(v.code, Some(0), "{}{}", v.stdout, v.stderr);
-    assert_eq!(v.last_line(), "0 ok, 0 corrupt");
-    assert!(!payload.exists(), "opening the cache removed the orphan");
+    assert!(!payload.exists());
     fx.assert_clean(0);
 }
 
@@ -442,7 +443,12 @@ fn a_fresh_payload_without_sidecar_is_never_served_and_is_recomputed() {
     assert_eq!(report.ok, 0);
     assert!(report.corrupt.is_empty(), "{report:?}");
     assert_eq!(report.in_progress, 1);
-    fx.assert_clean(0);
+    let v = fx.verify(false);
+    assert_eq!(v.code, Some(0), "{}{}", v.stdout, v.stderr);
+    assert_eq!(
+        v.last_line(),
+        "0 ok, 0 corrupt, 1 being written (a payload whose sidecar has not come yet)"
+    );
 
     let r = lib.call("exp", &[xa.arg()], &Params::new()).unwrap();
     let raw = lib.call_raw("exp", &[xa.arg()], &Params::new()).unwrap();
@@ -455,12 +461,16 @@ fn a_fresh_payload_without_sidecar_is_never_served_and_is_recomputed() {
     assert!(sidecar.exists(), "the entry is complete again");
     fx.assert_clean(1);
 
-    // A tier opened after the grace has passed removes the orphan at once
-    // (a leftover of a dead writer, not counted as a lookup's corruption).
+    // Past the grace it is an orphan: opening a tier leaves it for `verify`
+    // to report (and for lookups and `gc` to remove).
     orphan(&payload, &sidecar);
     let t = DiskTier::open(&fx.cache, None).unwrap();
+    assert!(payload.exists());
+    assert_eq!(t.verify(false, |_| {}).unwrap().corrupt.len(), 1);
+    let gc = t.gc(u64::MAX, |_| {}).unwrap();
+    assert_eq!(gc.stale_files, 1);
     assert!(!payload.exists());
-    assert_eq!(t.stats().corrupt, 0);
+    assert_eq!(t.stats().corrupt, 1, "gc counts the orphan it removed");
 }
 
 // --------------------------------------------------------------- processes

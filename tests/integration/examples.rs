@@ -64,10 +64,19 @@ fn tour_prints_every_step_and_reuses_the_disk_on_its_second_run() {
         assert_has(&first, &format!("Step {n}: {title}"));
     }
     assert_has(&first, "fib(30) = 832040");
-    assert_has(&first, "CacheInfo(hits=28, misses=31, maxsize=128, currsize=31)");
+    assert_has(
+        &first,
+        "CacheInfo(hits=28, misses=31, maxsize=128, currsize=31)",
+    );
     assert_has(&first, "hit rate: 47.5%");
-    assert_has(&first, "CacheInfo(hits=30, misses=31, maxsize=128, currsize=31)");
-    assert_has(&first, "after cache_clear(): CacheInfo(hits=0, misses=0, maxsize=128, currsize=0)");
+    assert_has(
+        &first,
+        "CacheInfo(hits=30, misses=31, maxsize=128, currsize=31)",
+    );
+    assert_has(
+        &first,
+        "after cache_clear(): CacheInfo(hits=0, misses=0, maxsize=128, currsize=0)",
+    );
     assert_has(&first, "Fortran-order twin        same key");
     assert_has(&first, "strided view, no copy     same key");
     assert_has(&first, "same values as float32    different key");
@@ -89,7 +98,10 @@ fn ufunc_cache_example() {
     assert_has(&out, "chain 2: sum(exp(x))");
     assert_has(&out, "bytes hashed: 0");
     assert_has(&out, "add (3,1) float32 + (4,) int32 -> [3, 4] float64");
-    assert_has(&out, "operands could not be broadcast together with shapes (3,) (4,)");
+    assert_has(
+        &out,
+        "operands could not be broadcast together with shapes (3,) (4,)",
+    );
     assert_has(&out, "unknown kernel 'exq'; did you mean 'exp'?");
     assert_has(&out, "sigmoid computed 1 time(s)");
 }
@@ -110,14 +122,23 @@ fn cache_keys_example() {
         .take(4)
         .map(|l| l.split_whitespace().last().unwrap())
         .collect();
-    assert!(keys.iter().all(|k| *k == keys[0]), "layout twins share a key:\n{out}");
+    assert!(
+        keys.iter().all(|k| *k == keys[0]),
+        "layout twins share a key:\n{out}"
+    );
 }
 
 #[test]
 fn ttl_cache_example() {
     let out = run("ttl_cache", &[]);
-    assert_has(&out, "t=30s get(ACME   ) = 40   lookups=2 hits=2 misses=2 expirations=1");
-    assert_has(&out, "t=61s get(ACME   ) = 40   lookups=4 hits=3 misses=4 expirations=2");
+    assert_has(
+        &out,
+        "t=30s get(ACME   ) = 40   lookups=2 hits=2 misses=2 expirations=1",
+    );
+    assert_has(
+        &out,
+        "t=61s get(ACME   ) = 40   lookups=4 hits=3 misses=4 expirations=2",
+    );
 }
 
 #[test]
@@ -135,7 +156,10 @@ fn disk_memo_example_runs_twice() {
     let first = run("disk_memo", &envs);
     assert_has(&first, "computed 2, disk hits 0");
     assert_has(&first, "verify says 1 ok, 1 corrupt");
-    assert_has(&first, "equal to the first result: true; corrupt entries seen: 1");
+    assert_has(
+        &first,
+        "equal to the first result: true; corrupt entries seen: 1",
+    );
     let second = run("disk_memo", &envs);
     assert_has(&second, "computed 0, disk hits 2");
 }
@@ -152,11 +176,24 @@ fn sample_data_is_what_make_data_writes() {
     let dir = tempfile::tempdir().unwrap();
     let mut cmd = Command::new(example_bin("make_data"));
     let out = cmd.arg(dir.path()).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let committed = Path::new(env!("CARGO_MANIFEST_DIR")).join("data");
-    for name in ["signal.npy", "image.npy", "counts.npy", "fortran.npy", "small.npy"] {
+    for name in [
+        "signal.npy",
+        "image.npy",
+        "counts.npy",
+        "fortran.npy",
+        "small.npy",
+    ] {
         let want = std::fs::read(committed.join(name)).unwrap();
         let got = std::fs::read(dir.path().join(name)).unwrap();
-        assert!(want == got, "data/{name} differs from what make_data writes");
+        assert!(
+            want == got,
+            "data/{name} differs from what make_data writes"
+        );
     }
 }

@@ -2,7 +2,9 @@
 
 mod cache;
 mod cli;
+mod examples;
 mod golden;
 mod interop;
 mod memo;
 mod memory;
+mod properties;
