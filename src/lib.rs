@@ -70,3 +70,8 @@ pub use tiered::{
     ArrayCache, ArrayCacheBuilder, ArrayCacheInfo, Call, KernelInfo, DEFAULT_MAX_BYTES,
 };
 pub use value::{AnyArray, AnyView, Arg, AsArg, Keyed};
+
+/// The README's code examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
