@@ -9,8 +9,8 @@
 //! A C-contiguous operand becomes one axis of stride 1; a row broadcast
 //! against a matrix keeps two axes, one of stride 0.
 //!
-//! The output (always C order) is cut into tasks of at most [`CHUNK`]
-//! elements. Each task is a rectangular block of the simplified index space
+//! The output (always C order) is cut into tasks of at most
+//! [`Cost::chunk`] elements. Each task is a rectangular block of the simplified index space
 //! (a range along one axis, every axis before it fixed), so it is one
 //! contiguous run of the output and, for each operand, a sub-view. An
 //! operand whose sub-view is contiguous is read in place; one that is a
@@ -45,37 +45,49 @@ use crate::element::Element;
 use crate::error::{Error, Result};
 use crate::value::{AnyArray, AnyView};
 
-/// Largest number of elements per task.
-///
-/// 8192 elements are 64 KiB of `f64` per gather buffer: they stay in L2
-/// while the loop reads them, and 1e6 elements make 123 tasks, enough to
-/// balance two or many threads at a cost of well under 1% in scheduling.
-pub(super) const CHUNK: usize = 8192;
-
-/// How expensive the element function is, which sets when to go parallel
-/// and whether the loop is worth compiling for wider vectors.
+/// How expensive the element function is, which sets the size of tasks,
+/// when to go parallel, and whether the loop is worth compiling for wider
+/// vectors.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Cost {
     /// A few instructions per element (add, maximum, negative...): the loop
-    /// is bound by memory bandwidth.
+    /// is bound by memory bandwidth, about 0.3 ns per `f64` here.
     Cheap,
-    /// Tens of vectorizable instructions per element (exp, sqrt, divide).
+    /// Tens of vectorizable instructions per element (exp, log, sqrt,
+    /// divide): about 1 ns per `f64` with AVX-512.
     Vector,
-    /// A libm call per element (sin, log, power...): no vectorization.
+    /// A libm call per element (sin, expm1, power...), 5-40 ns, not
+    /// vectorized.
     Scalar,
 }
 
 impl Cost {
+    /// The largest number of elements per task.
+    ///
+    /// A task should take some microseconds, so that rayon's cost of about
+    /// 0.1-0.2 µs per task stays small, and its gather buffers (one per
+    /// operand) should stay in L2: 32 Ki `f64` are 256 KiB and take 10 µs
+    /// to add; 8 Ki take 8 µs of `exp`; 1 Ki take 8 µs of `sin`.
+    pub(super) fn chunk(self) -> usize {
+        match self {
+            Cost::Cheap => 1 << 15,
+            Cost::Vector => 1 << 13,
+            Cost::Scalar => 1 << 10,
+        }
+    }
+
     /// The smallest output that is computed in parallel.
     ///
-    /// Waking rayon's workers and joining them costs some 10-30 µs here, so
-    /// a parallel run must save more than that: measured (2 cores, AVX-512)
-    /// `add` breaks even near 2^17 elements, `exp` near 2^14 and `sin`
-    /// near 2^12.
+    /// Going parallel pays when the serial run takes more than some 30 µs:
+    /// measured on 2 cores (rayon workers asleep between calls, each call
+    /// forced parallel), `add` breaks even near 2^17-2^18 elements, `exp`
+    /// near 2^15-2^16 and `sin` near 2^12-2^13. With workers already awake
+    /// the break-even is lower for all (2^14 each), but a cache in service
+    /// sees mostly cold calls.
     pub(super) fn parallel_threshold(self) -> usize {
         match self {
             Cost::Cheap => 1 << 17,
-            Cost::Vector => 1 << 14,
+            Cost::Vector => 1 << 15,
             Cost::Scalar => 1 << 12,
         }
     }
@@ -198,7 +210,7 @@ impl Plan {
     /// Plans the simplification of operands of shape `shape` (not empty)
     /// with these strides, returning the plan and the steps to apply to
     /// each operand.
-    fn new(shape: &[usize], mut strides: Vec<Vec<isize>>) -> (Plan, Vec<Step>) {
+    fn new(shape: &[usize], mut strides: Vec<Vec<isize>>, chunk: usize) -> (Plan, Vec<Step>) {
         let mut dims = shape.to_vec();
         let mut steps = Vec::new();
         for k in (0..dims.len()).rev() {
@@ -225,22 +237,22 @@ impl Plan {
             dims.push(1);
             steps.push(Step::Unit);
         }
-        (Plan::cut(dims), steps)
+        (Plan::cut(dims, chunk), steps)
     }
 
-    fn cut(dims: Vec<usize>) -> Plan {
+    fn cut(dims: Vec<usize>, chunk: usize) -> Plan {
         // The first axis whose blocks fit in a task: its range is cut into
         // steps, every axis before it is fixed.
         let mut inner: usize = dims.iter().product();
         let mut split = 0;
         loop {
             inner /= dims[split];
-            if inner <= CHUNK || split + 1 == dims.len() {
+            if inner <= chunk || split + 1 == dims.len() {
                 break;
             }
             split += 1;
         }
-        let step = (CHUNK / inner).clamp(1, dims[split]);
+        let step = (chunk / inner).clamp(1, dims[split]);
         let per_prefix = dims[split].div_ceil(step);
         let prefixes: usize = dims[..split].iter().product();
         Plan {
@@ -495,7 +507,7 @@ where
         return finish::<O>(shape, Vec::new());
     }
     let mut src = A::source(x, &shape);
-    let (plan, steps) = Plan::new(&shape, vec![src.strides()]);
+    let (plan, steps) = Plan::new(&shape, vec![src.strides()], cost.chunk());
     src.simplify(&steps);
     let level = cost.level();
     let data = alloc_uninit(n, &plan, cost, Vec::new, |buf, task, out| {
@@ -533,7 +545,7 @@ where
     }
     let mut sa = A::source(a, &shape);
     let mut sb = B::source(b, &shape);
-    let (plan, steps) = Plan::new(&shape, vec![sa.strides(), sb.strides()]);
+    let (plan, steps) = Plan::new(&shape, vec![sa.strides(), sb.strides()], cost.chunk());
     sa.simplify(&steps);
     sb.simplify(&steps);
     let level = cost.level();
@@ -549,4 +561,58 @@ where
         },
     );
     Ok(finish(shape, data))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tasks_partition_the_output_in_order() {
+        let cases: [(&[usize], usize); 7] = [
+            (&[1], 8),
+            (&[100], 8),
+            (&[3, 5, 7000], 1024),
+            (&[3, 5, 7000], 8192),
+            (&[3, 5, 7000], 1 << 15),
+            (&[7, 3, 2, 9], 5),
+            (&[2, 40_000], 1 << 15),
+        ];
+        for (dims, chunk) in cases {
+            let plan = Plan::cut(dims.to_vec(), chunk);
+            let n: usize = dims.iter().product();
+            let mut prefix = Vec::new();
+            let mut next = 0;
+            for t in 0..plan.tasks {
+                let task = plan.task(t, &mut prefix);
+                assert_eq!(task.start, next, "{dims:?} {chunk} task {t}");
+                assert_eq!(task.len, plan.task_len(t));
+                assert!(task.len >= 1 && task.len <= chunk.max(plan.inner));
+                // The task's first element, from its indices, in C order.
+                let mut idx: Vec<usize> = task.prefix.to_vec();
+                idx.push(task.lo);
+                idx.resize(dims.len(), 0);
+                let flat = idx.iter().zip(dims).fold(0, |acc, (&i, &d)| acc * d + i);
+                assert_eq!(flat, task.start);
+                next += task.len;
+            }
+            assert_eq!(next, n, "{dims:?} {chunk}");
+        }
+    }
+
+    #[test]
+    fn axes_are_merged_where_every_operand_allows() {
+        // C-contiguous (3, 4, 5) and a broadcast row: the leading axes merge,
+        // the last cannot merge with them for the row (stride 0, then 1).
+        let shape = [3, 4, 5];
+        let (plan, _) = Plan::new(&shape, vec![vec![20, 5, 1], vec![0, 0, 1]], 1 << 10);
+        assert_eq!(plan.dims, [12, 5]);
+        // Fortran order merges nothing; length-1 axes are dropped.
+        let (plan, _) = Plan::new(&[3, 1, 4], vec![vec![1, 3, 3]], 1 << 10);
+        assert_eq!(plan.dims, [3, 4]);
+        // A single element keeps one axis.
+        let (plan, steps) = Plan::new(&[1, 1], vec![vec![1, 1]], 1 << 10);
+        assert_eq!((plan.dims.as_slice(), plan.tasks), (&[1][..], 1));
+        assert!(matches!(steps.last(), Some(Step::Unit)));
+    }
 }

@@ -154,6 +154,20 @@ fn relayout(c: &AnyArray, layout: Layout) -> AnyArray {
     out
 }
 
+trait ToOwnedC {
+    /// The same values in a new C-order array.
+    fn to_owned_c(&self) -> AnyArray;
+}
+
+impl ToOwnedC for AnyArray {
+    fn to_owned_c(&self) -> AnyArray {
+        let c =
+            crate::dispatch_array!(self, v => AnyArray::from(v.as_standard_layout().into_owned()));
+        assert!(is_standard(&c) && c.bitwise_eq(self));
+        c
+    }
+}
+
 fn is_standard(a: &AnyArray) -> bool {
     crate::dispatch_array!(a, v => v.is_standard_layout())
 }
@@ -524,6 +538,44 @@ fn results_do_not_depend_on_the_thread_count() {
                 a.bitwise_eq(&naive_binary(name, inputs[0], inputs[1])),
                 "{name}"
             );
+        }
+    }
+}
+
+#[test]
+fn tasks_over_several_axes() {
+    // Fortran-order (3, 5, 7000) cannot be merged into one axis, so tasks
+    // fix one or two leading indices: 6 tasks for add (32 Ki elements each
+    // at most), 15 for exp (8 Ki), 105 for sin (1 Ki).
+    let pool = |n| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build()
+            .unwrap()
+    };
+    let (one, three) = (pool(1), pool(3));
+    let mut rng = Rng(5);
+    let a = relayout(
+        &random(DType::F64, &[3, 5, 7000], &mut rng, false),
+        Layout::F,
+    );
+    let b = random(DType::I32, &[5, 1], &mut rng, false);
+    let r = relayout(
+        &random(DType::F32, &[3, 5, 7000], &mut rng, false),
+        Layout::Reversed,
+    );
+    for (name, x, y) in [("add", &a, &b), ("maximum", &r, &a), ("divide", &b, &r)] {
+        let want = naive_binary(name, x, y);
+        for p in [&one, &three] {
+            let got = p.install(|| call2(name, x.view(), y.view()));
+            assert!(got.bitwise_eq(&want), "{name}");
+        }
+    }
+    for name in ["exp", "sin", "negative"] {
+        let c = call1(name, a.to_owned_c().view());
+        for p in [&one, &three] {
+            let got = p.install(|| call1(name, a.view()));
+            assert!(got.bitwise_eq(&c), "{name}");
         }
     }
 }
