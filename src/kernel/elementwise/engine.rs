@@ -37,10 +37,11 @@
 
 use std::mem::MaybeUninit;
 
-use ndarray::{ArrayViewD, ArrayViewMutD, Axis, IxDyn, Slice, Zip};
+use ndarray::{ArrayViewD, Axis, IxDyn};
 use rayon::prelude::*;
 
 use super::simd::{self, Level, Operand};
+use super::source::{Fetched, LoopType};
 use crate::element::Element;
 use crate::error::{Error, Result};
 use crate::value::{AnyArray, AnyView};
@@ -121,34 +122,6 @@ pub(super) fn broadcast_shape(left: &[usize], right: &[usize]) -> Result<Vec<usi
         .collect()
 }
 
-/// Converts between element types as numpy's `astype` does for the casts
-/// the kernels use (integers to floats round to nearest).
-pub(super) trait Cast<T>: Copy {
-    /// The converted value.
-    fn cast(self) -> T;
-}
-
-macro_rules! impl_cast {
-    ($($s:ty => $($t:ty),*);*) => {
-        $($(impl Cast<$t> for $s {
-            #[inline(always)]
-            fn cast(self) -> $t {
-                self as $t
-            }
-        })*)*
-    };
-}
-
-// Every pair, so that any input can be wrapped as a source of any loop
-// type; the kernels only ask for exact or widening conversions (numpy's
-// "safe" casts), and for i64 → f64, which rounds to nearest like numpy.
-impl_cast! {
-    f32 => f32, f64, i32, i64;
-    f64 => f32, f64, i32, i64;
-    i32 => f32, f64, i32, i64;
-    i64 => f32, f64, i32, i64
-}
-
 /// One step of the joint simplification of the operands' axes.
 #[derive(Clone, Copy, Debug)]
 pub(super) enum Step {
@@ -160,7 +133,7 @@ pub(super) enum Step {
     Unit,
 }
 
-fn apply_steps<'a, S>(mut v: ArrayViewD<'a, S>, steps: &[Step]) -> ArrayViewD<'a, S> {
+pub(super) fn apply_steps<'a, S>(mut v: ArrayViewD<'a, S>, steps: &[Step]) -> ArrayViewD<'a, S> {
     for &step in steps {
         v = match step {
             Step::Remove(k) => v.index_axis_move(Axis(k), 0),
@@ -178,7 +151,7 @@ fn apply_steps<'a, S>(mut v: ArrayViewD<'a, S>, steps: &[Step]) -> ArrayViewD<'a
 /// The simplified index space shared by the output and the operands, and
 /// its cutting into tasks.
 #[derive(Debug)]
-struct Plan {
+pub(super) struct Plan {
     /// Lengths of the simplified axes (at least one).
     dims: Vec<usize>,
     /// Axis along which tasks are ranges; axes before it are fixed per task.
@@ -196,14 +169,14 @@ struct Plan {
 /// A task: a block of the index space and the run of output it fills.
 pub(super) struct Task<'p> {
     /// Indices of the axes before `split`.
-    prefix: &'p [usize],
+    pub(super) prefix: &'p [usize],
     /// Range along `split`.
-    lo: usize,
-    hi: usize,
+    pub(super) lo: usize,
+    pub(super) hi: usize,
     /// First output element.
-    start: usize,
+    pub(super) start: usize,
     /// Number of output elements.
-    len: usize,
+    pub(super) len: usize,
 }
 
 impl Plan {
@@ -287,6 +260,26 @@ impl Plan {
         }
     }
 
+    /// Lengths of the simplified axes.
+    pub(super) fn dims(&self) -> &[usize] {
+        &self.dims
+    }
+
+    /// The axis along which tasks are ranges.
+    pub(super) fn split(&self) -> usize {
+        self.split
+    }
+
+    /// The length of the rows (runs along the last axis) of `task`: whole
+    /// rows, unless tasks are ranges of the last axis itself.
+    pub(super) fn row_len(&self, task: &Task<'_>) -> usize {
+        if self.split + 1 == self.dims.len() {
+            task.len
+        } else {
+            self.dims[self.dims.len() - 1]
+        }
+    }
+
     /// The output length of task `t`.
     fn task_len(&self, t: usize) -> usize {
         let lo = (t % self.per_prefix) * self.step;
@@ -294,135 +287,6 @@ impl Plan {
         (hi - lo) * self.inner
     }
 }
-
-/// Whether `S` and `A` are the same type.
-fn same_type<S: 'static, A: 'static>() -> bool {
-    std::any::TypeId::of::<S>() == std::any::TypeId::of::<A>()
-}
-
-/// An input operand read as elements of type `A` (the loop's type),
-/// whatever its own element type `S`.
-pub(super) trait Source<A>: Sync {
-    fn strides(&self) -> Vec<isize>;
-    /// Applies the plan's steps and classifies the simplified view.
-    fn simplify(&mut self, steps: &[Step]);
-    /// The operand's elements for `task`, in the output's order.
-    fn fetch<'s>(&'s self, task: &Task<'_>, buf: &'s mut Vec<A>) -> Operand<'s, A>;
-}
-
-/// How an operand is read once simplified.
-enum Kind<'a, S> {
-    /// C-contiguous with the output's shape: tasks read sub-slices.
-    Contiguous(&'a [S]),
-    /// One element for the whole output.
-    Scalar(S),
-    /// Anything else: tasks take sub-views.
-    Strided,
-}
-
-struct View<'a, S> {
-    view: ArrayViewD<'a, S>,
-    kind: Kind<'a, S>,
-}
-
-impl<'a, S: Element> View<'a, S> {
-    fn new(view: &'a ArrayViewD<'_, S>, shape: &[usize]) -> View<'a, S> {
-        let view = view
-            .broadcast(IxDyn(shape))
-            .expect("shapes were checked to broadcast");
-        View {
-            view,
-            kind: Kind::Strided,
-        }
-    }
-}
-
-/// Converts `src` into `buf` and returns the converted run.
-fn convert<'s, S: Cast<A>, A: Element>(src: &[S], buf: &'s mut Vec<A>) -> &'s [A] {
-    buf.clear();
-    buf.extend(src.iter().map(|&s| s.cast()));
-    buf
-}
-
-impl<'a, S, A> Source<A> for View<'a, S>
-where
-    S: Element + Cast<A>,
-    A: Element,
-{
-    fn strides(&self) -> Vec<isize> {
-        self.view.strides().to_vec()
-    }
-
-    fn simplify(&mut self, steps: &[Step]) {
-        let view = apply_steps(self.view.clone(), steps);
-        self.kind = if view.strides().iter().all(|&s| s == 0) {
-            Kind::Scalar(view.iter().next().copied().unwrap_or_default())
-        } else {
-            match view.to_slice() {
-                Some(s) => Kind::Contiguous(s),
-                None => Kind::Strided,
-            }
-        };
-        self.view = view;
-    }
-
-    fn fetch<'s>(&'s self, task: &Task<'_>, buf: &'s mut Vec<A>) -> Operand<'s, A> {
-        let run = match &self.kind {
-            Kind::Scalar(s) => return Operand::Scalar(s.cast()),
-            Kind::Contiguous(data) => &data[task.start..task.start + task.len],
-            Kind::Strided => {
-                let mut sub = self.view.view();
-                for &i in task.prefix {
-                    sub = sub.index_axis_move(Axis(0), i);
-                }
-                sub.slice_axis_inplace(Axis(0), Slice::from(task.lo..task.hi));
-                if sub.strides().iter().all(|&s| s == 0) {
-                    return Operand::Scalar(sub.iter().next().copied().unwrap_or_default().cast());
-                }
-                match sub.to_slice() {
-                    Some(s) => s,
-                    None => {
-                        buf.clear();
-                        buf.resize(task.len, A::default());
-                        let dst = ArrayViewMutD::from_shape(sub.raw_dim(), &mut buf[..])
-                            .expect("buffer holds the task");
-                        Zip::from(dst).and(&sub).for_each(|d, &s| *d = s.cast());
-                        return Operand::Slice(&buf[..]);
-                    }
-                }
-            }
-        };
-        if same_type::<S, A>() {
-            Operand::Slice(bytemuck::cast_slice(run))
-        } else {
-            Operand::Slice(convert(run, buf))
-        }
-    }
-}
-
-/// An element type the loops compute in: every input dtype can be read
-/// as it.
-pub(super) trait LoopType: Element {
-    /// Wraps a dtype-erased view, broadcast to `shape`, as a source of `Self`s.
-    fn source<'a>(v: &'a AnyView<'_>, shape: &[usize]) -> Box<dyn Source<Self> + 'a>;
-}
-
-macro_rules! impl_loop_type {
-    ($($t:ty),*) => {$(
-        impl LoopType for $t {
-            fn source<'a>(v: &'a AnyView<'_>, shape: &[usize]) -> Box<dyn Source<$t> + 'a> {
-                match v {
-                    AnyView::F32(v) => Box::new(View::new(v, shape)),
-                    AnyView::F64(v) => Box::new(View::new(v, shape)),
-                    AnyView::I32(v) => Box::new(View::new(v, shape)),
-                    AnyView::I64(v) => Box::new(View::new(v, shape)),
-                }
-            }
-        }
-    )*};
-}
-
-impl_loop_type!(f32, f64, i32, i64);
 
 /// Allocates `n` uninitialized elements, runs every task of `plan` on its
 /// run of them (in parallel above `cost`'s threshold), and returns them.
@@ -511,12 +375,22 @@ where
     src.simplify(&steps);
     let level = cost.level();
     let data = alloc_uninit(n, &plan, cost, Vec::new, |buf, task, out| {
-        match src.fetch(task, buf) {
+        let map = |x: Operand<'_, A>, out: &mut [MaybeUninit<O>]| match x {
             Operand::Slice(s) => simd::map1(level, s, out, &f),
             Operand::Scalar(v) => {
                 let y = f(v);
                 for o in out.iter_mut() {
                     o.write(y);
+                }
+            }
+        };
+        match src.fetch(&plan, task, buf) {
+            Fetched::Whole(x) => map(x, out),
+            rows => {
+                let row_len = plan.row_len(task);
+                let mut rows = rows.rows(row_len);
+                for out in out.chunks_mut(row_len) {
+                    map(rows.next_row(), out);
                 }
             }
         }
@@ -554,10 +428,19 @@ where
         &plan,
         cost,
         || (Vec::new(), Vec::new()),
-        |(buf_a, buf_b), task, out| {
-            let x = sa.fetch(task, buf_a);
-            let y = sb.fetch(task, buf_b);
-            simd::map2(level, x, y, out, &f);
+        |(buf_a, buf_b), task, out| match (
+            sa.fetch(&plan, task, buf_a),
+            sb.fetch(&plan, task, buf_b),
+        ) {
+            (Fetched::Whole(x), Fetched::Whole(y)) => simd::map2(level, x, y, out, &f),
+            (x, y) => {
+                // A row or column broadcast: row by row, read in place.
+                let row_len = plan.row_len(task);
+                let (mut xs, mut ys) = (x.rows(row_len), y.rows(row_len));
+                for out in out.chunks_mut(row_len) {
+                    simd::map2(level, xs.next_row(), ys.next_row(), out, &f);
+                }
+            }
         },
     );
     Ok(finish(shape, data))

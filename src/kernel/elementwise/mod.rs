@@ -20,6 +20,7 @@ mod engine;
 mod math;
 mod ops;
 mod simd;
+mod source;
 
 #[cfg(test)]
 mod tests;

@@ -564,7 +564,25 @@ fn tasks_over_several_axes() {
         &random(DType::F32, &[3, 5, 7000], &mut rng, false),
         Layout::Reversed,
     );
-    for (name, x, y) in [("add", &a, &b), ("maximum", &r, &a), ("divide", &b, &r)] {
+    // C-order operands of the loop's dtype broadcast along inner axes are
+    // read row by row in place; tasks then start mid-way through their
+    // stepped axes (column, row and plane broadcasts, with partial rows
+    // for sin's 1 Ki tasks).
+    let c = random(DType::F64, &[3, 5, 7000], &mut rng, false);
+    let col = random(DType::F64, &[5, 1], &mut rng, false);
+    let row = random(DType::F64, &[7000], &mut rng, false);
+    let plane = random(DType::F64, &[3, 1, 7000], &mut rng, false);
+    let cases = [
+        ("add", &a, &b),
+        ("maximum", &r, &a),
+        ("divide", &b, &r),
+        ("subtract", &c, &col),
+        ("multiply", &row, &c),
+        ("minimum", &plane, &col),
+        ("power", &c, &row),
+        ("divide", &col, &plane),
+    ];
+    for (name, x, y) in cases {
         let want = naive_binary(name, x, y);
         for p in [&one, &three] {
             let got = p.install(|| call2(name, x.view(), y.view()));
