@@ -10,13 +10,19 @@
 //! against a matrix keeps two axes, one of stride 0.
 //!
 //! The output (always C order) is cut into tasks of at most
-//! [`Cost::chunk`] elements. Each task is a rectangular block of the simplified index space
-//! (a range along one axis, every axis before it fixed), so it is one
-//! contiguous run of the output and, for each operand, a sub-view. An
-//! operand whose sub-view is contiguous is read in place; one that is a
-//! single repeated element is passed as a scalar; any other (Fortran order,
-//! strided, reversed, broadcast along an inner axis, or of another dtype
-//! than the loop's) is gathered into a per-thread buffer of the loop's type.
+//! [`Cost::chunk`] elements. Each task is a rectangular block of the
+//! simplified index space (a range along one axis, every axis before it
+//! fixed), so it is one contiguous run of the output and, for each operand,
+//! a sub-view. How an operand is read (see `source`):
+//!
+//! - contiguous in the output's order: sub-slices, in place;
+//! - one element repeated (a 0-d or size-1 operand): a scalar;
+//! - a C-contiguous array broadcast along inner axes (a row, a column, a
+//!   plane): row by row, each row a slice of it or one repeated element,
+//!   in place;
+//! - anything else (Fortran order, strided, reversed, or of another dtype
+//!   than the loop's): gathered, converted, into a per-thread buffer.
+//!
 //! The loops of [`super::simd`] then run on plain slices.
 //!
 //! # Parallelism
