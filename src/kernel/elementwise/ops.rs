@@ -107,18 +107,18 @@ pub(super) trait Float: Copy {
 }
 
 macro_rules! impl_float {
-    ($($t:ty => $exp:path, $log:path),*) => {$(
+    ($($t:ty => $exp:path, $expm1:path, $log:path, $log1p:path),*) => {$(
         impl Float for $t {
             #[inline(always)]
             fn sqrt(self) -> Self { <$t>::sqrt(self) }
             #[inline(always)]
             fn exp(self) -> Self { $exp(self) }
             #[inline(always)]
-            fn expm1(self) -> Self { <$t>::exp_m1(self) }
+            fn expm1(self) -> Self { $expm1(self) }
             #[inline(always)]
             fn log(self) -> Self { $log(self) }
             #[inline(always)]
-            fn log1p(self) -> Self { <$t>::ln_1p(self) }
+            fn log1p(self) -> Self { $log1p(self) }
             #[inline(always)]
             fn sin(self) -> Self { <$t>::sin(self) }
             #[inline(always)]
@@ -135,7 +135,10 @@ macro_rules! impl_float {
     )*};
 }
 
-impl_float!(f32 => math::exp_f32, math::log_f32, f64 => math::exp, math::log);
+impl_float!(
+    f32 => math::exp_f32, math::expm1_f32, math::log_f32, math::log1p_f32,
+    f64 => math::exp, math::expm1, math::log, math::log1p
+);
 
 /// Integer power with a non-negative exponent, wrapping like numpy
 /// (`0 ** 0 == 1`). Multiplication modulo 2ⁿ is associative, so squaring

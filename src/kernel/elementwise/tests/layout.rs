@@ -428,7 +428,7 @@ fn unary_kernels_match_naive_reference_in_every_layout() {
         "tan", "tanh",
     ];
     for name in names {
-        let vector_math = name == "exp" || name == "log";
+        let vector_math = matches!(name, "exp" | "log" | "expm1" | "log1p");
         for dtype in DType::ALL {
             for shape in SHAPES {
                 let c = random(dtype, shape, &mut rng, false);
@@ -442,8 +442,8 @@ fn unary_kernels_match_naive_reference_in_every_layout() {
                         naive_unary(name, Scalar::at(&c, idx)),
                     );
                     let ok = match (got, want) {
-                        // Our exp and log are within 1 ulp of libm's; the
-                        // rest is libm itself.
+                        // Our exp, log, expm1 and log1p are within 1 ulp of
+                        // libm's; the rest is libm itself.
                         (Scalar::F64(g), Scalar::F64(w)) if vector_math => ulps(g, w) <= 1,
                         (Scalar::F32(g), Scalar::F32(w)) if vector_math => {
                             g.to_bits().abs_diff(w.to_bits()) <= 1 || g.is_nan() && w.is_nan()
@@ -611,6 +611,8 @@ fn every_vector_level_computes_the_same_bits() {
         ("exp", vec![&i]),
         ("log", vec![&x]),
         ("log", vec![&x32]),
+        ("expm1", vec![&x]),
+        ("log1p", vec![&x32]),
         ("sqrt", vec![&x]),
         ("square", vec![&i]),
         ("absolute", vec![&x32]),
