@@ -191,7 +191,7 @@ fn builtins() -> Vec<Builtin> {
         float_fn!("sin", sin, Cost::Scalar, "sine (radians), elementwise"),
         float_fn!("cos", cos, Cost::Scalar, "cosine (radians), elementwise"),
         float_fn!("tan", tan, Cost::Scalar, "tangent (radians), elementwise"),
-        float_fn!("tanh", tanh, Cost::Scalar, "hyperbolic tangent, elementwise"),
+        float_fn!("tanh", tanh, Cost::Vector, "hyperbolic tangent, elementwise"),
         promoted!("add", add, "sum of two broadcast arrays, elementwise (integers wrap)"),
         promoted!("subtract", sub, "difference of two broadcast arrays, elementwise (integers wrap)"),
         promoted!("multiply", mul, "product of two broadcast arrays, elementwise (integers wrap)"),

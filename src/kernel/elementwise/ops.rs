@@ -107,7 +107,7 @@ pub(super) trait Float: Copy {
 }
 
 macro_rules! impl_float {
-    ($($t:ty => $exp:path, $expm1:path, $log:path, $log1p:path),*) => {$(
+    ($($t:ty => $exp:path, $expm1:path, $log:path, $log1p:path, $tanh:path),*) => {$(
         impl Float for $t {
             #[inline(always)]
             fn sqrt(self) -> Self { <$t>::sqrt(self) }
@@ -126,7 +126,7 @@ macro_rules! impl_float {
             #[inline(always)]
             fn tan(self) -> Self { <$t>::tan(self) }
             #[inline(always)]
-            fn tanh(self) -> Self { <$t>::tanh(self) }
+            fn tanh(self) -> Self { $tanh(self) }
             #[inline(always)]
             fn div(self, other: Self) -> Self { self / other }
             #[inline(always)]
@@ -136,8 +136,8 @@ macro_rules! impl_float {
 }
 
 impl_float!(
-    f32 => math::exp_f32, math::expm1_f32, math::log_f32, math::log1p_f32,
-    f64 => math::exp, math::expm1, math::log, math::log1p
+    f32 => math::exp_f32, math::expm1_f32, math::log_f32, math::log1p_f32, math::tanh_f32,
+    f64 => math::exp, math::expm1, math::log, math::log1p, math::tanh
 );
 
 /// Integer power with a non-negative exponent, wrapping like numpy
