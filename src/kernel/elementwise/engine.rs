@@ -145,7 +145,7 @@ pub(super) fn apply_steps<'a, S>(mut v: ArrayViewD<'a, S>, steps: &[Step]) -> Ar
             Step::Remove(k) => v.index_axis_move(Axis(k), 0),
             Step::Merge(k) => {
                 let merged = v.merge_axes(Axis(k), Axis(k + 1));
-                debug_assert!(merged, "planned merge of axis {k} failed");
+                assert!(merged, "planned merge of axis {k} failed");
                 v.index_axis_move(Axis(k), 0)
             }
             Step::Unit => v.insert_axis(Axis(0)),
@@ -341,7 +341,7 @@ where
             },
         );
     }
-    debug_assert!(rest.is_empty());
+    assert!(rest.is_empty(), "tasks cover the output");
     set_len_initialized(&mut out, n);
     out
 }
@@ -352,9 +352,11 @@ fn set_len_initialized<O: Element>(out: &mut Vec<O>, n: usize) {
     debug_assert!(n <= out.capacity());
     // SAFETY: the tasks of a plan partition the output exactly (their runs
     // are consecutive and their lengths sum to `n`, as `rest` ended empty),
-    // and the loops of `simd` write every element of the run they are
-    // given. A panic in a task unwinds through this function before
-    // `set_len`, leaving `out` empty. `O` is plain data (`Pod`).
+    // and every task writes all of its run: the loops of `simd` assert that
+    // their inputs are as long as their output and write each element, the
+    // scalar branches write each element. A panic in a task unwinds through
+    // this function before `set_len`, leaving `out` empty. `O` is plain
+    // data (`Pod`): no drop, any bits valid once written.
     unsafe { out.set_len(n) };
 }
 

@@ -88,7 +88,10 @@ fn detect() -> Level {
 
 #[inline(always)]
 fn map1_body<A: Copy, O, F: Fn(A) -> O>(x: &[A], out: &mut [MaybeUninit<O>], f: &F) {
-    debug_assert_eq!(x.len(), out.len());
+    // Every element of `out` must be written (the engine relies on it to
+    // mark the output initialized): a shorter input is a bug, not a silent
+    // hole. Checked once per call, outside the loop.
+    assert_eq!(x.len(), out.len(), "input and output runs differ");
     for (o, &v) in out.iter_mut().zip(x) {
         o.write(f(v));
     }
@@ -103,19 +106,19 @@ fn map2_body<A: Copy, B: Copy, O: Copy, F: Fn(A, B) -> O>(
 ) {
     match (a, b) {
         (Operand::Slice(a), Operand::Slice(b)) => {
-            debug_assert!(a.len() == out.len() && b.len() == out.len());
+            assert!(a.len() == out.len() && b.len() == out.len(), "runs differ");
             for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
                 o.write(f(x, y));
             }
         }
         (Operand::Slice(a), Operand::Scalar(y)) => {
-            debug_assert_eq!(a.len(), out.len());
+            assert_eq!(a.len(), out.len(), "runs differ");
             for (o, &x) in out.iter_mut().zip(a) {
                 o.write(f(x, y));
             }
         }
         (Operand::Scalar(x), Operand::Slice(b)) => {
-            debug_assert_eq!(b.len(), out.len());
+            assert_eq!(b.len(), out.len(), "runs differ");
             for (o, &y) in out.iter_mut().zip(b) {
                 o.write(f(x, y));
             }
@@ -153,21 +156,15 @@ macro_rules! multiversion {
         $(#[$doc])*
         #[allow(unsafe_code)]
         pub(super) fn $name<$($g $(: $b)?),*>(level: Level, $($arg: $ty),*) {
-            match level {
+            // Never above what the CPU has, whatever the caller asked for.
+            match level.min(self::level()) {
                 // SAFETY: `level()` returns V4 or V3 only after
-                // `is_x86_feature_detected!` confirmed every feature the
-                // function is compiled with; callers pass a level no higher
-                // than `level()` (checked in debug builds).
+                // `is_x86_feature_detected!` confirmed every feature these
+                // functions are compiled with.
                 #[cfg(target_arch = "x86_64")]
-                Level::V4 => {
-                    debug_assert!(level <= self::level());
-                    unsafe { $v4($($arg),*) }
-                }
+                Level::V4 => unsafe { $v4($($arg),*) },
                 #[cfg(target_arch = "x86_64")]
-                Level::V3 => {
-                    debug_assert!(level <= self::level());
-                    unsafe { $v3($($arg),*) }
-                }
+                Level::V3 => unsafe { $v3($($arg),*) },
                 _ => $body($($arg),*),
             }
         }
