@@ -46,7 +46,7 @@ use std::mem::MaybeUninit;
 use ndarray::{ArrayViewD, Axis, IxDyn};
 use rayon::prelude::*;
 
-use super::simd::{self, Level, Operand};
+use super::simd::{self, Level, Map1, Map2, Operand};
 use super::source::{Fetched, LoopType};
 use crate::element::Element;
 use crate::error::{Error, Result};
@@ -371,7 +371,7 @@ pub(super) fn unary<A, O, F>(x: &AnyView<'_>, cost: Cost, f: F) -> AnyArray
 where
     A: LoopType,
     O: Element,
-    F: Fn(A) -> O + Sync + Send,
+    F: Map1<A, O>,
 {
     let shape = x.shape().to_vec();
     let n: usize = shape.iter().product();
@@ -386,7 +386,7 @@ where
         let map = |x: Operand<'_, A>, out: &mut [MaybeUninit<O>]| match x {
             Operand::Slice(s) => simd::map1(level, s, out, &f),
             Operand::Scalar(v) => {
-                let y = f(v);
+                let y = f.call(v);
                 for o in out.iter_mut() {
                     o.write(y);
                 }
@@ -418,7 +418,7 @@ where
     A: LoopType,
     B: LoopType,
     O: Element,
-    F: Fn(A, B) -> O + Sync + Send,
+    F: Map2<A, B, O>,
 {
     let shape = broadcast_shape(a.shape(), b.shape())?;
     let n: usize = shape.iter().product();

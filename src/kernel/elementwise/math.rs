@@ -144,13 +144,20 @@ fn expm1_parts(x: f64) -> (f64, f64) {
     let sum = a + b;
     let bv = sum - a;
     let err = (a - (sum - bv)) + (b - bv);
-    if k > 53 {
-        (scale(1.0 + em1, kb) - 1.0, 0.0)
+    let lo = err + s * em1_lo;
+    // Every candidate is computed before choosing, so that the choice is a
+    // select and the loop still vectorizes.
+    let high = scale(1.0 + em1, kb) - 1.0;
+    let low = s * (1.0 + em1) - 1.0;
+    let hi = if k > 53 {
+        high
     } else if k < -53 {
-        (s * (1.0 + em1) - 1.0, 0.0)
+        low
     } else {
-        (sum, err + s * em1_lo)
-    }
+        sum
+    };
+    let lo = if (-53..=53).contains(&k) { lo } else { 0.0 };
+    (hi, lo)
 }
 
 /// `e^x` for `f32`, through [`exp`]: the `f64` result is within 1 ulp of

@@ -1,6 +1,7 @@
 //! Element functions with numpy's semantics, per dtype.
 
 use super::math;
+use super::simd::{Map1, Map2};
 
 /// The arithmetic ufuncs on one element type, as numpy computes them on
 /// arrays: integers wrap around, floats follow IEEE 754.
@@ -169,3 +170,87 @@ macro_rules! impl_int_pow {
 }
 
 impl_int_pow!(i32, i64);
+
+/// Declares a loop function (a unit struct) calling a method of one of the
+/// traits above, for each listed type.
+macro_rules! op1 {
+    ($($(#[$doc:meta])* $op:ident = $tr:ident::$method:ident for $($t:ty),*;)*) => {$(
+        $(#[$doc])*
+        pub(super) struct $op;
+        $(impl Map1<$t, $t> for $op {
+            #[inline(always)]
+            fn call(&self, a: $t) -> $t {
+                <$t as $tr>::$method(a)
+            }
+        })*
+    )*};
+}
+
+macro_rules! op2 {
+    ($($(#[$doc:meta])* $op:ident = $tr:ident::$method:ident for $($t:ty),*;)*) => {$(
+        $(#[$doc])*
+        pub(super) struct $op;
+        $(impl Map2<$t, $t, $t> for $op {
+            #[inline(always)]
+            fn call(&self, a: $t, b: $t) -> $t {
+                <$t as $tr>::$method(a, b)
+            }
+        })*
+    )*};
+}
+
+op1! {
+    /// `numpy.negative`.
+    Neg = Arith::neg for f32, f64, i32, i64;
+    /// `numpy.absolute`.
+    Abs = Arith::abs for f32, f64, i32, i64;
+    /// `numpy.square`.
+    Square = Arith::square for f32, f64, i32, i64;
+    /// `numpy.sqrt`.
+    Sqrt = Float::sqrt for f32, f64;
+    /// `numpy.exp`.
+    Exp = Float::exp for f32, f64;
+    /// `numpy.expm1`.
+    Expm1 = Float::expm1 for f32, f64;
+    /// `numpy.log`.
+    Log = Float::log for f32, f64;
+    /// `numpy.log1p`.
+    Log1p = Float::log1p for f32, f64;
+    /// `numpy.sin`.
+    Sin = Float::sin for f32, f64;
+    /// `numpy.cos`.
+    Cos = Float::cos for f32, f64;
+    /// `numpy.tan`.
+    Tan = Float::tan for f32, f64;
+    /// `numpy.tanh`.
+    Tanh = Float::tanh for f32, f64;
+}
+
+op2! {
+    /// `numpy.add`.
+    Add = Arith::add for f32, f64, i32, i64;
+    /// `numpy.subtract`.
+    Sub = Arith::sub for f32, f64, i32, i64;
+    /// `numpy.multiply`.
+    Mul = Arith::mul for f32, f64, i32, i64;
+    /// `numpy.maximum`.
+    Maximum = Arith::maximum for f32, f64, i32, i64;
+    /// `numpy.minimum`.
+    Minimum = Arith::minimum for f32, f64, i32, i64;
+    /// `numpy.divide` (of floats).
+    Div = Float::div for f32, f64;
+    /// `numpy.power` of floats.
+    Pow = Float::pow for f32, f64;
+    /// `numpy.power` of integers (exponents checked non-negative first).
+    IPow = IntPow::pow for i32, i64;
+}
+
+/// A closure as a loop function (user kernels).
+pub(super) struct Closure<F>(pub(super) F);
+
+impl<A, O, F: Fn(A) -> O + Sync> Map1<A, O> for Closure<F> {
+    #[inline(always)]
+    fn call(&self, a: A) -> O {
+        (self.0)(a)
+    }
+}

@@ -16,6 +16,23 @@
 use std::mem::MaybeUninit;
 use std::sync::OnceLock;
 
+/// A function of one element, for [`map1`].
+///
+/// Implementations mark `call` `#[inline(always)]`: LLVM then inlines the
+/// element function into each compiled loop whatever its size, which it
+/// does not always do for a closure (and a loop with a call in it is not
+/// vectorized).
+pub(super) trait Map1<A, O>: Sync {
+    /// The result for one element.
+    fn call(&self, a: A) -> O;
+}
+
+/// A function of two elements, for [`map2`] (see [`Map1`]).
+pub(super) trait Map2<A, B, O>: Sync {
+    /// The result for one pair of elements.
+    fn call(&self, a: A, b: B) -> O;
+}
+
 /// One input of a binary loop: a run of elements, or one element repeated.
 #[derive(Clone, Copy, Debug)]
 pub(super) enum Operand<'a, A> {
@@ -87,18 +104,18 @@ fn detect() -> Level {
 }
 
 #[inline(always)]
-fn map1_body<A: Copy, O, F: Fn(A) -> O>(x: &[A], out: &mut [MaybeUninit<O>], f: &F) {
+fn map1_body<A: Copy, O, F: Map1<A, O>>(x: &[A], out: &mut [MaybeUninit<O>], f: &F) {
     // Every element of `out` must be written (the engine relies on it to
     // mark the output initialized): a shorter input is a bug, not a silent
     // hole. Checked once per call, outside the loop.
     assert_eq!(x.len(), out.len(), "input and output runs differ");
     for (o, &v) in out.iter_mut().zip(x) {
-        o.write(f(v));
+        o.write(f.call(v));
     }
 }
 
 #[inline(always)]
-fn map2_body<A: Copy, B: Copy, O: Copy, F: Fn(A, B) -> O>(
+fn map2_body<A: Copy, B: Copy, O: Copy, F: Map2<A, B, O>>(
     a: Operand<'_, A>,
     b: Operand<'_, B>,
     out: &mut [MaybeUninit<O>],
@@ -108,23 +125,23 @@ fn map2_body<A: Copy, B: Copy, O: Copy, F: Fn(A, B) -> O>(
         (Operand::Slice(a), Operand::Slice(b)) => {
             assert!(a.len() == out.len() && b.len() == out.len(), "runs differ");
             for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
-                o.write(f(x, y));
+                o.write(f.call(x, y));
             }
         }
         (Operand::Slice(a), Operand::Scalar(y)) => {
             assert_eq!(a.len(), out.len(), "runs differ");
             for (o, &x) in out.iter_mut().zip(a) {
-                o.write(f(x, y));
+                o.write(f.call(x, y));
             }
         }
         (Operand::Scalar(x), Operand::Slice(b)) => {
             assert_eq!(b.len(), out.len(), "runs differ");
             for (o, &y) in out.iter_mut().zip(b) {
-                o.write(f(x, y));
+                o.write(f.call(x, y));
             }
         }
         (Operand::Scalar(x), Operand::Scalar(y)) => {
-            let v = f(x, y);
+            let v = f.call(x, y);
             for o in out.iter_mut() {
                 o.write(v);
             }
@@ -173,14 +190,14 @@ macro_rules! multiversion {
 
 multiversion! {
     /// `out[i] = f(x[i])`, with the loop compiled for `level`.
-    fn map1<A: Copy, O: Copy, F: Fn(A) -> O>(x: &[A], out: &mut [MaybeUninit<O>], f: &F) => map1_body;
+    fn map1<A: Copy, O: Copy, F: Map1<A, O>>(x: &[A], out: &mut [MaybeUninit<O>], f: &F) => map1_body;
     v3: map1_v3, v4: map1_v4
 }
 
 multiversion! {
     /// `out[i] = f(a[i], b[i])` (a scalar operand repeats), with the loop
     /// compiled for `level`.
-    fn map2<A: Copy, B: Copy, O: Copy, F: Fn(A, B) -> O>(
+    fn map2<A: Copy, B: Copy, O: Copy, F: Map2<A, B, O>>(
         a: Operand<'_, A>, b: Operand<'_, B>, out: &mut [MaybeUninit<O>], f: &F
     ) => map2_body;
     v3: map2_v3, v4: map2_v4
