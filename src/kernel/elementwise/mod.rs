@@ -15,6 +15,20 @@
 //! Inputs may have any layout; results are new arrays in standard (C)
 //! layout. Large arrays are computed in parallel, with the same bits for any
 //! number of threads (see `engine`).
+//!
+//! # Accuracy and speed
+//!
+//! Arithmetic, `sqrt`, `maximum` and `minimum` are exact (IEEE 754, as
+//! numpy). `exp`, `expm1`, `log`, `log1p` and `tanh` are this crate's own
+//! vectorizable functions (`math`), within 1 ulp of the correctly rounded
+//! result; `sin`, `cos`, `tan` and float `power` are libm's. The loops are
+//! compiled for SSE2, AVX2 and AVX-512 and chosen at run time (`simd`),
+//! with the same bits on every level, so results cached on one machine are
+//! valid on another.
+//!
+//! Module map: `engine` (broadcasting, tasks, threads, output memory),
+//! `source` (reading operands of any layout), `simd` (the loops),
+//! `ops` (numpy's element semantics), `math` (exp and log families).
 
 mod engine;
 mod math;
