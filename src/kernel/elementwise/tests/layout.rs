@@ -542,6 +542,21 @@ fn results_do_not_depend_on_the_thread_count() {
             );
         }
     }
+    // User kernels are split the same way.
+    let mut r = Registry::new();
+    r.register_elementwise_f64("logistic", "1", "", |v| 1.0 / (1.0 + (-v).exp()))
+        .unwrap();
+    r.register_elementwise_f32("cube", "1", "", |v| v * v * v)
+        .unwrap();
+    let m32 = random(DType::F32, &[300, 1000], &mut rng, false);
+    for (name, x) in [("logistic", &f), ("logistic", &ints), ("cube", &m32)] {
+        let p = Params::new();
+        let a = one.install(|| r.call(name, &[x.view()], &p).unwrap());
+        let b = four.install(|| r.call(name, &[x.view()], &p).unwrap());
+        assert!(a.bitwise_eq(&b), "{name}");
+        let c = r.call(name, &[x.to_owned_c().view()], &p).unwrap();
+        assert!(a.bitwise_eq(&c), "{name}");
+    }
 }
 
 #[test]
