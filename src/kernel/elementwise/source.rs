@@ -122,6 +122,9 @@ impl<'s, A: Copy> Rows<'s, A> {
     }
 }
 
+/// Rows shorter than this are gathered rather than read in place.
+const MIN_ROW: usize = 64;
+
 /// How an operand is read once simplified.
 enum Kind<'a, S> {
     /// C-contiguous with the output's shape: tasks read sub-slices.
@@ -205,7 +208,8 @@ where
         let run = match &self.kind {
             Kind::Scalar(s) => return Fetched::Whole(Operand::Scalar(s.cast())),
             Kind::Contiguous(data) => &data[task.start..task.start + task.len],
-            Kind::Broadcast { data, strides } => {
+            // Short rows cost a loop call each: gathered instead.
+            Kind::Broadcast { data, strides } if plan.row_len(task) >= MIN_ROW => {
                 let (dims, split) = (plan.dims(), plan.split());
                 let last = dims.len() - 1;
                 let mut offset: usize = task.prefix.iter().zip(strides).map(|(i, s)| i * s).sum();
@@ -225,7 +229,7 @@ where
                     idx,
                 });
             }
-            Kind::Strided => {
+            Kind::Strided | Kind::Broadcast { .. } => {
                 let mut sub = self.view.view();
                 for &i in task.prefix {
                     sub = sub.index_axis_move(Axis(0), i);
