@@ -157,6 +157,50 @@ impl<'a, S: Element> View<'a, S> {
     }
 }
 
+/// Copies the block of `data` with these lengths and strides, starting at
+/// `offset`, into `out` in C order. Along an axis of stride 0 the first
+/// sub-block is copied once and then doubled with `copy_within`, so a
+/// repeated row costs about a `memcpy`, not a loop per row.
+fn copy_block<A: Copy>(
+    data: &[A],
+    offset: usize,
+    strides: &[usize],
+    dims: &[usize],
+    out: &mut [A],
+) {
+    match (dims, strides) {
+        ([n], [1]) => out.copy_from_slice(&data[offset..offset + n]),
+        ([_], [0]) => out.fill(data[offset]),
+        ([_], [s]) => {
+            for (i, o) in out.iter_mut().enumerate() {
+                *o = data[offset + i * s];
+            }
+        }
+        _ => {
+            let inner = out.len() / dims[0];
+            if strides[0] == 0 {
+                copy_block(data, offset, &strides[1..], &dims[1..], &mut out[..inner]);
+                let mut done = inner;
+                while done < out.len() {
+                    let len = done.min(out.len() - done);
+                    out.copy_within(..len, done);
+                    done += len;
+                }
+            } else {
+                for (i, block) in out.chunks_mut(inner).enumerate() {
+                    copy_block(
+                        data,
+                        offset + i * strides[0],
+                        &strides[1..],
+                        &dims[1..],
+                        block,
+                    );
+                }
+            }
+        }
+    }
+}
+
 /// Whether `S` and `A` are the same type.
 fn same_type<S: 'static, A: 'static>() -> bool {
     std::any::TypeId::of::<S>() == std::any::TypeId::of::<A>()
@@ -208,19 +252,31 @@ where
         let run = match &self.kind {
             Kind::Scalar(s) => return Fetched::Whole(Operand::Scalar(s.cast())),
             Kind::Contiguous(data) => &data[task.start..task.start + task.len],
-            // Short rows cost a loop call each: gathered instead.
-            Kind::Broadcast { data, strides } if plan.row_len(task) >= MIN_ROW => {
+            Kind::Broadcast { data, strides } => {
+                let data: &'s [A] = bytemuck::cast_slice(data);
                 let (dims, split) = (plan.dims(), plan.split());
                 let last = dims.len() - 1;
                 let mut offset: usize = task.prefix.iter().zip(strides).map(|(i, s)| i * s).sum();
                 offset += task.lo * strides[split];
+                if plan.row_len(task) < MIN_ROW {
+                    // Short rows would cost a loop call each: copy the
+                    // task's block into the buffer instead.
+                    if buf.len() < task.len {
+                        buf.resize(task.len, A::default());
+                    }
+                    let mut block_dims = dims[split..].to_vec();
+                    block_dims[0] = task.hi - task.lo;
+                    let run = &mut buf[..task.len];
+                    copy_block(data, offset, &strides[split..], &block_dims, run);
+                    return Fetched::Whole(Operand::Slice(run));
+                }
                 let stepped = split..last.max(split);
                 let mut idx = vec![0; stepped.len()];
                 if let Some(first) = idx.first_mut() {
                     *first = task.lo;
                 }
                 return Fetched::Rows(Rows {
-                    data: bytemuck::cast_slice(data),
+                    data,
                     offset,
                     row_len: plan.row_len(task),
                     last_stride: strides[last],
@@ -229,7 +285,7 @@ where
                     idx,
                 });
             }
-            Kind::Strided | Kind::Broadcast { .. } => {
+            Kind::Strided => {
                 let mut sub = self.view.view();
                 for &i in task.prefix {
                     sub = sub.index_axis_move(Axis(0), i);
