@@ -132,7 +132,8 @@ enum Kind<'a, S> {
     /// One element for the whole output.
     Scalar(S),
     /// Held in memory (`data`) with these non-negative strides along the
-    /// simplified axes, the last one 0 or 1: read row by row.
+    /// simplified axes, the last one 0 or 1: read row by row in place (long
+    /// rows of the loop's type), or copied block by block.
     Broadcast { data: &'a [S], strides: Vec<usize> },
     /// Anything else: each task gathers its sub-view.
     Strided,
@@ -157,23 +158,27 @@ impl<'a, S: Element> View<'a, S> {
     }
 }
 
-/// Copies the block of `data` with these lengths and strides, starting at
-/// `offset`, into `out` in C order. Along an axis of stride 0 the first
+/// Copies (and converts) the block of `data` with these lengths and
+/// strides, starting at `offset`, into `out` in C order. Along an axis of stride 0 the first
 /// sub-block is copied once and then doubled with `copy_within`, so a
 /// repeated row costs about a `memcpy`, not a loop per row.
-fn copy_block<A: Copy>(
-    data: &[A],
+fn copy_block<S: Cast<A>, A: Copy>(
+    data: &[S],
     offset: usize,
     strides: &[usize],
     dims: &[usize],
     out: &mut [A],
 ) {
     match (dims, strides) {
-        ([n], [1]) => out.copy_from_slice(&data[offset..offset + n]),
-        ([_], [0]) => out.fill(data[offset]),
+        ([n], [1]) => {
+            for (o, &v) in out.iter_mut().zip(&data[offset..offset + n]) {
+                *o = v.cast();
+            }
+        }
+        ([_], [0]) => out.fill(data[offset].cast()),
         ([_], [s]) => {
             for (i, o) in out.iter_mut().enumerate() {
-                *o = data[offset + i * s];
+                *o = data[offset + i * s].cast();
             }
         }
         _ => {
@@ -231,11 +236,8 @@ where
             Kind::Contiguous(s)
         } else {
             match self.data {
-                // Read in place only when no conversion is needed.
                 Some(data)
-                    if same_type::<S, A>()
-                        && strides.iter().all(|&s| s >= 0)
-                        && matches!(strides.last(), Some(0 | 1)) =>
+                    if strides.iter().all(|&s| s >= 0) && matches!(strides.last(), Some(0 | 1)) =>
                 {
                     Kind::Broadcast {
                         data,
@@ -253,23 +255,24 @@ where
             Kind::Scalar(s) => return Fetched::Whole(Operand::Scalar(s.cast())),
             Kind::Contiguous(data) => &data[task.start..task.start + task.len],
             Kind::Broadcast { data, strides } => {
-                let data: &'s [A] = bytemuck::cast_slice(data);
                 let (dims, split) = (plan.dims(), plan.split());
                 let last = dims.len() - 1;
                 let mut offset: usize = task.prefix.iter().zip(strides).map(|(i, s)| i * s).sum();
                 offset += task.lo * strides[split];
-                if plan.row_len(task) < MIN_ROW {
-                    // Short rows would cost a loop call each: copy the
-                    // task's block into the buffer instead.
+                if plan.row_len(task) < MIN_ROW || !same_type::<S, A>() {
+                    // Short rows would cost a loop call each, and another
+                    // dtype must be converted: copy the task's block into
+                    // the buffer instead.
                     if buf.len() < task.len {
                         buf.resize(task.len, A::default());
                     }
                     let mut block_dims = dims[split..].to_vec();
                     block_dims[0] = task.hi - task.lo;
                     let run = &mut buf[..task.len];
-                    copy_block(data, offset, &strides[split..], &block_dims, run);
+                    copy_block::<S, A>(data, offset, &strides[split..], &block_dims, run);
                     return Fetched::Whole(Operand::Slice(run));
                 }
+                let data: &'s [A] = bytemuck::cast_slice(data);
                 let stepped = split..last.max(split);
                 let mut idx = vec![0; stepped.len()];
                 if let Some(first) = idx.first_mut() {
