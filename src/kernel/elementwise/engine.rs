@@ -19,9 +19,11 @@
 //! - one element repeated (a 0-d or size-1 operand): a scalar;
 //! - a C-contiguous array broadcast along inner axes (a row, a column, a
 //!   plane): row by row, each row a slice of it or one repeated element,
-//!   in place;
-//! - anything else (Fortran order, strided, reversed, or of another dtype
-//!   than the loop's): gathered, converted, into a per-thread buffer.
+//!   in place; or, for rows shorter than 64 or another dtype than the
+//!   loop's, copied block by block into a per-thread buffer (repeats by
+//!   doubling `copy_within`);
+//! - anything else (Fortran order, strided, reversed): gathered with
+//!   ndarray's `Zip`, converted, into the buffer.
 //!
 //! The loops of [`super::simd`] then run on plain slices.
 //!
