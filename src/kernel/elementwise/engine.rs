@@ -74,7 +74,7 @@ pub(super) enum Cost {
     /// Tens of vectorizable instructions per element (exp, log, sqrt,
     /// divide): about 1 ns per `f64` with AVX-512.
     Vector,
-    /// A libm call per element (sin, expm1, power...), 5-40 ns, not
+    /// A libm call per element (tan, power...), 5-40 ns, not
     /// vectorized.
     Scalar,
 }
@@ -85,7 +85,7 @@ impl Cost {
     /// A task should take some microseconds, so that rayon's cost of about
     /// 0.1-0.2 µs per task stays small, and its gather buffers (one per
     /// operand) should stay in L2: 32 Ki `f64` are 256 KiB and take 10 µs
-    /// to add; 8 Ki take 8 µs of `exp`; 1 Ki take 8 µs of `sin`.
+    /// to add; 8 Ki take 8 µs of `exp`; 1 Ki take 8 µs of libm's `sin`.
     pub(super) fn chunk(self) -> usize {
         match self {
             Cost::Cheap => 1 << 15,
@@ -99,7 +99,7 @@ impl Cost {
     /// Going parallel pays when the serial run takes more than some 30 µs:
     /// measured on 2 cores (rayon workers asleep between calls, each call
     /// forced parallel), `add` breaks even near 2^17-2^18 elements, `exp`
-    /// near 2^15-2^16 and `sin` near 2^12-2^13. With workers already awake
+    /// near 2^15-2^16 and libm's `sin` near 2^12-2^13. With workers awake
     /// the break-even is lower for all (2^14 each), but a cache in service
     /// sees mostly cold calls.
     pub(super) fn parallel_threshold(self) -> usize {
@@ -398,7 +398,7 @@ where
         let map = |x: Operand<'_, A>, out: &mut [MaybeUninit<O>]| match x {
             Operand::Slice(s) => simd::map1(level, s, out, &f),
             Operand::Scalar(v) => {
-                let y = f.call(v);
+                let y = f.fix(v).unwrap_or_else(|| f.call(v));
                 for o in out.iter_mut() {
                     o.write(y);
                 }

@@ -1,7 +1,7 @@
 //! Element functions with numpy's semantics, per dtype.
 
-use super::math;
 use super::simd::{Map1, Map2};
+use super::{math, trig};
 
 /// The arithmetic ufuncs on one element type, as numpy computes them on
 /// arrays: integers wrap around, floats follow IEEE 754.
@@ -216,10 +216,6 @@ op1! {
     Log = Float::log for f32, f64;
     /// `numpy.log1p`.
     Log1p = Float::log1p for f32, f64;
-    /// `numpy.sin`.
-    Sin = Float::sin for f32, f64;
-    /// `numpy.cos`.
-    Cos = Float::cos for f32, f64;
     /// `numpy.tan`.
     Tan = Float::tan for f32, f64;
     /// `numpy.tanh`.
@@ -253,4 +249,42 @@ impl<A, O, F: Fn(A) -> O + Sync> Map1<A, O> for Closure<F> {
     fn call(&self, a: A) -> O {
         (self.0)(a)
     }
+}
+
+/// A loop function vectorized for |x| ≤ [`trig::LIMIT`], with libm for the
+/// rest (and for infinities and NaN) in the loops' fix-up pass.
+macro_rules! trig_op {
+    ($($(#[$doc:meta])* $op:ident = $fast:path, $libm:ident;)*) => {$(
+        $(#[$doc])*
+        pub(super) struct $op;
+        impl Map1<f64, f64> for $op {
+            const FIXUP: bool = true;
+            #[inline(always)]
+            fn call(&self, a: f64) -> f64 {
+                $fast(a)
+            }
+            #[inline(always)]
+            fn fix(&self, a: f64) -> Option<f64> {
+                trig::needs_libm(a).then(|| a.$libm())
+            }
+        }
+        impl Map1<f32, f32> for $op {
+            const FIXUP: bool = true;
+            #[inline(always)]
+            fn call(&self, a: f32) -> f32 {
+                $fast(f64::from(a)) as f32
+            }
+            #[inline(always)]
+            fn fix(&self, a: f32) -> Option<f32> {
+                trig::needs_libm(f64::from(a)).then(|| a.$libm())
+            }
+        }
+    )*};
+}
+
+trig_op! {
+    /// `numpy.sin`.
+    Sin = trig::sin, sin;
+    /// `numpy.cos`.
+    Cos = trig::cos, cos;
 }

@@ -23,8 +23,19 @@ use std::sync::OnceLock;
 /// does not always do for a closure (and a loop with a call in it is not
 /// vectorized).
 pub(super) trait Map1<A, O>: Sync {
+    /// Whether [`fix`](Self::fix) must be consulted after the loop.
+    const FIXUP: bool = false;
+
     /// The result for one element.
     fn call(&self, a: A) -> O;
+
+    /// For an element that [`call`](Self::call) does not handle (a
+    /// vectorized function's rare slow case), the right result; `None`
+    /// when `call`'s is right. Only used when `FIXUP` is set.
+    #[inline(always)]
+    fn fix(&self, _a: A) -> Option<O> {
+        None
+    }
 }
 
 /// A function of two elements, for [`map2`] (see [`Map1`]).
@@ -111,6 +122,14 @@ fn map1_body<A: Copy, O, F: Map1<A, O>>(x: &[A], out: &mut [MaybeUninit<O>], f: 
     assert_eq!(x.len(), out.len(), "input and output runs differ");
     for (o, &v) in out.iter_mut().zip(x) {
         o.write(f.call(v));
+    }
+    if F::FIXUP {
+        // A second pass, so that the first stays branch-free.
+        for (o, &v) in out.iter_mut().zip(x) {
+            if let Some(y) = f.fix(v) {
+                o.write(y);
+            }
+        }
     }
 }
 

@@ -379,8 +379,12 @@ fn naive_unary(name: &str, x: Scalar) -> Scalar {
         ("negative", Scalar::F32(v)) => Scalar::F32(-v),
         ("absolute", Scalar::F32(v)) => Scalar::F32(v.abs()),
         ("square", Scalar::F32(v)) => Scalar::F32(v * v),
-        // glibc's tanhf is off by 2 ulp at times: its f64 tanh, rounded.
+        // glibc's tanhf is off by 2 ulp at times, its sinf by 1 (sinf of
+        // 2.619575 is 0.49863005, numpy and mpmath say 0.49863008): the f64
+        // functions, rounded.
         ("tanh", Scalar::F32(v)) => Scalar::F32(f64::from(v).tanh() as f32),
+        ("sin", Scalar::F32(v)) => Scalar::F32(f64::from(v).sin() as f32),
+        ("cos", Scalar::F32(v)) => Scalar::F32(f64::from(v).cos() as f32),
         (_, Scalar::F32(v)) => Scalar::F32(match name {
             "sqrt" => v.sqrt(),
             "exp" => v.exp(),
@@ -430,7 +434,10 @@ fn unary_kernels_match_naive_reference_in_every_layout() {
         "tan", "tanh",
     ];
     for name in names {
-        let vector_math = matches!(name, "exp" | "log" | "expm1" | "log1p" | "tanh");
+        let vector_math = matches!(
+            name,
+            "exp" | "log" | "expm1" | "log1p" | "tanh" | "sin" | "cos"
+        );
         for dtype in DType::ALL {
             for shape in SHAPES {
                 let c = random(dtype, shape, &mut rng, false);
@@ -444,8 +451,8 @@ fn unary_kernels_match_naive_reference_in_every_layout() {
                         naive_unary(name, Scalar::at(&c, idx)),
                     );
                     let ok = match (got, want) {
-                        // Our exp, log, expm1, log1p are within 1 ulp of
-                        // libm's, tanh within 2; the rest is libm itself.
+                        // Our exp, log, expm1, log1p, sin, cos are within
+                        // 1 ulp of libm's, tanh within 2; the rest is libm.
                         (Scalar::F64(g), Scalar::F64(w)) if vector_math => ulps(g, w) <= 2,
                         (Scalar::F32(g), Scalar::F32(w)) if vector_math => {
                             g.to_bits().abs_diff(w.to_bits()) <= 1 || g.is_nan() && w.is_nan()
@@ -631,6 +638,8 @@ fn every_vector_level_computes_the_same_bits() {
         ("expm1", vec![&x]),
         ("log1p", vec![&x32]),
         ("tanh", vec![&x]),
+        ("sin", vec![&x]),
+        ("cos", vec![&x32]),
         ("sqrt", vec![&x]),
         ("square", vec![&i]),
         ("absolute", vec![&x32]),
