@@ -19,13 +19,13 @@
 //! # Accuracy and speed
 //!
 //! Arithmetic, `sqrt`, `maximum` and `minimum` are exact (IEEE 754, as
-//! numpy). `exp`, `expm1`, `log`, `log1p`, `tanh`, `sin` and `cos` are this
+//! numpy). `exp`, `expm1`, `log`, `log1p`, `sin` and `cos` are this
 //! crate's own vectorizable functions (`math`, `trig`), within 1 ulp of the
-//! correctly rounded result (sin and cos hand arguments beyond 2^19 to
-//! libm); `tan` and float `power` are libm's. The loops are compiled for
-//! SSE2, AVX2 and AVX-512 and chosen at run time (`simd`), with the same
-//! bits on every level, so results cached on one machine are valid on
-//! another.
+//! correctly rounded result, `tanh` and `tan` within 2 (sin, cos and tan
+//! hand arguments beyond 2^19 to libm); float `power` is libm's. The loops
+//! are compiled for SSE2, AVX2 and AVX-512 and chosen at run time (`simd`),
+//! with the same bits on every level, so results cached on one machine are
+//! valid on another.
 //!
 //! Module map: `engine` (broadcasting, tasks, threads, output memory),
 //! `source` (reading operands of any layout), `simd` (the loops),
@@ -207,7 +207,7 @@ fn builtins() -> Vec<Builtin> {
         float_fn!("log1p", Log1p, Cost::Vector, "log(1 + x), accurate for small x, elementwise"),
         float_fn!("sin", Sin, Cost::Vector, "sine (radians), elementwise"),
         float_fn!("cos", Cos, Cost::Vector, "cosine (radians), elementwise"),
-        float_fn!("tan", Tan, Cost::Scalar, "tangent (radians), elementwise"),
+        float_fn!("tan", Tan, Cost::Vector, "tangent (radians), elementwise"),
         float_fn!("tanh", Tanh, Cost::Vector, "hyperbolic tangent, elementwise"),
         promoted!("add", Add, "sum of two broadcast arrays, elementwise (integers wrap)"),
         promoted!("subtract", Sub, "difference of two broadcast arrays, elementwise (integers wrap)"),

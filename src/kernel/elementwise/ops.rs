@@ -216,8 +216,6 @@ op1! {
     Log = Float::log for f32, f64;
     /// `numpy.log1p`.
     Log1p = Float::log1p for f32, f64;
-    /// `numpy.tan`.
-    Tan = Float::tan for f32, f64;
     /// `numpy.tanh`.
     Tanh = Float::tanh for f32, f64;
 }
@@ -287,4 +285,6 @@ trig_op! {
     Sin = trig::sin, sin;
     /// `numpy.cos`.
     Cos = trig::cos, cos;
+    /// `numpy.tan`.
+    Tan = trig::tan, tan;
 }

@@ -385,6 +385,7 @@ fn naive_unary(name: &str, x: Scalar) -> Scalar {
         ("tanh", Scalar::F32(v)) => Scalar::F32(f64::from(v).tanh() as f32),
         ("sin", Scalar::F32(v)) => Scalar::F32(f64::from(v).sin() as f32),
         ("cos", Scalar::F32(v)) => Scalar::F32(f64::from(v).cos() as f32),
+        ("tan", Scalar::F32(v)) => Scalar::F32(f64::from(v).tan() as f32),
         (_, Scalar::F32(v)) => Scalar::F32(match name {
             "sqrt" => v.sqrt(),
             "exp" => v.exp(),
@@ -436,7 +437,7 @@ fn unary_kernels_match_naive_reference_in_every_layout() {
     for name in names {
         let vector_math = matches!(
             name,
-            "exp" | "log" | "expm1" | "log1p" | "tanh" | "sin" | "cos"
+            "exp" | "log" | "expm1" | "log1p" | "tanh" | "sin" | "cos" | "tan"
         );
         for dtype in DType::ALL {
             for shape in SHAPES {
@@ -452,7 +453,7 @@ fn unary_kernels_match_naive_reference_in_every_layout() {
                     );
                     let ok = match (got, want) {
                         // Our exp, log, expm1, log1p, sin, cos are within
-                        // 1 ulp of libm's, tanh within 2; the rest is libm.
+                        // 1 ulp of libm's, tanh and tan within 2.
                         (Scalar::F64(g), Scalar::F64(w)) if vector_math => ulps(g, w) <= 2,
                         (Scalar::F32(g), Scalar::F32(w)) if vector_math => {
                             g.to_bits().abs_diff(w.to_bits()) <= 1 || g.is_nan() && w.is_nan()
@@ -640,6 +641,7 @@ fn every_vector_level_computes_the_same_bits() {
         ("tanh", vec![&x]),
         ("sin", vec![&x]),
         ("cos", vec![&x32]),
+        ("tan", vec![&x]),
         ("sqrt", vec![&x]),
         ("square", vec![&i]),
         ("absolute", vec![&x32]),
