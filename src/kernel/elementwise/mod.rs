@@ -19,11 +19,11 @@
 //! # Accuracy and speed
 //!
 //! Arithmetic, `sqrt`, `maximum` and `minimum` are exact (IEEE 754, as
-//! numpy). `exp`, `expm1`, `log`, `log1p`, `sin` and `cos` are this
-//! crate's own vectorizable functions (`math`, `trig`), within 1 ulp of the
-//! correctly rounded result, `tanh` and `tan` within 2 (sin, cos and tan
-//! hand arguments beyond 2^19 to libm); float `power` is libm's. The loops
-//! are compiled for SSE2, AVX2 and AVX-512 and chosen at run time (`simd`),
+//! numpy). `exp`, `expm1`, `log`, `log1p`, `tanh`, `sin` and `cos` are
+//! this crate's own vectorizable functions (`math`, `trig`), within 1 ulp
+//! of the correctly rounded result, `tan` within 2 (sin, cos and tan hand
+//! arguments beyond 2^19 to libm); float `power` is libm's. The loops are
+//! compiled for SSE2, AVX2 and AVX-512 and chosen at run time (`simd`),
 //! with the same bits on every level, so results cached on one machine are
 //! valid on another.
 //!
