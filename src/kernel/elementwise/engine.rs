@@ -398,7 +398,11 @@ where
         let map = |x: Operand<'_, A>, out: &mut [MaybeUninit<O>]| match x {
             Operand::Slice(s) => simd::map1(level, s, out, &f),
             Operand::Scalar(v) => {
-                let y = f.fix(v).unwrap_or_else(|| f.call(v));
+                let y = if f.needs_exact(v) {
+                    f.exact(v)
+                } else {
+                    f.call(v)
+                };
                 for o in out.iter_mut() {
                     o.write(y);
                 }

@@ -262,8 +262,13 @@ macro_rules! trig_op {
                 $fast(a)
             }
             #[inline(always)]
-            fn fix(&self, a: f64) -> Option<f64> {
-                trig::needs_libm(a).then(|| a.$libm())
+            fn needs_exact(&self, a: f64) -> bool {
+                trig::needs_libm(a)
+            }
+            #[inline(never)]
+            #[cold]
+            fn exact(&self, a: f64) -> f64 {
+                a.$libm()
             }
         }
         impl Map1<f32, f32> for $op {
@@ -273,8 +278,13 @@ macro_rules! trig_op {
                 $fast(f64::from(a)) as f32
             }
             #[inline(always)]
-            fn fix(&self, a: f32) -> Option<f32> {
-                trig::needs_libm(f64::from(a)).then(|| a.$libm())
+            fn needs_exact(&self, a: f32) -> bool {
+                trig::needs_libm(f64::from(a))
+            }
+            #[inline(never)]
+            #[cold]
+            fn exact(&self, a: f32) -> f32 {
+                a.$libm()
             }
         }
     )*};

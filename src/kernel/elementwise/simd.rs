@@ -23,18 +23,24 @@ use std::sync::OnceLock;
 /// does not always do for a closure (and a loop with a call in it is not
 /// vectorized).
 pub(super) trait Map1<A, O>: Sync {
-    /// Whether [`fix`](Self::fix) must be consulted after the loop.
+    /// Whether some elements may need [`exact`](Self::exact).
     const FIXUP: bool = false;
 
     /// The result for one element.
     fn call(&self, a: A) -> O;
 
-    /// For an element that [`call`](Self::call) does not handle (a
-    /// vectorized function's rare slow case), the right result; `None`
-    /// when `call`'s is right. Only used when `FIXUP` is set.
+    /// Whether [`call`](Self::call) does not handle `a` (a vectorized
+    /// function's rare slow case). Only used when `FIXUP` is set.
     #[inline(always)]
-    fn fix(&self, _a: A) -> Option<O> {
-        None
+    fn needs_exact(&self, _a: A) -> bool {
+        false
+    }
+
+    /// The result for an element that `call` does not handle. Keep it out
+    /// of line (`#[inline(never)]`): LLVM may otherwise compute it for
+    /// every element (libm's functions are "speculatable") and select.
+    fn exact(&self, a: A) -> O {
+        self.call(a)
     }
 }
 
@@ -123,11 +129,12 @@ fn map1_body<A: Copy, O, F: Map1<A, O>>(x: &[A], out: &mut [MaybeUninit<O>], f: 
     for (o, &v) in out.iter_mut().zip(x) {
         o.write(f.call(v));
     }
-    if F::FIXUP {
-        // A second pass, so that the first stays branch-free.
+    // A second pass, so that the first stays branch-free; its check is a
+    // vectorized OR, and the slow path runs only when some element needs it.
+    if F::FIXUP && x.iter().fold(false, |any, &v| any | f.needs_exact(v)) {
         for (o, &v) in out.iter_mut().zip(x) {
-            if let Some(y) = f.fix(v) {
-                o.write(y);
+            if f.needs_exact(v) {
+                o.write(f.exact(v));
             }
         }
     }
