@@ -9,14 +9,22 @@
 //! A C-contiguous operand becomes one axis of stride 1; a row broadcast
 //! against a matrix keeps two axes, one of stride 0.
 //!
-//! The output (always C order) is cut into tasks of at most [`CHUNK`]
-//! elements. Each task is a rectangular block of the simplified index space
-//! (a range along one axis, every axis before it fixed), so it is one
-//! contiguous run of the output and, for each operand, a sub-view. An
-//! operand whose sub-view is contiguous is read in place; one that is a
-//! single repeated element is passed as a scalar; any other (Fortran order,
-//! strided, reversed, broadcast along an inner axis, or of another dtype
-//! than the loop's) is gathered into a per-thread buffer of the loop's type.
+//! The output (always C order) is cut into tasks of at most
+//! [`Cost::chunk`] elements. Each task is a rectangular block of the
+//! simplified index space (a range along one axis, every axis before it
+//! fixed), so it is one contiguous run of the output and, for each operand,
+//! a sub-view. How an operand is read (see `source`):
+//!
+//! - contiguous in the output's order: sub-slices, in place;
+//! - one element repeated (a 0-d or size-1 operand): a scalar;
+//! - a C-contiguous array broadcast along inner axes (a row, a column, a
+//!   plane): row by row, each row a slice of it or one repeated element,
+//!   in place; or, for rows shorter than 64 or another dtype than the
+//!   loop's, copied block by block into a per-thread buffer (repeats by
+//!   doubling `copy_within`);
+//! - anything else (Fortran order, strided, reversed): gathered with
+//!   ndarray's `Zip`, converted, into the buffer.
+//!
 //! The loops of [`super::simd`] then run on plain slices.
 //!
 //! # Parallelism
@@ -30,52 +38,74 @@
 //! # Output memory
 //!
 //! The output is allocated uninitialized and written once, by the thread
-//! that computes it. Zeroing it first (`vec![0.0; n]`) costs a full extra
-//! pass whenever the allocator recycles memory, and writing it from one
-//! thread serializes the page faults of fresh memory: see the measurements
-//! on [`alloc_uninit`].
+//! that computes it (see [`alloc_uninit`] for the measurements).
+//!
+//! Fresh memory costs a page fault per 4 KiB page on first write: some
+//! 0.2 µs per page when the kernel has the page at hand, 2-3 µs on this VM
+//! when it must get it from the host, so 0.4-6 ms for an 8 MB result,
+//! against 0.5 ms to compute `exp` into it. numpy pays the same (`np.exp`
+//! of 1e6 `f64`: 0.9 ms when glibc recycles the previous result, 4-6 ms
+//! when results are kept). What we can do in safe code: never write the
+//! output twice (no zeroing), so recycled memory costs nothing extra and
+//! fresh memory is faulted in only once, by the workers as they compute.
+//! glibc recycles freed blocks of similar size (its mmap threshold adapts),
+//! so a cache that evicts as it inserts mostly gets warm memory; one that
+//! grows pays the faults.
 
 use std::mem::MaybeUninit;
 
-use ndarray::{ArrayViewD, ArrayViewMutD, Axis, IxDyn, Slice, Zip};
+use ndarray::{ArrayViewD, Axis, IxDyn};
 use rayon::prelude::*;
 
-use super::simd::{self, Level, Operand};
+use super::simd::{self, Level, Map1, Map2, Operand};
+use super::source::{Fetched, LoopType};
 use crate::element::Element;
 use crate::error::{Error, Result};
 use crate::value::{AnyArray, AnyView};
 
-/// Largest number of elements per task.
-///
-/// 8192 elements are 64 KiB of `f64` per gather buffer: they stay in L2
-/// while the loop reads them, and 1e6 elements make 123 tasks, enough to
-/// balance two or many threads at a cost of well under 1% in scheduling.
-pub(super) const CHUNK: usize = 8192;
-
-/// How expensive the element function is, which sets when to go parallel
-/// and whether the loop is worth compiling for wider vectors.
+/// How expensive the element function is, which sets the size of tasks,
+/// when to go parallel, and whether the loop is worth compiling for wider
+/// vectors.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Cost {
     /// A few instructions per element (add, maximum, negative...): the loop
-    /// is bound by memory bandwidth.
+    /// is bound by memory bandwidth, about 0.3 ns per `f64` here.
     Cheap,
-    /// Tens of vectorizable instructions per element (exp, sqrt, divide).
+    /// Tens of vectorizable instructions per element (exp, log, sqrt,
+    /// divide): about 1 ns per `f64` with AVX-512.
     Vector,
-    /// A libm call per element (sin, log, power...): no vectorization.
+    /// A libm call per element (tan, power...), 5-40 ns, not
+    /// vectorized.
     Scalar,
 }
 
 impl Cost {
+    /// The largest number of elements per task.
+    ///
+    /// A task should take some microseconds, so that rayon's cost of about
+    /// 0.1-0.2 µs per task stays small, and its gather buffers (one per
+    /// operand) should stay in L2: 32 Ki `f64` are 256 KiB and take 10 µs
+    /// to add; 8 Ki take 8 µs of `exp`; 1 Ki take 8 µs of libm's `sin`.
+    pub(super) fn chunk(self) -> usize {
+        match self {
+            Cost::Cheap => 1 << 15,
+            Cost::Vector => 1 << 13,
+            Cost::Scalar => 1 << 10,
+        }
+    }
+
     /// The smallest output that is computed in parallel.
     ///
-    /// Waking rayon's workers and joining them costs some 10-30 µs here, so
-    /// a parallel run must save more than that: measured (2 cores, AVX-512)
-    /// `add` breaks even near 2^17 elements, `exp` near 2^14 and `sin`
-    /// near 2^12.
+    /// Going parallel pays when the serial run takes more than some 30 µs:
+    /// measured on 2 cores (rayon workers asleep between calls, each call
+    /// forced parallel), `add` breaks even near 2^17-2^18 elements, `exp`
+    /// near 2^15-2^16 and libm's `sin` near 2^12-2^13. With workers awake
+    /// the break-even is lower for all (2^14 each), but a cache in service
+    /// sees mostly cold calls.
     pub(super) fn parallel_threshold(self) -> usize {
         match self {
             Cost::Cheap => 1 << 17,
-            Cost::Vector => 1 << 14,
+            Cost::Vector => 1 << 15,
             Cost::Scalar => 1 << 12,
         }
     }
@@ -109,34 +139,6 @@ pub(super) fn broadcast_shape(left: &[usize], right: &[usize]) -> Result<Vec<usi
         .collect()
 }
 
-/// Converts between element types as numpy's `astype` does for the casts
-/// the kernels use (integers to floats round to nearest).
-pub(super) trait Cast<T>: Copy {
-    /// The converted value.
-    fn cast(self) -> T;
-}
-
-macro_rules! impl_cast {
-    ($($s:ty => $($t:ty),*);*) => {
-        $($(impl Cast<$t> for $s {
-            #[inline(always)]
-            fn cast(self) -> $t {
-                self as $t
-            }
-        })*)*
-    };
-}
-
-// Every pair, so that any input can be wrapped as a source of any loop
-// type; the kernels only ask for exact or widening conversions (numpy's
-// "safe" casts), and for i64 → f64, which rounds to nearest like numpy.
-impl_cast! {
-    f32 => f32, f64, i32, i64;
-    f64 => f32, f64, i32, i64;
-    i32 => f32, f64, i32, i64;
-    i64 => f32, f64, i32, i64
-}
-
 /// One step of the joint simplification of the operands' axes.
 #[derive(Clone, Copy, Debug)]
 pub(super) enum Step {
@@ -148,13 +150,13 @@ pub(super) enum Step {
     Unit,
 }
 
-fn apply_steps<'a, S>(mut v: ArrayViewD<'a, S>, steps: &[Step]) -> ArrayViewD<'a, S> {
+pub(super) fn apply_steps<'a, S>(mut v: ArrayViewD<'a, S>, steps: &[Step]) -> ArrayViewD<'a, S> {
     for &step in steps {
         v = match step {
             Step::Remove(k) => v.index_axis_move(Axis(k), 0),
             Step::Merge(k) => {
                 let merged = v.merge_axes(Axis(k), Axis(k + 1));
-                debug_assert!(merged, "planned merge of axis {k} failed");
+                assert!(merged, "planned merge of axis {k} failed");
                 v.index_axis_move(Axis(k), 0)
             }
             Step::Unit => v.insert_axis(Axis(0)),
@@ -166,7 +168,7 @@ fn apply_steps<'a, S>(mut v: ArrayViewD<'a, S>, steps: &[Step]) -> ArrayViewD<'a
 /// The simplified index space shared by the output and the operands, and
 /// its cutting into tasks.
 #[derive(Debug)]
-struct Plan {
+pub(super) struct Plan {
     /// Lengths of the simplified axes (at least one).
     dims: Vec<usize>,
     /// Axis along which tasks are ranges; axes before it are fixed per task.
@@ -184,21 +186,21 @@ struct Plan {
 /// A task: a block of the index space and the run of output it fills.
 pub(super) struct Task<'p> {
     /// Indices of the axes before `split`.
-    prefix: &'p [usize],
+    pub(super) prefix: &'p [usize],
     /// Range along `split`.
-    lo: usize,
-    hi: usize,
+    pub(super) lo: usize,
+    pub(super) hi: usize,
     /// First output element.
-    start: usize,
+    pub(super) start: usize,
     /// Number of output elements.
-    len: usize,
+    pub(super) len: usize,
 }
 
 impl Plan {
     /// Plans the simplification of operands of shape `shape` (not empty)
     /// with these strides, returning the plan and the steps to apply to
     /// each operand.
-    fn new(shape: &[usize], mut strides: Vec<Vec<isize>>) -> (Plan, Vec<Step>) {
+    fn new(shape: &[usize], mut strides: Vec<Vec<isize>>, chunk: usize) -> (Plan, Vec<Step>) {
         let mut dims = shape.to_vec();
         let mut steps = Vec::new();
         for k in (0..dims.len()).rev() {
@@ -225,22 +227,22 @@ impl Plan {
             dims.push(1);
             steps.push(Step::Unit);
         }
-        (Plan::cut(dims), steps)
+        (Plan::cut(dims, chunk), steps)
     }
 
-    fn cut(dims: Vec<usize>) -> Plan {
+    fn cut(dims: Vec<usize>, chunk: usize) -> Plan {
         // The first axis whose blocks fit in a task: its range is cut into
         // steps, every axis before it is fixed.
         let mut inner: usize = dims.iter().product();
         let mut split = 0;
         loop {
             inner /= dims[split];
-            if inner <= CHUNK || split + 1 == dims.len() {
+            if inner <= chunk || split + 1 == dims.len() {
                 break;
             }
             split += 1;
         }
-        let step = (CHUNK / inner).clamp(1, dims[split]);
+        let step = (chunk / inner).clamp(1, dims[split]);
         let per_prefix = dims[split].div_ceil(step);
         let prefixes: usize = dims[..split].iter().product();
         Plan {
@@ -275,6 +277,26 @@ impl Plan {
         }
     }
 
+    /// Lengths of the simplified axes.
+    pub(super) fn dims(&self) -> &[usize] {
+        &self.dims
+    }
+
+    /// The axis along which tasks are ranges.
+    pub(super) fn split(&self) -> usize {
+        self.split
+    }
+
+    /// The length of the rows (runs along the last axis) of `task`: whole
+    /// rows, unless tasks are ranges of the last axis itself.
+    pub(super) fn row_len(&self, task: &Task<'_>) -> usize {
+        if self.split + 1 == self.dims.len() {
+            task.len
+        } else {
+            self.dims[self.dims.len() - 1]
+        }
+    }
+
     /// The output length of task `t`.
     fn task_len(&self, t: usize) -> usize {
         let lo = (t % self.per_prefix) * self.step;
@@ -283,146 +305,18 @@ impl Plan {
     }
 }
 
-/// Whether `S` and `A` are the same type.
-fn same_type<S: 'static, A: 'static>() -> bool {
-    std::any::TypeId::of::<S>() == std::any::TypeId::of::<A>()
-}
-
-/// An input operand read as elements of type `A` (the loop's type),
-/// whatever its own element type `S`.
-pub(super) trait Source<A>: Sync {
-    fn strides(&self) -> Vec<isize>;
-    /// Applies the plan's steps and classifies the simplified view.
-    fn simplify(&mut self, steps: &[Step]);
-    /// The operand's elements for `task`, in the output's order.
-    fn fetch<'s>(&'s self, task: &Task<'_>, buf: &'s mut Vec<A>) -> Operand<'s, A>;
-}
-
-/// How an operand is read once simplified.
-enum Kind<'a, S> {
-    /// C-contiguous with the output's shape: tasks read sub-slices.
-    Contiguous(&'a [S]),
-    /// One element for the whole output.
-    Scalar(S),
-    /// Anything else: tasks take sub-views.
-    Strided,
-}
-
-struct View<'a, S> {
-    view: ArrayViewD<'a, S>,
-    kind: Kind<'a, S>,
-}
-
-impl<'a, S: Element> View<'a, S> {
-    fn new(view: &'a ArrayViewD<'_, S>, shape: &[usize]) -> View<'a, S> {
-        let view = view
-            .broadcast(IxDyn(shape))
-            .expect("shapes were checked to broadcast");
-        View {
-            view,
-            kind: Kind::Strided,
-        }
-    }
-}
-
-/// Converts `src` into `buf` and returns the converted run.
-fn convert<'s, S: Cast<A>, A: Element>(src: &[S], buf: &'s mut Vec<A>) -> &'s [A] {
-    buf.clear();
-    buf.extend(src.iter().map(|&s| s.cast()));
-    buf
-}
-
-impl<'a, S, A> Source<A> for View<'a, S>
-where
-    S: Element + Cast<A>,
-    A: Element,
-{
-    fn strides(&self) -> Vec<isize> {
-        self.view.strides().to_vec()
-    }
-
-    fn simplify(&mut self, steps: &[Step]) {
-        let view = apply_steps(self.view.clone(), steps);
-        self.kind = if view.strides().iter().all(|&s| s == 0) {
-            Kind::Scalar(view.iter().next().copied().unwrap_or_default())
-        } else {
-            match view.to_slice() {
-                Some(s) => Kind::Contiguous(s),
-                None => Kind::Strided,
-            }
-        };
-        self.view = view;
-    }
-
-    fn fetch<'s>(&'s self, task: &Task<'_>, buf: &'s mut Vec<A>) -> Operand<'s, A> {
-        let run = match &self.kind {
-            Kind::Scalar(s) => return Operand::Scalar(s.cast()),
-            Kind::Contiguous(data) => &data[task.start..task.start + task.len],
-            Kind::Strided => {
-                let mut sub = self.view.view();
-                for &i in task.prefix {
-                    sub = sub.index_axis_move(Axis(0), i);
-                }
-                sub.slice_axis_inplace(Axis(0), Slice::from(task.lo..task.hi));
-                if sub.strides().iter().all(|&s| s == 0) {
-                    return Operand::Scalar(sub.iter().next().copied().unwrap_or_default().cast());
-                }
-                match sub.to_slice() {
-                    Some(s) => s,
-                    None => {
-                        buf.clear();
-                        buf.resize(task.len, A::default());
-                        let dst = ArrayViewMutD::from_shape(sub.raw_dim(), &mut buf[..])
-                            .expect("buffer holds the task");
-                        Zip::from(dst).and(&sub).for_each(|d, &s| *d = s.cast());
-                        return Operand::Slice(&buf[..]);
-                    }
-                }
-            }
-        };
-        if same_type::<S, A>() {
-            Operand::Slice(bytemuck::cast_slice(run))
-        } else {
-            Operand::Slice(convert(run, buf))
-        }
-    }
-}
-
-/// An element type the loops compute in: every input dtype can be read
-/// as it.
-pub(super) trait LoopType: Element {
-    /// Wraps a dtype-erased view, broadcast to `shape`, as a source of `Self`s.
-    fn source<'a>(v: &'a AnyView<'_>, shape: &[usize]) -> Box<dyn Source<Self> + 'a>;
-}
-
-macro_rules! impl_loop_type {
-    ($($t:ty),*) => {$(
-        impl LoopType for $t {
-            fn source<'a>(v: &'a AnyView<'_>, shape: &[usize]) -> Box<dyn Source<$t> + 'a> {
-                match v {
-                    AnyView::F32(v) => Box::new(View::new(v, shape)),
-                    AnyView::F64(v) => Box::new(View::new(v, shape)),
-                    AnyView::I32(v) => Box::new(View::new(v, shape)),
-                    AnyView::I64(v) => Box::new(View::new(v, shape)),
-                }
-            }
-        }
-    )*};
-}
-
-impl_loop_type!(f32, f64, i32, i64);
-
 /// Allocates `n` uninitialized elements, runs every task of `plan` on its
 /// run of them (in parallel above `cost`'s threshold), and returns them.
 ///
 /// `init` makes the scratch state of one worker (gather buffers), `body`
 /// fills one task's run of the output, completely.
 ///
-/// Measured on 1e6 `f64` (`add`, two threads, memory already mapped):
-/// uninitialized output 0.23 ms, zeroed output (`vec![0.0; n]`) 0.36-0.40
-/// ms, as calloc clears recycled memory in one more pass; numpy takes 0.32
-/// ms. With fresh memory the writes fault pages in, on every thread at
-/// once here, instead of in calloc's serial clearing pass.
+/// Measured on 1e6 `f64` (`add`, memory recycled by glibc): uninitialized
+/// output 0.20-0.23 ms, zeroed output (`vec![0.0; n]`) 0.31-0.40 ms, as
+/// calloc clears recycled memory in one more pass; numpy 0.32-0.39 ms.
+/// With fresh memory (results kept), 0.28-0.44 ms against 0.69-0.89 ms
+/// zeroed (median of 60 runs, 2 threads). Safe Rust cannot hand out
+/// uninitialized memory, hence the one `unsafe` below.
 fn alloc_uninit<O, W>(
     n: usize,
     plan: &Plan,
@@ -459,7 +353,7 @@ where
             },
         );
     }
-    debug_assert!(rest.is_empty());
+    assert!(rest.is_empty(), "tasks cover the output");
     set_len_initialized(&mut out, n);
     out
 }
@@ -470,9 +364,11 @@ fn set_len_initialized<O: Element>(out: &mut Vec<O>, n: usize) {
     debug_assert!(n <= out.capacity());
     // SAFETY: the tasks of a plan partition the output exactly (their runs
     // are consecutive and their lengths sum to `n`, as `rest` ended empty),
-    // and the loops of `simd` write every element of the run they are
-    // given. A panic in a task unwinds through this function before
-    // `set_len`, leaving `out` empty. `O` is plain data (`Pod`).
+    // and every task writes all of its run: the loops of `simd` assert that
+    // their inputs are as long as their output and write each element, the
+    // scalar branches write each element. A panic in a task unwinds through
+    // this function before `set_len`, leaving `out` empty. `O` is plain
+    // data (`Pod`): no drop, any bits valid once written.
     unsafe { out.set_len(n) };
 }
 
@@ -487,7 +383,7 @@ pub(super) fn unary<A, O, F>(x: &AnyView<'_>, cost: Cost, f: F) -> AnyArray
 where
     A: LoopType,
     O: Element,
-    F: Fn(A) -> O + Sync + Send,
+    F: Map1<A, O>,
 {
     let shape = x.shape().to_vec();
     let n: usize = shape.iter().product();
@@ -495,16 +391,30 @@ where
         return finish::<O>(shape, Vec::new());
     }
     let mut src = A::source(x, &shape);
-    let (plan, steps) = Plan::new(&shape, vec![src.strides()]);
+    let (plan, steps) = Plan::new(&shape, vec![src.strides()], cost.chunk());
     src.simplify(&steps);
     let level = cost.level();
     let data = alloc_uninit(n, &plan, cost, Vec::new, |buf, task, out| {
-        match src.fetch(task, buf) {
+        let map = |x: Operand<'_, A>, out: &mut [MaybeUninit<O>]| match x {
             Operand::Slice(s) => simd::map1(level, s, out, &f),
             Operand::Scalar(v) => {
-                let y = f(v);
+                let y = if f.needs_exact(v) {
+                    f.exact(v)
+                } else {
+                    f.call(v)
+                };
                 for o in out.iter_mut() {
                     o.write(y);
+                }
+            }
+        };
+        match src.fetch(&plan, task, buf) {
+            Fetched::Whole(x) => map(x, out),
+            rows => {
+                let row_len = plan.row_len(task);
+                let mut rows = rows.rows(row_len);
+                for out in out.chunks_mut(row_len) {
+                    map(rows.next_row(), out);
                 }
             }
         }
@@ -524,7 +434,7 @@ where
     A: LoopType,
     B: LoopType,
     O: Element,
-    F: Fn(A, B) -> O + Sync + Send,
+    F: Map2<A, B, O>,
 {
     let shape = broadcast_shape(a.shape(), b.shape())?;
     let n: usize = shape.iter().product();
@@ -533,7 +443,7 @@ where
     }
     let mut sa = A::source(a, &shape);
     let mut sb = B::source(b, &shape);
-    let (plan, steps) = Plan::new(&shape, vec![sa.strides(), sb.strides()]);
+    let (plan, steps) = Plan::new(&shape, vec![sa.strides(), sb.strides()], cost.chunk());
     sa.simplify(&steps);
     sb.simplify(&steps);
     let level = cost.level();
@@ -542,11 +452,74 @@ where
         &plan,
         cost,
         || (Vec::new(), Vec::new()),
-        |(buf_a, buf_b), task, out| {
-            let x = sa.fetch(task, buf_a);
-            let y = sb.fetch(task, buf_b);
-            simd::map2(level, x, y, out, &f);
+        |(buf_a, buf_b), task, out| match (
+            sa.fetch(&plan, task, buf_a),
+            sb.fetch(&plan, task, buf_b),
+        ) {
+            (Fetched::Whole(x), Fetched::Whole(y)) => simd::map2(level, x, y, out, &f),
+            (x, y) => {
+                // A row or column broadcast: row by row, read in place.
+                let row_len = plan.row_len(task);
+                let (mut xs, mut ys) = (x.rows(row_len), y.rows(row_len));
+                for out in out.chunks_mut(row_len) {
+                    simd::map2(level, xs.next_row(), ys.next_row(), out, &f);
+                }
+            }
         },
     );
     Ok(finish(shape, data))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tasks_partition_the_output_in_order() {
+        let cases: [(&[usize], usize); 7] = [
+            (&[1], 8),
+            (&[100], 8),
+            (&[3, 5, 7000], 1024),
+            (&[3, 5, 7000], 8192),
+            (&[3, 5, 7000], 1 << 15),
+            (&[7, 3, 2, 9], 5),
+            (&[2, 40_000], 1 << 15),
+        ];
+        for (dims, chunk) in cases {
+            let plan = Plan::cut(dims.to_vec(), chunk);
+            let n: usize = dims.iter().product();
+            let mut prefix = Vec::new();
+            let mut next = 0;
+            for t in 0..plan.tasks {
+                let task = plan.task(t, &mut prefix);
+                assert_eq!(task.start, next, "{dims:?} {chunk} task {t}");
+                assert_eq!(task.len, plan.task_len(t));
+                assert!(task.len >= 1 && task.len <= chunk.max(plan.inner));
+                // The task's first element, from its indices, in C order.
+                let mut idx: Vec<usize> = task.prefix.to_vec();
+                idx.push(task.lo);
+                idx.resize(dims.len(), 0);
+                let flat = idx.iter().zip(dims).fold(0, |acc, (&i, &d)| acc * d + i);
+                assert_eq!(flat, task.start);
+                next += task.len;
+            }
+            assert_eq!(next, n, "{dims:?} {chunk}");
+        }
+    }
+
+    #[test]
+    fn axes_are_merged_where_every_operand_allows() {
+        // C-contiguous (3, 4, 5) and a broadcast row: the leading axes merge,
+        // the last cannot merge with them for the row (stride 0, then 1).
+        let shape = [3, 4, 5];
+        let (plan, _) = Plan::new(&shape, vec![vec![20, 5, 1], vec![0, 0, 1]], 1 << 10);
+        assert_eq!(plan.dims, [12, 5]);
+        // Fortran order merges nothing; length-1 axes are dropped.
+        let (plan, _) = Plan::new(&[3, 1, 4], vec![vec![1, 3, 3]], 1 << 10);
+        assert_eq!(plan.dims, [3, 4]);
+        // A single element keeps one axis.
+        let (plan, steps) = Plan::new(&[1, 1], vec![vec![1, 1]], 1 << 10);
+        assert_eq!((plan.dims.as_slice(), plan.tasks), (&[1][..], 1));
+        assert!(matches!(steps.last(), Some(Step::Unit)));
+    }
 }

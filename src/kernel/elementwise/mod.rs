@@ -15,17 +15,35 @@
 //! Inputs may have any layout; results are new arrays in standard (C)
 //! layout. Large arrays are computed in parallel, with the same bits for any
 //! number of threads (see `engine`).
+//!
+//! # Accuracy and speed
+//!
+//! Arithmetic, `sqrt`, `maximum` and `minimum` are exact (IEEE 754, as
+//! numpy). `exp`, `expm1`, `log`, `log1p`, `tanh`, `sin` and `cos` are
+//! this crate's own vectorizable functions (`math`, `trig`), within 1 ulp
+//! of the correctly rounded result, `tan` within 2 (sin, cos and tan hand
+//! arguments beyond 2^19 to libm); float `power` is libm's. The loops are
+//! compiled for SSE2, AVX2 and AVX-512 and chosen at run time (`simd`),
+//! with the same bits on every level, so results cached on one machine are
+//! valid on another.
+//!
+//! Module map: `engine` (broadcasting, tasks, threads, output memory),
+//! `source` (reading operands of any layout), `simd` (the loops),
+//! `ops` (numpy's element semantics), `math` (exp and log families),
+//! `trig` (sin and cos).
 
 mod engine;
 mod math;
 mod ops;
 mod simd;
+mod source;
+mod trig;
 
 #[cfg(test)]
 mod tests;
 
 use engine::{binary, unary, Cost};
-use ops::{Arith, Float, IntPow};
+use ops::Closure;
 
 use super::{Kernel, Params, Registry};
 use crate::element::DType;
@@ -87,14 +105,14 @@ macro_rules! with_type {
 
 /// A unary kernel keeping the input's dtype.
 macro_rules! same_dtype {
-    ($name:literal, $method:ident, $doc:literal) => {
+    ($name:literal, $op:ident, $doc:literal) => {
         Builtin {
             name: $name,
             arity: 1,
             doc: $doc,
             run: |inputs| {
                 let x = &inputs[0];
-                Ok(with_type!(x.dtype(), T => unary::<T, T, _>(x, Cost::Cheap, <T as Arith>::$method)))
+                Ok(with_type!(x.dtype(), T => unary::<T, T, _>(x, Cost::Cheap, ops::$op)))
             },
         }
     };
@@ -102,7 +120,7 @@ macro_rules! same_dtype {
 
 /// A unary float function: `f32` stays `f32`, anything else is computed as `f64`.
 macro_rules! float_fn {
-    ($name:literal, $method:ident, $cost:expr, $doc:literal) => {
+    ($name:literal, $op:ident, $cost:expr, $doc:literal) => {
         Builtin {
             name: $name,
             arity: 1,
@@ -110,8 +128,8 @@ macro_rules! float_fn {
             run: |inputs| {
                 let x = &inputs[0];
                 Ok(match x.dtype() {
-                    DType::F32 => unary::<f32, f32, _>(x, $cost, <f32 as Float>::$method),
-                    _ => unary::<f64, f64, _>(x, $cost, <f64 as Float>::$method),
+                    DType::F32 => unary::<f32, f32, _>(x, $cost, ops::$op),
+                    _ => unary::<f64, f64, _>(x, $cost, ops::$op),
                 })
             },
         }
@@ -120,7 +138,7 @@ macro_rules! float_fn {
 
 /// A binary kernel computing in the promoted dtype.
 macro_rules! promoted {
-    ($name:literal, $method:ident, $doc:literal) => {
+    ($name:literal, $op:ident, $doc:literal) => {
         Builtin {
             name: $name,
             arity: 2,
@@ -128,7 +146,7 @@ macro_rules! promoted {
             run: |inputs| {
                 let (a, b) = (&inputs[0], &inputs[1]);
                 with_type!(a.dtype().promote(b.dtype()), T =>
-                    binary::<T, T, T, _>(a, b, Cost::Cheap, <T as Arith>::$method))
+                    binary::<T, T, T, _>(a, b, Cost::Cheap, ops::$op))
             },
         }
     };
@@ -137,17 +155,17 @@ macro_rules! promoted {
 fn divide(inputs: &[AnyView<'_>]) -> Result<AnyArray> {
     let (a, b) = (&inputs[0], &inputs[1]);
     match a.dtype().promote(b.dtype()) {
-        DType::F32 => binary::<f32, f32, f32, _>(a, b, Cost::Vector, Float::div),
+        DType::F32 => binary::<f32, f32, f32, _>(a, b, Cost::Vector, ops::Div),
         // numpy's true division of integers casts both operands to f64.
-        _ => binary::<f64, f64, f64, _>(a, b, Cost::Vector, Float::div),
+        _ => binary::<f64, f64, f64, _>(a, b, Cost::Vector, ops::Div),
     }
 }
 
 fn power(inputs: &[AnyView<'_>]) -> Result<AnyArray> {
     let (a, b) = (&inputs[0], &inputs[1]);
     match a.dtype().promote(b.dtype()) {
-        DType::F32 => binary::<f32, f32, f32, _>(a, b, Cost::Scalar, Float::pow),
-        DType::F64 => binary::<f64, f64, f64, _>(a, b, Cost::Scalar, Float::pow),
+        DType::F32 => binary::<f32, f32, f32, _>(a, b, Cost::Scalar, ops::Pow),
+        DType::F64 => binary::<f64, f64, f64, _>(a, b, Cost::Scalar, ops::Pow),
         int_dtype => {
             // numpy raises as soon as its loop meets a negative exponent;
             // when the output is not empty every exponent is met.
@@ -159,9 +177,9 @@ fn power(inputs: &[AnyView<'_>]) -> Result<AnyArray> {
                 });
             }
             if int_dtype == DType::I32 {
-                binary::<i32, i32, i32, _>(a, b, Cost::Scalar, IntPow::pow)
+                binary::<i32, i32, i32, _>(a, b, Cost::Scalar, ops::IPow)
             } else {
-                binary::<i64, i64, i64, _>(a, b, Cost::Scalar, IntPow::pow)
+                binary::<i64, i64, i64, _>(a, b, Cost::Scalar, ops::IPow)
             }
         }
     }
@@ -179,23 +197,23 @@ fn any_negative(v: &AnyView<'_>) -> bool {
 /// Every builtin elementwise kernel.
 fn builtins() -> Vec<Builtin> {
     vec![
-        same_dtype!("negative", neg, "numerical negative, elementwise (integers wrap)"),
-        same_dtype!("absolute", abs, "absolute value, elementwise (integers wrap: abs(MIN) == MIN)"),
-        same_dtype!("square", square, "square, elementwise (integers wrap)"),
-        float_fn!("sqrt", sqrt, Cost::Vector, "non-negative square root, elementwise"),
-        float_fn!("exp", exp, Cost::Vector, "exponential e**x, elementwise"),
-        float_fn!("expm1", expm1, Cost::Scalar, "exp(x) - 1, accurate for small x, elementwise"),
-        float_fn!("log", log, Cost::Vector, "natural logarithm, elementwise"),
-        float_fn!("log1p", log1p, Cost::Scalar, "log(1 + x), accurate for small x, elementwise"),
-        float_fn!("sin", sin, Cost::Scalar, "sine (radians), elementwise"),
-        float_fn!("cos", cos, Cost::Scalar, "cosine (radians), elementwise"),
-        float_fn!("tan", tan, Cost::Scalar, "tangent (radians), elementwise"),
-        float_fn!("tanh", tanh, Cost::Scalar, "hyperbolic tangent, elementwise"),
-        promoted!("add", add, "sum of two broadcast arrays, elementwise (integers wrap)"),
-        promoted!("subtract", sub, "difference of two broadcast arrays, elementwise (integers wrap)"),
-        promoted!("multiply", mul, "product of two broadcast arrays, elementwise (integers wrap)"),
-        promoted!("maximum", maximum, "larger of two broadcast arrays, elementwise; NaN propagates"),
-        promoted!("minimum", minimum, "smaller of two broadcast arrays, elementwise; NaN propagates"),
+        same_dtype!("negative", Neg, "numerical negative, elementwise (integers wrap)"),
+        same_dtype!("absolute", Abs, "absolute value, elementwise (integers wrap: abs(MIN) == MIN)"),
+        same_dtype!("square", Square, "square, elementwise (integers wrap)"),
+        float_fn!("sqrt", Sqrt, Cost::Vector, "non-negative square root, elementwise"),
+        float_fn!("exp", Exp, Cost::Vector, "exponential e**x, elementwise"),
+        float_fn!("expm1", Expm1, Cost::Vector, "exp(x) - 1, accurate for small x, elementwise"),
+        float_fn!("log", Log, Cost::Vector, "natural logarithm, elementwise"),
+        float_fn!("log1p", Log1p, Cost::Vector, "log(1 + x), accurate for small x, elementwise"),
+        float_fn!("sin", Sin, Cost::Vector, "sine (radians), elementwise"),
+        float_fn!("cos", Cos, Cost::Vector, "cosine (radians), elementwise"),
+        float_fn!("tan", Tan, Cost::Vector, "tangent (radians), elementwise"),
+        float_fn!("tanh", Tanh, Cost::Vector, "hyperbolic tangent, elementwise"),
+        promoted!("add", Add, "sum of two broadcast arrays, elementwise (integers wrap)"),
+        promoted!("subtract", Sub, "difference of two broadcast arrays, elementwise (integers wrap)"),
+        promoted!("multiply", Mul, "product of two broadcast arrays, elementwise (integers wrap)"),
+        promoted!("maximum", Maximum, "larger of two broadcast arrays, elementwise; NaN propagates"),
+        promoted!("minimum", Minimum, "smaller of two broadcast arrays, elementwise; NaN propagates"),
         Builtin {
             name: "divide",
             arity: 2,
@@ -240,7 +258,11 @@ impl<F: Fn(f64) -> f64 + Send + Sync> Kernel for UserF64<F> {
         &self.doc
     }
     fn compute(&self, inputs: &[AnyView<'_>], _params: &Params) -> Result<AnyArray> {
-        Ok(unary::<f64, f64, _>(&inputs[0], Cost::Vector, &self.f))
+        Ok(unary::<f64, f64, _>(
+            &inputs[0],
+            Cost::Vector,
+            Closure(&self.f),
+        ))
     }
 }
 
@@ -273,7 +295,7 @@ impl<F: Fn(f32) -> f32 + Send + Sync> Kernel for UserF32<F> {
                 dtype: x.dtype(),
             });
         }
-        Ok(unary::<f32, f32, _>(x, Cost::Vector, &self.f))
+        Ok(unary::<f32, f32, _>(x, Cost::Vector, Closure(&self.f)))
     }
 }
 

@@ -1,6 +1,7 @@
 //! Element functions with numpy's semantics, per dtype.
 
-use super::math;
+use super::simd::{Map1, Map2};
+use super::{math, trig};
 
 /// The arithmetic ufuncs on one element type, as numpy computes them on
 /// arrays: integers wrap around, floats follow IEEE 754.
@@ -107,18 +108,18 @@ pub(super) trait Float: Copy {
 }
 
 macro_rules! impl_float {
-    ($($t:ty => $exp:path, $log:path),*) => {$(
+    ($($t:ty => $exp:path, $expm1:path, $log:path, $log1p:path, $tanh:path),*) => {$(
         impl Float for $t {
             #[inline(always)]
             fn sqrt(self) -> Self { <$t>::sqrt(self) }
             #[inline(always)]
             fn exp(self) -> Self { $exp(self) }
             #[inline(always)]
-            fn expm1(self) -> Self { <$t>::exp_m1(self) }
+            fn expm1(self) -> Self { $expm1(self) }
             #[inline(always)]
             fn log(self) -> Self { $log(self) }
             #[inline(always)]
-            fn log1p(self) -> Self { <$t>::ln_1p(self) }
+            fn log1p(self) -> Self { $log1p(self) }
             #[inline(always)]
             fn sin(self) -> Self { <$t>::sin(self) }
             #[inline(always)]
@@ -126,7 +127,7 @@ macro_rules! impl_float {
             #[inline(always)]
             fn tan(self) -> Self { <$t>::tan(self) }
             #[inline(always)]
-            fn tanh(self) -> Self { <$t>::tanh(self) }
+            fn tanh(self) -> Self { $tanh(self) }
             #[inline(always)]
             fn div(self, other: Self) -> Self { self / other }
             #[inline(always)]
@@ -135,7 +136,10 @@ macro_rules! impl_float {
     )*};
 }
 
-impl_float!(f32 => math::exp_f32, math::log_f32, f64 => math::exp, math::log);
+impl_float!(
+    f32 => math::exp_f32, math::expm1_f32, math::log_f32, math::log1p_f32, math::tanh_f32,
+    f64 => math::exp, math::expm1, math::log, math::log1p, math::tanh
+);
 
 /// Integer power with a non-negative exponent, wrapping like numpy
 /// (`0 ** 0 == 1`). Multiplication modulo 2ⁿ is associative, so squaring
@@ -166,3 +170,131 @@ macro_rules! impl_int_pow {
 }
 
 impl_int_pow!(i32, i64);
+
+/// Declares a loop function (a unit struct) calling a method of one of the
+/// traits above, for each listed type.
+macro_rules! op1 {
+    ($($(#[$doc:meta])* $op:ident = $tr:ident::$method:ident for $($t:ty),*;)*) => {$(
+        $(#[$doc])*
+        pub(super) struct $op;
+        $(impl Map1<$t, $t> for $op {
+            #[inline(always)]
+            fn call(&self, a: $t) -> $t {
+                <$t as $tr>::$method(a)
+            }
+        })*
+    )*};
+}
+
+macro_rules! op2 {
+    ($($(#[$doc:meta])* $op:ident = $tr:ident::$method:ident for $($t:ty),*;)*) => {$(
+        $(#[$doc])*
+        pub(super) struct $op;
+        $(impl Map2<$t, $t, $t> for $op {
+            #[inline(always)]
+            fn call(&self, a: $t, b: $t) -> $t {
+                <$t as $tr>::$method(a, b)
+            }
+        })*
+    )*};
+}
+
+op1! {
+    /// `numpy.negative`.
+    Neg = Arith::neg for f32, f64, i32, i64;
+    /// `numpy.absolute`.
+    Abs = Arith::abs for f32, f64, i32, i64;
+    /// `numpy.square`.
+    Square = Arith::square for f32, f64, i32, i64;
+    /// `numpy.sqrt`.
+    Sqrt = Float::sqrt for f32, f64;
+    /// `numpy.exp`.
+    Exp = Float::exp for f32, f64;
+    /// `numpy.expm1`.
+    Expm1 = Float::expm1 for f32, f64;
+    /// `numpy.log`.
+    Log = Float::log for f32, f64;
+    /// `numpy.log1p`.
+    Log1p = Float::log1p for f32, f64;
+    /// `numpy.tanh`.
+    Tanh = Float::tanh for f32, f64;
+}
+
+op2! {
+    /// `numpy.add`.
+    Add = Arith::add for f32, f64, i32, i64;
+    /// `numpy.subtract`.
+    Sub = Arith::sub for f32, f64, i32, i64;
+    /// `numpy.multiply`.
+    Mul = Arith::mul for f32, f64, i32, i64;
+    /// `numpy.maximum`.
+    Maximum = Arith::maximum for f32, f64, i32, i64;
+    /// `numpy.minimum`.
+    Minimum = Arith::minimum for f32, f64, i32, i64;
+    /// `numpy.divide` (of floats).
+    Div = Float::div for f32, f64;
+    /// `numpy.power` of floats.
+    Pow = Float::pow for f32, f64;
+    /// `numpy.power` of integers (exponents checked non-negative first).
+    IPow = IntPow::pow for i32, i64;
+}
+
+/// A closure as a loop function (user kernels).
+pub(super) struct Closure<F>(pub(super) F);
+
+impl<A, O, F: Fn(A) -> O + Sync> Map1<A, O> for Closure<F> {
+    #[inline(always)]
+    fn call(&self, a: A) -> O {
+        (self.0)(a)
+    }
+}
+
+/// A loop function vectorized for |x| ≤ [`trig::LIMIT`], with libm for the
+/// rest (and for infinities and NaN) in the loops' fix-up pass.
+macro_rules! trig_op {
+    ($($(#[$doc:meta])* $op:ident = $fast:path, $libm:ident;)*) => {$(
+        $(#[$doc])*
+        pub(super) struct $op;
+        impl Map1<f64, f64> for $op {
+            const FIXUP: bool = true;
+            #[inline(always)]
+            fn call(&self, a: f64) -> f64 {
+                $fast(a)
+            }
+            #[inline(always)]
+            fn needs_exact(&self, a: f64) -> bool {
+                trig::needs_libm(a)
+            }
+            #[inline(never)]
+            #[cold]
+            fn exact(&self, a: f64) -> f64 {
+                a.$libm()
+            }
+        }
+        impl Map1<f32, f32> for $op {
+            const FIXUP: bool = true;
+            #[inline(always)]
+            fn call(&self, a: f32) -> f32 {
+                $fast(f64::from(a)) as f32
+            }
+            #[inline(always)]
+            fn needs_exact(&self, a: f32) -> bool {
+                trig::needs_libm(f64::from(a))
+            }
+            #[inline(never)]
+            #[cold]
+            fn exact(&self, a: f32) -> f32 {
+                a.$libm()
+            }
+        }
+    )*};
+}
+
+trig_op! {
+    /// `numpy.sin`.
+    Sin = trig::sin, sin;
+    /// `numpy.cos`.
+    Cos = trig::cos, cos;
+    /// `numpy.tan`.
+    Tan = trig::tan, tan;
+}

@@ -16,6 +16,40 @@
 use std::mem::MaybeUninit;
 use std::sync::OnceLock;
 
+/// A function of one element, for [`map1`].
+///
+/// Implementations mark `call` `#[inline(always)]`: LLVM then inlines the
+/// element function into each compiled loop whatever its size, which it
+/// does not always do for a closure (and a loop with a call in it is not
+/// vectorized).
+pub(super) trait Map1<A, O>: Sync {
+    /// Whether some elements may need [`exact`](Self::exact).
+    const FIXUP: bool = false;
+
+    /// The result for one element.
+    fn call(&self, a: A) -> O;
+
+    /// Whether [`call`](Self::call) does not handle `a` (a vectorized
+    /// function's rare slow case). Only used when `FIXUP` is set.
+    #[inline(always)]
+    fn needs_exact(&self, _a: A) -> bool {
+        false
+    }
+
+    /// The result for an element that `call` does not handle. Keep it out
+    /// of line (`#[inline(never)]`): LLVM may otherwise compute it for
+    /// every element (libm's functions are "speculatable") and select.
+    fn exact(&self, a: A) -> O {
+        self.call(a)
+    }
+}
+
+/// A function of two elements, for [`map2`] (see [`Map1`]).
+pub(super) trait Map2<A, B, O>: Sync {
+    /// The result for one pair of elements.
+    fn call(&self, a: A, b: B) -> O;
+}
+
 /// One input of a binary loop: a run of elements, or one element repeated.
 #[derive(Clone, Copy, Debug)]
 pub(super) enum Operand<'a, A> {
@@ -87,15 +121,27 @@ fn detect() -> Level {
 }
 
 #[inline(always)]
-fn map1_body<A: Copy, O, F: Fn(A) -> O>(x: &[A], out: &mut [MaybeUninit<O>], f: &F) {
-    debug_assert_eq!(x.len(), out.len());
+fn map1_body<A: Copy, O, F: Map1<A, O>>(x: &[A], out: &mut [MaybeUninit<O>], f: &F) {
+    // Every element of `out` must be written (the engine relies on it to
+    // mark the output initialized): a shorter input is a bug, not a silent
+    // hole. Checked once per call, outside the loop.
+    assert_eq!(x.len(), out.len(), "input and output runs differ");
     for (o, &v) in out.iter_mut().zip(x) {
-        o.write(f(v));
+        o.write(f.call(v));
+    }
+    // A second pass, so that the first stays branch-free; its check is a
+    // vectorized OR, and the slow path runs only when some element needs it.
+    if F::FIXUP && x.iter().fold(false, |any, &v| any | f.needs_exact(v)) {
+        for (o, &v) in out.iter_mut().zip(x) {
+            if f.needs_exact(v) {
+                o.write(f.exact(v));
+            }
+        }
     }
 }
 
 #[inline(always)]
-fn map2_body<A: Copy, B: Copy, O: Copy, F: Fn(A, B) -> O>(
+fn map2_body<A: Copy, B: Copy, O: Copy, F: Map2<A, B, O>>(
     a: Operand<'_, A>,
     b: Operand<'_, B>,
     out: &mut [MaybeUninit<O>],
@@ -103,25 +149,25 @@ fn map2_body<A: Copy, B: Copy, O: Copy, F: Fn(A, B) -> O>(
 ) {
     match (a, b) {
         (Operand::Slice(a), Operand::Slice(b)) => {
-            debug_assert!(a.len() == out.len() && b.len() == out.len());
+            assert!(a.len() == out.len() && b.len() == out.len(), "runs differ");
             for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
-                o.write(f(x, y));
+                o.write(f.call(x, y));
             }
         }
         (Operand::Slice(a), Operand::Scalar(y)) => {
-            debug_assert_eq!(a.len(), out.len());
+            assert_eq!(a.len(), out.len(), "runs differ");
             for (o, &x) in out.iter_mut().zip(a) {
-                o.write(f(x, y));
+                o.write(f.call(x, y));
             }
         }
         (Operand::Scalar(x), Operand::Slice(b)) => {
-            debug_assert_eq!(b.len(), out.len());
+            assert_eq!(b.len(), out.len(), "runs differ");
             for (o, &y) in out.iter_mut().zip(b) {
-                o.write(f(x, y));
+                o.write(f.call(x, y));
             }
         }
         (Operand::Scalar(x), Operand::Scalar(y)) => {
-            let v = f(x, y);
+            let v = f.call(x, y);
             for o in out.iter_mut() {
                 o.write(v);
             }
@@ -153,21 +199,15 @@ macro_rules! multiversion {
         $(#[$doc])*
         #[allow(unsafe_code)]
         pub(super) fn $name<$($g $(: $b)?),*>(level: Level, $($arg: $ty),*) {
-            match level {
+            // Never above what the CPU has, whatever the caller asked for.
+            match level.min(self::level()) {
                 // SAFETY: `level()` returns V4 or V3 only after
-                // `is_x86_feature_detected!` confirmed every feature the
-                // function is compiled with; callers pass a level no higher
-                // than `level()` (checked in debug builds).
+                // `is_x86_feature_detected!` confirmed every feature these
+                // functions are compiled with.
                 #[cfg(target_arch = "x86_64")]
-                Level::V4 => {
-                    debug_assert!(level <= self::level());
-                    unsafe { $v4($($arg),*) }
-                }
+                Level::V4 => unsafe { $v4($($arg),*) },
                 #[cfg(target_arch = "x86_64")]
-                Level::V3 => {
-                    debug_assert!(level <= self::level());
-                    unsafe { $v3($($arg),*) }
-                }
+                Level::V3 => unsafe { $v3($($arg),*) },
                 _ => $body($($arg),*),
             }
         }
@@ -176,14 +216,14 @@ macro_rules! multiversion {
 
 multiversion! {
     /// `out[i] = f(x[i])`, with the loop compiled for `level`.
-    fn map1<A: Copy, O: Copy, F: Fn(A) -> O>(x: &[A], out: &mut [MaybeUninit<O>], f: &F) => map1_body;
+    fn map1<A: Copy, O: Copy, F: Map1<A, O>>(x: &[A], out: &mut [MaybeUninit<O>], f: &F) => map1_body;
     v3: map1_v3, v4: map1_v4
 }
 
 multiversion! {
     /// `out[i] = f(a[i], b[i])` (a scalar operand repeats), with the loop
     /// compiled for `level`.
-    fn map2<A: Copy, B: Copy, O: Copy, F: Fn(A, B) -> O>(
+    fn map2<A: Copy, B: Copy, O: Copy, F: Map2<A, B, O>>(
         a: Operand<'_, A>, b: Operand<'_, B>, out: &mut [MaybeUninit<O>], f: &F
     ) => map2_body;
     v3: map2_v3, v4: map2_v4

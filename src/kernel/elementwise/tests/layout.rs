@@ -154,6 +154,20 @@ fn relayout(c: &AnyArray, layout: Layout) -> AnyArray {
     out
 }
 
+trait ToOwnedC {
+    /// The same values in a new C-order array.
+    fn to_owned_c(&self) -> AnyArray;
+}
+
+impl ToOwnedC for AnyArray {
+    fn to_owned_c(&self) -> AnyArray {
+        let c =
+            crate::dispatch_array!(self, v => AnyArray::from(v.as_standard_layout().into_owned()));
+        assert!(is_standard(&c) && c.bitwise_eq(self));
+        c
+    }
+}
+
 fn is_standard(a: &AnyArray) -> bool {
     crate::dispatch_array!(a, v => v.is_standard_layout())
 }
@@ -365,6 +379,13 @@ fn naive_unary(name: &str, x: Scalar) -> Scalar {
         ("negative", Scalar::F32(v)) => Scalar::F32(-v),
         ("absolute", Scalar::F32(v)) => Scalar::F32(v.abs()),
         ("square", Scalar::F32(v)) => Scalar::F32(v * v),
+        // glibc's tanhf is off by 2 ulp at times, its sinf by 1 (sinf of
+        // 2.619575 is 0.49863005, numpy and mpmath say 0.49863008): the f64
+        // functions, rounded.
+        ("tanh", Scalar::F32(v)) => Scalar::F32(f64::from(v).tanh() as f32),
+        ("sin", Scalar::F32(v)) => Scalar::F32(f64::from(v).sin() as f32),
+        ("cos", Scalar::F32(v)) => Scalar::F32(f64::from(v).cos() as f32),
+        ("tan", Scalar::F32(v)) => Scalar::F32(f64::from(v).tan() as f32),
         (_, Scalar::F32(v)) => Scalar::F32(match name {
             "sqrt" => v.sqrt(),
             "exp" => v.exp(),
@@ -414,7 +435,10 @@ fn unary_kernels_match_naive_reference_in_every_layout() {
         "tan", "tanh",
     ];
     for name in names {
-        let vector_math = name == "exp" || name == "log";
+        let vector_math = matches!(
+            name,
+            "exp" | "log" | "expm1" | "log1p" | "tanh" | "sin" | "cos" | "tan"
+        );
         for dtype in DType::ALL {
             for shape in SHAPES {
                 let c = random(dtype, shape, &mut rng, false);
@@ -428,9 +452,9 @@ fn unary_kernels_match_naive_reference_in_every_layout() {
                         naive_unary(name, Scalar::at(&c, idx)),
                     );
                     let ok = match (got, want) {
-                        // Our exp and log are within 1 ulp of libm's; the
-                        // rest is libm itself.
-                        (Scalar::F64(g), Scalar::F64(w)) if vector_math => ulps(g, w) <= 1,
+                        // Our exp, log, expm1, log1p, sin, cos are within
+                        // 1 ulp of libm's, tanh and tan within 2.
+                        (Scalar::F64(g), Scalar::F64(w)) if vector_math => ulps(g, w) <= 2,
                         (Scalar::F32(g), Scalar::F32(w)) if vector_math => {
                             g.to_bits().abs_diff(w.to_bits()) <= 1 || g.is_nan() && w.is_nan()
                         }
@@ -526,6 +550,77 @@ fn results_do_not_depend_on_the_thread_count() {
             );
         }
     }
+    // User kernels are split the same way.
+    let mut r = Registry::new();
+    r.register_elementwise_f64("logistic", "1", "", |v| 1.0 / (1.0 + (-v).exp()))
+        .unwrap();
+    r.register_elementwise_f32("cube", "1", "", |v| v * v * v)
+        .unwrap();
+    let m32 = random(DType::F32, &[300, 1000], &mut rng, false);
+    for (name, x) in [("logistic", &f), ("logistic", &ints), ("cube", &m32)] {
+        let p = Params::new();
+        let a = one.install(|| r.call(name, &[x.view()], &p).unwrap());
+        let b = four.install(|| r.call(name, &[x.view()], &p).unwrap());
+        assert!(a.bitwise_eq(&b), "{name}");
+        let c = r.call(name, &[x.to_owned_c().view()], &p).unwrap();
+        assert!(a.bitwise_eq(&c), "{name}");
+    }
+}
+
+#[test]
+fn tasks_over_several_axes() {
+    // Fortran-order (3, 5, 7000) cannot be merged into one axis, so tasks
+    // fix one or two leading indices: 6 tasks for add (32 Ki elements each
+    // at most), 15 for exp (8 Ki), 105 for sin (1 Ki).
+    let pool = |n| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build()
+            .unwrap()
+    };
+    let (one, three) = (pool(1), pool(3));
+    let mut rng = Rng(5);
+    let a = relayout(
+        &random(DType::F64, &[3, 5, 7000], &mut rng, false),
+        Layout::F,
+    );
+    let b = random(DType::I32, &[5, 1], &mut rng, false);
+    let r = relayout(
+        &random(DType::F32, &[3, 5, 7000], &mut rng, false),
+        Layout::Reversed,
+    );
+    // C-order operands of the loop's dtype broadcast along inner axes are
+    // read row by row in place; tasks then start mid-way through their
+    // stepped axes (column, row and plane broadcasts, with partial rows
+    // for sin's 1 Ki tasks).
+    let c = random(DType::F64, &[3, 5, 7000], &mut rng, false);
+    let col = random(DType::F64, &[5, 1], &mut rng, false);
+    let row = random(DType::F64, &[7000], &mut rng, false);
+    let plane = random(DType::F64, &[3, 1, 7000], &mut rng, false);
+    let cases = [
+        ("add", &a, &b),
+        ("maximum", &r, &a),
+        ("divide", &b, &r),
+        ("subtract", &c, &col),
+        ("multiply", &row, &c),
+        ("minimum", &plane, &col),
+        ("power", &c, &row),
+        ("divide", &col, &plane),
+    ];
+    for (name, x, y) in cases {
+        let want = naive_binary(name, x, y);
+        for p in [&one, &three] {
+            let got = p.install(|| call2(name, x.view(), y.view()));
+            assert!(got.bitwise_eq(&want), "{name}");
+        }
+    }
+    for name in ["exp", "sin", "negative"] {
+        let c = call1(name, a.to_owned_c().view());
+        for p in [&one, &three] {
+            let got = p.install(|| call1(name, a.view()));
+            assert!(got.bitwise_eq(&c), "{name}");
+        }
+    }
 }
 
 #[test]
@@ -541,6 +636,12 @@ fn every_vector_level_computes_the_same_bits() {
         ("exp", vec![&i]),
         ("log", vec![&x]),
         ("log", vec![&x32]),
+        ("expm1", vec![&x]),
+        ("log1p", vec![&x32]),
+        ("tanh", vec![&x]),
+        ("sin", vec![&x]),
+        ("cos", vec![&x32]),
+        ("tan", vec![&x]),
         ("sqrt", vec![&x]),
         ("square", vec![&i]),
         ("absolute", vec![&x32]),
