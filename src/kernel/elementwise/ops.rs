@@ -93,12 +93,6 @@ pub(super) trait Float: Copy {
     fn log(self) -> Self;
     /// `numpy.log1p`.
     fn log1p(self) -> Self;
-    /// `numpy.sin`.
-    fn sin(self) -> Self;
-    /// `numpy.cos`.
-    fn cos(self) -> Self;
-    /// `numpy.tan`.
-    fn tan(self) -> Self;
     /// `numpy.tanh`.
     fn tanh(self) -> Self;
     /// `numpy.divide`.
@@ -120,12 +114,6 @@ macro_rules! impl_float {
             fn log(self) -> Self { $log(self) }
             #[inline(always)]
             fn log1p(self) -> Self { $log1p(self) }
-            #[inline(always)]
-            fn sin(self) -> Self { <$t>::sin(self) }
-            #[inline(always)]
-            fn cos(self) -> Self { <$t>::cos(self) }
-            #[inline(always)]
-            fn tan(self) -> Self { <$t>::tan(self) }
             #[inline(always)]
             fn tanh(self) -> Self { $tanh(self) }
             #[inline(always)]
