@@ -157,13 +157,18 @@ fn fingerprint_dyn<T: Element>(view: ArrayViewD<'_, T>) -> Fingerprint {
         let d = match contiguous {
             Some(s) => xxh3_128(bytemuck::cast_slice(&s[start..end])),
             None => {
-                buf.clear();
                 match fortran_2d {
                     Some(mem) => {
+                        // Every element is overwritten: resizing only zeroes
+                        // the buffer on first use, not per chunk.
+                        buf.resize(end - start, T::default());
                         let (rows, cols) = (view.shape()[0], view.shape()[1]);
-                        gather_fortran_2d(mem, rows, cols, start, end, buf);
+                        gather_fortran_2d(mem, rows, cols, start, buf);
                     }
-                    None => gather(&view, start, end, buf),
+                    None => {
+                        buf.clear();
+                        gather(&view, start, end, buf);
+                    }
                 }
                 if cfg!(target_endian = "big") {
                     buf.iter_mut().for_each(|x| *x = x.to_le());
@@ -253,49 +258,42 @@ fn copy_all<T: Element>(view: &ArrayViewD<'_, T>, out: &mut Vec<T>) {
     }
 }
 
-/// The digest of logical rows of a Fortran-order 2-D array whose memory
-/// (column after column) is `mem`: rows are transposed into `out` in tiles
-/// of `B` x `B`.
-fn gather_fortran_2d<T: Element>(
-    mem: &[T],
-    rows: usize,
-    cols: usize,
-    start: usize,
-    end: usize,
-    out: &mut Vec<T>,
-) {
+/// Fills `dst` with the elements of logical indices `start..start +
+/// dst.len()` of a Fortran-order matrix whose memory (column after column)
+/// is `mem`. Whole rows are transposed in blocks of `B` rows: each column
+/// contributes `B` consecutive elements (a cache line of f64).
+fn gather_fortran_2d<T: Element>(mem: &[T], rows: usize, cols: usize, start: usize, dst: &mut [T]) {
     const B: usize = 8;
+    let end = start + dst.len();
     let mut pos = start;
-    // Partial first row, and any row when the chunk is too short for a block.
-    let push_row_part = |out: &mut Vec<T>, r: usize, c0: usize, c1: usize| {
-        out.extend((c0..c1).map(|c| mem[c * rows + r]));
+    let mut out = 0;
+    // Partial rows (at either end of the range) element by element.
+    let mut partial = |pos: &mut usize, out: &mut usize, dst: &mut [T]| {
+        let r = *pos / cols;
+        let hi = end.min((r + 1) * cols);
+        for c in *pos - r * cols..hi - r * cols {
+            dst[*out] = mem[c * rows + r];
+            *out += 1;
+        }
+        *pos = hi;
     };
     if !pos.is_multiple_of(cols) {
-        let r = pos / cols;
-        let hi = end.min((r + 1) * cols);
-        push_row_part(out, r, pos % cols, hi - r * cols);
-        pos = hi;
+        partial(&mut pos, &mut out, dst);
     }
     while pos + cols <= end {
         let r0 = pos / cols;
         let nrows = ((end - pos) / cols).min(B);
-        let base = out.len();
-        out.resize(base + nrows * cols, T::default());
-        let dst = &mut out[base..];
-        // Each column contributes `nrows` consecutive elements (whole cache
-        // lines), scattered to the same column of `nrows` output rows.
+        let block = &mut dst[out..out + nrows * cols];
         for (c, column) in mem.chunks_exact(rows).enumerate() {
-            for (row, &x) in dst.chunks_exact_mut(cols).zip(&column[r0..r0 + nrows]) {
+            for (row, &x) in block.chunks_exact_mut(cols).zip(&column[r0..r0 + nrows]) {
                 row[c] = x;
             }
         }
         pos += nrows * cols;
+        out += nrows * cols;
     }
-    while pos < end {
-        let r = pos / cols;
-        let hi = end.min((r + 1) * cols);
-        push_row_part(out, r, 0, hi - r * cols);
-        pos = hi;
+    if pos < end {
+        partial(&mut pos, &mut out, dst);
     }
 }
 
