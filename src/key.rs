@@ -95,13 +95,30 @@ impl fmt::Debug for Fingerprint {
 }
 
 impl FromStr for Fingerprint {
-    type Err = std::num::ParseIntError;
+    type Err = ParseFingerprintError;
 
-    /// Parses 32 hex digits (as displayed).
+    /// Parses exactly 32 hex digits (as displayed).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        u128::from_str_radix(s, 16).map(Fingerprint)
+        if s.len() != 32 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(ParseFingerprintError(s.to_owned()));
+        }
+        u128::from_str_radix(s, 16)
+            .map(Fingerprint)
+            .map_err(|_| ParseFingerprintError(s.to_owned()))
     }
 }
+
+/// A string that is not 32 hex digits, given for a [`Fingerprint`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseFingerprintError(String);
+
+impl fmt::Display for ParseFingerprintError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "'{}' is not a fingerprint (32 hex digits)", self.0)
+    }
+}
+
+impl std::error::Error for ParseFingerprintError {}
 
 /// The fingerprint of an array or view of any dimension and layout.
 ///
@@ -135,6 +152,10 @@ fn fingerprint_dyn<T: Element>(view: ArrayViewD<'_, T>) -> Fingerprint {
     let nbytes = view.len() * T::DTYPE.size();
     let mut h = Xxh3::new();
     h.update(&header(T::DTYPE, view.shape(), nbytes));
+    // Axes of length one do not change the logical order: dropping them
+    // bounds the depth of `gather` (a non-empty array has at most 64 axes
+    // longer than one).
+    let view = squeeze(view);
     let nchunks = nbytes.div_ceil(CHUNK_BYTES);
     let per_chunk = CHUNK_BYTES / T::DTYPE.size();
 
@@ -207,6 +228,22 @@ fn header(dtype: DType, shape: &[usize], nbytes: usize) -> Vec<u8> {
     out
 }
 
+/// `view` without its axes of length one (the same elements, in the same
+/// logical order).
+fn squeeze<T>(mut view: ArrayViewD<'_, T>) -> ArrayViewD<'_, T> {
+    if view.is_empty() || !view.shape().contains(&1) {
+        return view;
+    }
+    let mut axis = view.ndim();
+    while axis > 0 {
+        axis -= 1;
+        if view.shape()[axis] == 1 {
+            view = view.index_axis_move(Axis(axis), 0);
+        }
+    }
+    view
+}
+
 /// Appends the elements of logical (row-major) indices `start..end` of
 /// `view` to `out`, without copying anything else.
 fn gather<T: Element>(view: &ArrayViewD<'_, T>, start: usize, end: usize, out: &mut Vec<T>) {
@@ -268,7 +305,7 @@ fn gather_fortran_2d<T: Element>(mem: &[T], rows: usize, cols: usize, start: usi
     let mut pos = start;
     let mut out = 0;
     // Partial rows (at either end of the range) element by element.
-    let mut partial = |pos: &mut usize, out: &mut usize, dst: &mut [T]| {
+    let partial = |pos: &mut usize, out: &mut usize, dst: &mut [T]| {
         let r = *pos / cols;
         let hi = end.min((r + 1) * cols);
         for c in *pos - r * cols..hi - r * cols {
@@ -462,5 +499,7 @@ mod tests {
         let s = base.to_string();
         assert_eq!(s.len(), 32);
         assert_eq!(s.parse::<Fingerprint>().unwrap(), base);
+        assert!("1".parse::<Fingerprint>().is_err());
+        assert!(format!("+{}", &s[1..]).parse::<Fingerprint>().is_err());
     }
 }

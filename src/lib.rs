@@ -55,6 +55,7 @@ pub mod kernel;
 mod key;
 mod memo;
 pub mod memory;
+mod sync;
 mod tiered;
 mod value;
 
@@ -62,7 +63,8 @@ pub use element::{DType, Element};
 pub use error::{Error, Result};
 pub use kernel::{Kernel, ParamKind, ParamSpec, ParamValue, Params, Registry};
 pub use key::{
-    call_key, fingerprint, fingerprint_any, Fingerprint, CHUNK_BYTES, KEY_FORMAT_VERSION,
+    call_key, fingerprint, fingerprint_any, Fingerprint, ParseFingerprintError, CHUNK_BYTES,
+    KEY_FORMAT_VERSION,
 };
 pub use memo::{CacheInfo, Memo, MemoBuilder};
 pub use memory::{CacheStats, Clock, FlightError, ManualClock, MemoryTier, MonotonicClock};

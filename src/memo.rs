@@ -57,12 +57,7 @@ pub struct CacheInfo {
 impl CacheInfo {
     /// `hits / (hits + misses)`, or 0 before any call.
     pub fn hit_rate(&self) -> f64 {
-        let total = self.hits + self.misses;
-        if total == 0 {
-            0.0
-        } else {
-            self.hits as f64 / total as f64
-        }
+        crate::sync::ratio(self.hits, self.misses)
     }
 }
 

@@ -40,6 +40,19 @@ struct KernelCounters {
 }
 
 impl KernelCounters {
+    fn reset(&self) {
+        for a in [
+            &self.calls,
+            &self.memory_hits,
+            &self.disk_hits,
+            &self.computed,
+            &self.compute_nanos,
+            &self.saved_nanos,
+        ] {
+            a.store(0, Ordering::Relaxed);
+        }
+    }
+
     fn snapshot(&self, name: &str) -> KernelInfo {
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
         KernelInfo {
@@ -508,10 +521,15 @@ impl ArrayCache {
         Ok(self.kernels[kernel.name()].snapshot(name))
     }
 
-    /// Empties the memory tier and resets its statistics (the disk tier is
-    /// kept: see [`DiskTier::clear`]).
+    /// Empties the memory tier and resets every statistic (memory, per
+    /// kernel, bytes hashed), like `cache_clear`. The disk tier keeps its
+    /// entries: see [`DiskTier::clear`].
     pub fn clear(&self) {
         self.memory.clear();
+        self.bytes_hashed.store(0, Ordering::Relaxed);
+        for c in self.kernels.values() {
+            c.reset();
+        }
     }
 
     /// Waits until every pending disk write is done (a no-op without a disk tier).

@@ -215,15 +215,22 @@ fn apply(args: &ApplyArgs) -> Result<()> {
         let r = cache.call(&args.kernel, &arg_list, &params)?;
         let k = cache.kernel_info(&args.kernel)?;
         cache.flush();
-        let stored = cache.info().disk.is_some_and(|d| d.write_failures == 0);
+        let disk = cache.info().disk;
         let how = if k.disk_hits > 0 {
             format!("hit (disk, {})", dir.display())
         } else if k.memory_hits > 0 {
             "hit (memory)".to_owned()
-        } else if stored {
-            format!("miss (computed, stored in {})", dir.display())
         } else {
-            format!("miss (computed; could not store it in {})", dir.display())
+            match disk {
+                Some(d) if d.write_failures > 0 => {
+                    format!("miss (computed; could not store it in {})", dir.display())
+                }
+                Some(d) if d.rejected > 0 => format!(
+                    "miss (computed; larger than the budget of {}, not stored)",
+                    dir.display()
+                ),
+                _ => format!("miss (computed, stored in {})", dir.display()),
+            }
         };
         (r.into_array(), how)
     };

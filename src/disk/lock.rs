@@ -60,6 +60,9 @@ impl Drop for KeyLock {
     }
 }
 
+/// How many times a lock is retried when its file is replaced under it.
+const MAX_RETRIES: usize = 1000;
+
 /// Locks `path` for `key`, waiting as long as it takes.
 pub(crate) fn lock(path: &Path, key: Fingerprint) -> Result<KeyLock> {
     loop {
@@ -72,7 +75,9 @@ pub(crate) fn lock(path: &Path, key: Fingerprint) -> Result<KeyLock> {
 /// Locks `path` for `key`, blocking if `wait`, else returning `None` when
 /// another handle holds it.
 pub(crate) fn acquire(path: &Path, key: Fingerprint, wait: bool) -> Result<Option<KeyLock>> {
-    loop {
+    // Each retry means another process removed the file we locked; a
+    // filesystem whose file identities are unstable would retry forever.
+    for _ in 0..MAX_RETRIES {
         let file = open_creating_dir(path)?;
         if wait {
             file.lock().map_err(|e| Error::io("lock", path, e))?;
@@ -92,6 +97,11 @@ pub(crate) fn acquire(path: &Path, key: Fingerprint, wait: bool) -> Result<Optio
         }
         // The file was removed (or replaced) while we waited: try again.
     }
+    Err(Error::io(
+        "lock",
+        path,
+        std::io::Error::other("the lock file kept being replaced while it was locked"),
+    ))
 }
 
 /// Removes `path` if no one holds it (a lock left by a crashed process).

@@ -16,6 +16,7 @@ use super::stats::Counters;
 use super::{DiskTier, Inner};
 use crate::error::{Error, Result};
 use crate::key::Fingerprint;
+use crate::sync::lock;
 
 /// One entry, as listed by [`DiskTier::entries`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -202,7 +203,7 @@ impl DiskTier {
         self.check_writable()?;
         self.flush();
         let inner = &self.inner;
-        let _g = inner.evicting.lock().unwrap_or_else(|p| p.into_inner());
+        let _g = lock(&inner.evicting);
         let scan = self.scan()?;
         let mut stale_files = inner.remove_stale(&scan, true);
         stale_files += scan.locks.iter().filter(|p| remove_if_unlocked(p)).count() as u64;
@@ -227,7 +228,7 @@ impl DiskTier {
         self.check_writable()?;
         self.flush();
         let inner = &self.inner;
-        let _g = inner.evicting.lock().unwrap_or_else(|p| p.into_inner());
+        let _g = lock(&inner.evicting);
         let scan = self.scan()?;
         let mut n = 0;
         for (&key, found) in &scan.keys {

@@ -97,11 +97,12 @@ pub use writer::MAX_PENDING_BYTES;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
 use crate::error::{Error, Result};
 use crate::key::Fingerprint;
+use crate::sync::lock;
 use crate::value::AnyArray;
 use entry::{Miss, Written};
 use index::{Index, Slot};
@@ -232,7 +233,7 @@ pub(crate) struct Inner {
 
 impl Inner {
     fn index(&self) -> MutexGuard<'_, Index> {
-        self.index.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.index)
     }
 
     /// Prints one warning per tier, naming the directory and the OS error:
@@ -306,7 +307,7 @@ impl Inner {
     /// rescanning the directory if one is due ([`Index::needs_rescan`]).
     fn enforce_budget(&self) {
         let Some(max) = self.max_bytes else { return };
-        let _g = self.evicting.lock().unwrap_or_else(PoisonError::into_inner);
+        let _g = lock(&self.evicting);
         if self.index().needs_rescan(max) {
             let _ = self.rescan();
         }

@@ -430,6 +430,13 @@ pub(crate) fn parse_header(text: &str) -> Result<Header, String> {
         Value::Tuple(t) => t,
         v => return Err(format!("invalid 'shape' {v:?} in the .npy header")),
     };
+    if shape.len() > crate::kernel::MAX_DIMS {
+        return Err(format!(
+            "the .npy header has {} dimensions; at most {} are supported, as in numpy",
+            shape.len(),
+            crate::kernel::MAX_DIMS
+        ));
+    }
     Ok(Header {
         dtype,
         big_endian,

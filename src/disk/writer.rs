@@ -6,6 +6,7 @@
 //! holding unbounded memory. [`Writer::flush`] waits until the queue is empty
 //! and the entry in hand is written.
 
+use crate::sync::lock;
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
@@ -46,7 +47,7 @@ struct Shared {
 
 impl Shared {
     fn state(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.state)
     }
 
     fn wait<'a>(&self, g: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
@@ -111,7 +112,7 @@ impl Writer {
     }
 
     fn ensure_thread(&self, inner: &Arc<Inner>) {
-        let mut slot = self.thread.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut slot = lock(&self.thread);
         if slot.is_some() {
             return;
         }

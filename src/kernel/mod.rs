@@ -105,11 +105,63 @@ pub struct Prepared {
 }
 
 impl Prepared {
-    /// Runs the kernel on `inputs` (after checking their number).
+    /// Runs the kernel on `inputs` (after checking their number and shapes).
     pub fn compute(&self, inputs: &[AnyView<'_>]) -> Result<AnyArray> {
         check_arity(self.kernel.as_ref(), inputs.len())?;
+        for v in inputs {
+            check_shape(v.shape(), v.dtype().size())?;
+        }
         self.kernel.compute(inputs, &self.params)
     }
+}
+
+/// numpy's limit on the number of dimensions (`NPY_MAXDIMS`).
+pub const MAX_DIMS: usize = 64;
+
+/// Checks that an array of `shape` could exist: at most [`MAX_DIMS`]
+/// dimensions, and (as numpy requires) the product of its non-zero
+/// dimensions, in bytes, within the largest possible allocation. An empty
+/// array with huge other dimensions would otherwise make reductions and
+/// broadcasts ask for impossible outputs.
+pub(crate) fn check_shape(shape: &[usize], elem_size: usize) -> Result<()> {
+    if shape.len() > MAX_DIMS {
+        return Err(Error::Shape {
+            shape: shape.to_vec(),
+            reason: format!("at most {MAX_DIMS} dimensions are supported, as in numpy"),
+        });
+    }
+    let bytes = shape
+        .iter()
+        .filter(|&&d| d > 0)
+        .try_fold(elem_size, |acc, &d| acc.checked_mul(d));
+    match bytes {
+        Some(b) if b <= isize::MAX as usize => Ok(()),
+        _ => Err(too_big(shape)),
+    }
+}
+
+fn too_big(shape: &[usize]) -> Error {
+    Error::Shape {
+        shape: shape.to_vec(),
+        reason: "array is too big: its size exceeds the largest possible allocation".into(),
+    }
+}
+
+/// Checks that an output of `shape` can be allocated, before computing it:
+/// an error (numpy's MemoryError) rather than an abort. Outputs under
+/// 1 GiB are not tried.
+pub(crate) fn check_output(shape: &[usize], elem_size: usize) -> Result<()> {
+    check_shape(shape, elem_size)?;
+    let n: usize = shape.iter().product();
+    let bytes = n.saturating_mul(elem_size);
+    if bytes > 1 << 30 {
+        let mut probe: Vec<u8> = Vec::new();
+        probe.try_reserve_exact(bytes).map_err(|_| Error::Shape {
+            shape: shape.to_vec(),
+            reason: format!("cannot allocate {bytes} bytes for the result"),
+        })?;
+    }
+    Ok(())
 }
 
 fn check_arity(k: &dyn Kernel, got: usize) -> Result<()> {

@@ -1,10 +1,21 @@
 //! Single-flight bookkeeping: one computation per missing key, the other
 //! callers wait for its outcome.
+//!
+//! Waiting must not deadlock the rayon pool. A pool thread never waits for a
+//! computation led by a pool thread: rayon may be running, below the waiter's
+//! frame, a task the leader is itself waiting for (a `join` half it stole),
+//! or the leader's frame may be below the waiter's own. It computes the
+//! value itself instead. A pool thread waiting for a computation led by
+//! another thread keeps running pool work meanwhile (the leader's parallel
+//! pieces may be queued behind it).
 
 use std::any::Any;
 use std::fmt;
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::{self, ThreadId};
+use std::time::Duration;
+
+use crate::sync::lock;
 
 /// Why a single-flight computation gave no value.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -14,8 +25,8 @@ pub enum FlightError<E> {
     /// The computation this call waited for panicked. The cache is unharmed;
     /// a later call computes again.
     Panicked,
-    /// The computation asked the cache for the key it is computing, which
-    /// would wait for itself forever.
+    /// The computation asked the cache, on the same thread, for the key it
+    /// is computing, which would wait for itself forever.
     Reentrant,
 }
 
@@ -42,9 +53,21 @@ pub(crate) enum Outcome<V> {
     Panicked,
 }
 
+impl<V: Clone> Outcome<V> {
+    fn cloned(&self) -> Self {
+        match self {
+            Outcome::Value(v) => Outcome::Value(v.clone()),
+            Outcome::Failed(e) => Outcome::Failed(Arc::clone(e)),
+            Outcome::Panicked => Outcome::Panicked,
+        }
+    }
+}
+
 /// One in-progress computation.
 pub(crate) struct Flight<V> {
     leader: ThreadId,
+    /// Whether the leader is a rayon pool thread.
+    leader_in_pool: bool,
     outcome: Mutex<Option<Outcome<V>>>,
     done: Condvar,
 }
@@ -53,6 +76,7 @@ impl<V: Clone> Flight<V> {
     pub(crate) fn new() -> Self {
         Flight {
             leader: thread::current().id(),
+            leader_in_pool: rayon::current_thread_index().is_some(),
             outcome: Mutex::new(None),
             done: Condvar::new(),
         }
@@ -63,25 +87,40 @@ impl<V: Clone> Flight<V> {
         self.leader == thread::current().id()
     }
 
+    /// Whether the current thread may wait for this flight (see the module
+    /// docs): not a pool thread waiting for a pool thread.
+    pub(crate) fn may_wait(&self) -> bool {
+        !(self.leader_in_pool && rayon::current_thread_index().is_some())
+    }
+
     /// Publishes the outcome and wakes every waiter.
     pub(crate) fn finish(&self, outcome: Outcome<V>) {
-        let mut slot = self.outcome.lock().unwrap_or_else(PoisonError::into_inner);
-        *slot = Some(outcome);
-        drop(slot);
+        *lock(&self.outcome) = Some(outcome);
         self.done.notify_all();
     }
 
-    /// Blocks until the outcome is published, then returns a copy of it.
+    /// Waits until the outcome is published. A pool thread runs other pool
+    /// work meanwhile.
     pub(crate) fn wait(&self) -> Outcome<V> {
-        let mut slot = self.outcome.lock().unwrap_or_else(PoisonError::into_inner);
+        let in_pool = rayon::current_thread_index().is_some();
         loop {
-            match &*slot {
-                Some(Outcome::Value(v)) => return Outcome::Value(v.clone()),
-                Some(Outcome::Failed(e)) => return Outcome::Failed(Arc::clone(e)),
-                Some(Outcome::Panicked) => return Outcome::Panicked,
-                None => {
-                    slot = self.done.wait(slot).unwrap_or_else(PoisonError::into_inner);
+            let slot = lock(&self.outcome);
+            if let Some(o) = &*slot {
+                return o.cloned();
+            }
+            if in_pool {
+                drop(slot);
+                if let Some(rayon::Yield::Executed) = rayon::yield_now() {
+                    continue;
                 }
+                let slot = lock(&self.outcome);
+                if slot.is_none() {
+                    // Woken at once by `finish`; the timeout only bounds how
+                    // late new pool work is noticed.
+                    drop(self.done.wait_timeout(slot, Duration::from_millis(1)));
+                }
+            } else {
+                drop(self.done.wait(slot));
             }
         }
     }

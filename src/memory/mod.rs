@@ -11,11 +11,18 @@
 //!
 //! # Eviction order
 //!
-//! Within a shard eviction is exact LRU. When a bound is exceeded, the
-//! inserting shard evicts its own least recently used entries first, then
-//! the other shards do in turn. A cache whose entry bound is small (fewer
-//! than [`ENTRIES_PER_SHARD`] per shard) gets fewer shards, down to one, so
-//! small caches evict in exact global LRU order, like `functools.lru_cache`.
+//! Within a shard eviction is exact LRU.
+//!
+//! - With a byte bound (few, large entries: arrays), every entry carries a
+//!   global access tick and eviction removes the least recently used entry
+//!   among all the shards' LRU ends: global LRU order (exact when one thread
+//!   inserts at a time).
+//! - With only an entry bound, the inserting shard evicts its own least
+//!   recently used entries first, then the other shards do in turn: hits
+//!   then touch no memory shared between shards. A cache whose entry bound
+//!   is small (fewer than [`ENTRIES_PER_SHARD`] per shard) gets fewer
+//!   shards, down to one, so small caches evict in exact global LRU order,
+//!   like `functools.lru_cache`.
 
 mod clock;
 mod flight;
@@ -30,13 +37,14 @@ use std::any::Any;
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use crossbeam_utils::CachePadded;
 use lru::LruCache;
 
 use crate::error::{Error, Result};
+use crate::sync::lock;
 use flight::{Flight, Outcome};
 use stats::ShardCounters;
 
@@ -54,6 +62,8 @@ struct Entry<V> {
     weight: u64,
     /// Clock time after which the entry is expired (`None`: never).
     expires_at: Option<Duration>,
+    /// Global access order, kept only under a byte bound (see the module docs).
+    tick: u64,
 }
 
 /// A shard behind its lock, on its own cache line.
@@ -91,6 +101,9 @@ pub struct MemoryTier<K, V> {
     weigher: Weigher<K, V>,
     entries: CachePadded<AtomicU64>,
     bytes: CachePadded<AtomicU64>,
+    /// Whether evictions pick the least recently used entry of all shards.
+    global_lru: bool,
+    ticks: CachePadded<AtomicU64>,
 }
 
 /// Builds a [`MemoryTier`]; see [`MemoryTier::builder`].
@@ -192,6 +205,7 @@ where
             None => default_shards(self.max_entries),
         };
         let hasher = Hasher::default();
+        let shard_count = shards;
         let shards = (0..shards)
             .map(|_| {
                 CachePadded::new(Mutex::new(Shard {
@@ -213,6 +227,8 @@ where
             weigher: self.weigher.unwrap_or_else(|| Arc::new(|_, _| 0)),
             entries: CachePadded::new(AtomicU64::new(0)),
             bytes: CachePadded::new(AtomicU64::new(0)),
+            global_lru: self.max_bytes.is_some() && shard_count > 1,
+            ticks: CachePadded::new(AtomicU64::new(0)),
         })
     }
 }
@@ -239,12 +255,6 @@ impl<K, V> fmt::Debug for MemoryTier<K, V> {
             .field("bytes", &self.bytes.load(Ordering::Relaxed))
             .finish_non_exhaustive()
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Shard state is consistent between statements; a panic in user code
-    // (Hash, Eq, Clone, weigher) must not make the whole cache unusable.
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl<K, V> MemoryTier<K, V>
@@ -278,9 +288,14 @@ where
     /// Looks `key` up in a locked shard, counting a hit or a miss, and
     /// removing the entry if it has expired.
     fn lookup(&self, shard: &mut Shard<K, V>, key: &K, now: Option<Duration>) -> Option<V> {
-        let found = shard.lru.get(key).map(|e| match (e.expires_at, now) {
+        let found = shard.lru.get_mut(key).map(|e| match (e.expires_at, now) {
             (Some(at), Some(now)) if now >= at => None,
-            _ => Some(e.value.clone()),
+            _ => {
+                if self.global_lru {
+                    e.tick = self.next_tick();
+                }
+                Some(e.value.clone())
+            }
         });
         match found {
             Some(Some(v)) => {
@@ -297,6 +312,10 @@ where
         }
         shard.counters.misses += 1;
         None
+    }
+
+    fn next_tick(&self) -> u64 {
+        self.ticks.fetch_add(1, Ordering::Relaxed)
     }
 
     fn account_removed(&self, e: &Entry<V>) {
@@ -341,54 +360,74 @@ where
     /// byte bound (or any value, with an entry bound of zero) is not kept,
     /// and the key's previous value, if any, is removed.
     pub fn insert(&self, key: K, value: V) -> bool {
+        // User code (the weigher) runs before any lock is taken.
+        let weight = (self.weigher)(&key, &value);
         let idx = self.shard_index(&key);
         let shard = lock(&self.shards[idx]);
-        self.insert_locked(idx, shard, key, value)
+        self.insert_locked(idx, shard, key, value, weight)
     }
 
+    /// Inserts into the locked shard `idx`, then evicts as needed. Values
+    /// removed are dropped only after every lock is released.
     fn insert_locked(
         &self,
         idx: usize,
         mut shard: MutexGuard<'_, Shard<K, V>>,
         key: K,
         value: V,
+        weight: u64,
     ) -> bool {
-        let weight = (self.weigher)(&key, &value);
+        let mut removed = Vec::new();
         let too_big = self.max_bytes.is_some_and(|m| weight > m) || self.max_entries == Some(0);
         if too_big {
             if let Some(old) = shard.lru.pop(&key) {
                 self.account_removed(&old);
+                removed.push(old);
             }
             shard.counters.rejected += 1;
+            drop(shard);
+            drop(removed);
             return false;
         }
         let now = self.now_if_ttl();
         if let Some(now) = now {
-            self.purge_expired_tail(&mut shard, now);
+            self.purge_expired_tail(&mut shard, now, &mut removed);
         }
         let entry = Entry {
             value,
             weight,
-            expires_at: now.zip(self.ttl).map(|(n, t)| n + t),
+            // A TTL too long to represent never expires.
+            expires_at: now.zip(self.ttl).and_then(|(n, t)| n.checked_add(t)),
+            tick: if self.global_lru { self.next_tick() } else { 0 },
         };
         if let Some(old) = shard.lru.put(key.clone(), entry) {
             self.account_removed(&old);
+            removed.push(old);
         }
         self.entries.fetch_add(1, Ordering::Relaxed);
         self.bytes.fetch_add(weight, Ordering::Relaxed);
         if self.over_budget() {
-            self.evict(idx, shard, &key);
+            self.evict(idx, shard, &key, &mut removed);
+        } else {
+            drop(shard);
         }
+        drop(removed);
         true
     }
 
     /// Drops expired entries from the LRU end of a shard.
-    fn purge_expired_tail(&self, shard: &mut Shard<K, V>, now: Duration) {
+    fn purge_expired_tail(
+        &self,
+        shard: &mut Shard<K, V>,
+        now: Duration,
+        removed: &mut Vec<Entry<V>>,
+    ) {
         while let Some((_, e)) = shard.lru.peek_lru() {
             if e.expires_at.is_some_and(|at| now >= at) {
                 if let Some((_, e)) = shard.lru.pop_lru() {
                     self.account_removed(&e);
                     shard.counters.expirations += 1;
+                    removed.push(e);
                 }
             } else {
                 break;
@@ -396,15 +435,27 @@ where
         }
     }
 
-    /// Evicts LRU entries, from shard `idx` first (never `keep`, the entry
-    /// just inserted), then from the others in turn, until within bounds.
-    fn evict(&self, idx: usize, mut shard: MutexGuard<'_, Shard<K, V>>, keep: &K) {
+    /// Evicts least recently used entries until within bounds (never `keep`,
+    /// the entry just inserted into shard `idx`); see the module docs for
+    /// the order. Releases the shard lock.
+    fn evict(
+        &self,
+        idx: usize,
+        mut shard: MutexGuard<'_, Shard<K, V>>,
+        keep: &K,
+        removed: &mut Vec<Entry<V>>,
+    ) {
+        if self.global_lru {
+            drop(shard);
+            return self.evict_global(keep, removed);
+        }
         while self.over_budget() {
             match shard.lru.peek_lru() {
                 Some((k, _)) if k != keep => {
                     if let Some((_, e)) = shard.lru.pop_lru() {
                         self.account_removed(&e);
                         shard.counters.evictions += 1;
+                        removed.push(e);
                     }
                 }
                 _ => break,
@@ -423,8 +474,34 @@ where
                     Some((_, e)) => {
                         self.account_removed(&e);
                         other.counters.evictions += 1;
+                        removed.push(e);
                     }
                     None => break,
+                }
+            }
+        }
+    }
+
+    /// Evicts the entry with the oldest tick among all shards' LRU ends,
+    /// until within bounds. Locks one shard at a time.
+    fn evict_global(&self, keep: &K, removed: &mut Vec<Entry<V>>) {
+        while self.over_budget() {
+            let mut oldest: Option<(u64, usize)> = None;
+            for (i, s) in self.shards.iter().enumerate() {
+                if let Some((k, e)) = lock(s).lru.peek_lru() {
+                    if k != keep && oldest.is_none_or(|(t, _)| e.tick < t) {
+                        oldest = Some((e.tick, i));
+                    }
+                }
+            }
+            let Some((tick, i)) = oldest else { return };
+            let mut s = lock(&self.shards[i]);
+            // Another thread may have used or evicted it meanwhile: look again.
+            if s.lru.peek_lru().is_some_and(|(_, e)| e.tick == tick) {
+                if let Some((_, e)) = s.lru.pop_lru() {
+                    self.account_removed(&e);
+                    s.counters.evictions += 1;
+                    removed.push(e);
                 }
             }
         }
@@ -453,11 +530,15 @@ where
     /// not interrupted; their results are inserted when they finish.
     pub fn clear(&self) {
         for s in self.shards.iter() {
+            let mut removed = Vec::new();
             let mut s = lock(s);
             while let Some((_, e)) = s.lru.pop_lru() {
                 self.account_removed(&e);
+                removed.push(e);
             }
             s.counters = ShardCounters::default();
+            drop(s);
+            drop(removed);
         }
     }
 
@@ -502,6 +583,13 @@ where
     /// same key wait and receive the same value. `f` runs with no lock held,
     /// so it may use this cache for other keys.
     ///
+    /// On rayon: a pool thread never waits for a computation led by another
+    /// pool thread (rayon may be running, under the waiter, a task the leader
+    /// needs; with `join`-based recursion this would deadlock): it computes
+    /// the value itself. So concurrent misses coming from pool threads may
+    /// compute a key more than once (at most once per thread); misses from
+    /// other threads, or waiting for them, are single-flight.
+    ///
     /// # Panics
     ///
     /// If `f` panics, the panic propagates to this caller; callers that were
@@ -537,14 +625,21 @@ where
             if let Some(v) = self.lookup(&mut shard, &key, now) {
                 return Ok(v);
             }
-            if let Some(f) = shard.inflight.get(&key) {
-                let f = Arc::clone(f);
-                if f.led_by_current_thread() {
+            if let Some(flight) = shard.inflight.get(&key) {
+                let flight = Arc::clone(flight);
+                if !flight.may_wait() {
+                    // A pool thread must not wait for a pool thread (see the
+                    // flight module): compute here; the leader stores its
+                    // own result.
+                    drop(shard);
+                    return f().map_err(FlightError::Failed);
+                }
+                if flight.led_by_current_thread() {
                     return Err(FlightError::Reentrant);
                 }
                 shard.counters.waits += 1;
                 drop(shard);
-                match f.wait() {
+                match flight.wait() {
                     Outcome::Value(v) => return Ok(v),
                     Outcome::Panicked => return Err(FlightError::Panicked),
                     Outcome::Failed(e) => match e.downcast_ref::<E>() {
@@ -598,15 +693,38 @@ where
     V: Clone + Send + Sync + 'static,
 {
     fn finish(&mut self, value: Option<V>, outcome: Outcome<V>) {
+        // The weigher is user code: if it panics, the key is still held and
+        // `Drop` ends the flight as a panic.
+        let weight = match (&value, &self.key) {
+            (Some(v), Some(k)) => (self.tier.weigher)(k, v),
+            _ => 0,
+        };
         let Some(key) = self.key.take() else { return };
+        // Wakes the waiters even if the insertion below panics.
+        let _wake = Wake {
+            flight: &self.flight,
+            outcome: Some(outcome),
+        };
         let mut shard = lock(&self.tier.shards[self.idx]);
         shard.inflight.remove(&key);
         match value {
             Some(v) => {
-                self.tier.insert_locked(self.idx, shard, key, v);
+                self.tier.insert_locked(self.idx, shard, key, v, weight);
             }
             None => drop(shard),
         }
+    }
+}
+
+/// Publishes a flight's outcome when dropped.
+struct Wake<'a, V: Clone> {
+    flight: &'a Flight<V>,
+    outcome: Option<Outcome<V>>,
+}
+
+impl<V: Clone> Drop for Wake<'_, V> {
+    fn drop(&mut self) {
+        let outcome = self.outcome.take().unwrap_or(Outcome::Panicked);
         self.flight.finish(outcome);
     }
 }

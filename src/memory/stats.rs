@@ -58,12 +58,7 @@ pub struct CacheStats {
 impl CacheStats {
     /// `hits / (hits + misses)`, or 0 when there were no lookups.
     pub fn hit_rate(&self) -> f64 {
-        let total = self.hits + self.misses;
-        if total == 0 {
-            0.0
-        } else {
-            self.hits as f64 / total as f64
-        }
+        crate::sync::ratio(self.hits, self.misses)
     }
 }
 

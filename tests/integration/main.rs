@@ -5,6 +5,8 @@ mod cli;
 mod examples;
 mod golden;
 mod interop;
+mod limits;
 mod memo;
 mod memory;
 mod properties;
+mod rayon_flights;

@@ -437,6 +437,7 @@ where
     F: Map2<A, B, O>,
 {
     let shape = broadcast_shape(a.shape(), b.shape())?;
+    crate::kernel::check_output(&shape, std::mem::size_of::<O>())?;
     let n: usize = shape.iter().product();
     if n == 0 {
         return Ok(finish::<O>(shape, Vec::new()));

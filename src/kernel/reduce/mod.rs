@@ -188,6 +188,11 @@ impl Kernel for Reduce {
                 });
             }
         }
+        if x.is_empty() {
+            // The only case where the result is bigger than the input.
+            let out = geometry::reduced_shape(x.shape(), axis, keepdims);
+            crate::kernel::check_output(&out, 8)?;
+        }
         let op = self.op;
         // Which results the order of the elements cannot change (so a
         // Fortran-order array may be reduced in memory order).

@@ -1,0 +1,245 @@
+//! Single-flight under rayon: waiters on pool threads must not starve the
+//! leader, work stealing must not look like recursion, and cycles of waits
+//! must resolve. Also: a panic while finishing a flight wakes its waiters.
+//! (Found by a review; each test hung or failed before the fix.)
+
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ndarray::Array1;
+use ndcache::{
+    AnyArray, ArrayCache, AsArg, Error, ManualClock, Memo, MemoryTier, Params, Registry,
+};
+use rayon::prelude::*;
+
+/// Runs `f` on its own thread; panics if it has not finished in `secs`.
+fn within<T: Send + 'static>(secs: u64, what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(Duration::from_secs(secs))
+        .unwrap_or_else(|_| panic!("{what}: no answer in {secs} s (deadlock)"))
+}
+
+/// A kernel that takes a while, then uses rayon (as the builtins do).
+fn slow_rayon_registry(sleep_ms: u64) -> Registry {
+    let mut reg = Registry::new();
+    reg.register_fn(
+        "slow",
+        "1",
+        1,
+        vec![],
+        "slow, parallel",
+        move |inputs, _| {
+            std::thread::sleep(Duration::from_millis(sleep_ms));
+            let v: Vec<f64> = inputs[0].typed::<f64>()?.iter().copied().collect();
+            let s: f64 = v
+                .par_iter()
+                .with_min_len(1)
+                .map(|a| {
+                    std::thread::sleep(Duration::from_micros(100));
+                    a + 1.0
+                })
+                .sum();
+            Ok(AnyArray::from(ndarray::arr0(s)))
+        },
+    )
+    .unwrap();
+    reg
+}
+
+#[test]
+fn rayon_workers_waiting_do_not_starve_an_external_leader() {
+    within(20, "external leader", || {
+        let cache = Arc::new(
+            ArrayCache::builder()
+                .registry(slow_rayon_registry(200))
+                .build()
+                .unwrap(),
+        );
+        let c = cache.clone();
+        let leader = std::thread::spawn(move || {
+            let x = Array1::linspace(0.0, 1.0, 64);
+            c.call("slow", &[x.arg()], &Params::new()).is_ok()
+        });
+        std::thread::sleep(Duration::from_millis(50)); // the leader owns the flight
+        let n = rayon::current_num_threads();
+        (0..n).into_par_iter().with_min_len(1).for_each(|_| {
+            let x = Array1::linspace(0.0, 1.0, 64);
+            cache.call("slow", &[x.arg()], &Params::new()).unwrap();
+        });
+        assert!(leader.join().unwrap());
+    });
+}
+
+#[test]
+fn work_stealing_is_not_reported_as_recursion() {
+    let reentrant = within(60, "work stealing", || {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(4)
+            .build()
+            .unwrap();
+        let mut reentrant = 0;
+        for round in 0..100 {
+            let cache = ArrayCache::builder()
+                .registry(slow_rayon_registry(2))
+                .build()
+                .unwrap();
+            let errs: Vec<Error> = pool.install(|| {
+                (0..(2 + round % 4))
+                    .into_par_iter()
+                    .with_min_len(1)
+                    .filter_map(|_| {
+                        let x = Array1::linspace(0.0, 1.0, 16);
+                        cache.call("slow", &[x.arg()], &Params::new()).err()
+                    })
+                    .collect()
+            });
+            reentrant += errs.len();
+        }
+        reentrant
+    });
+    assert_eq!(reentrant, 0, "spurious errors");
+}
+
+#[test]
+fn a_job_stolen_by_the_leader_for_its_own_key_is_computed() {
+    let results = within(20, "stolen job", || {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        let mut reg = Registry::new();
+        reg.register_fn("joins", "1", 1, vec![], "joins", |inputs, _| {
+            rayon::join(
+                || std::thread::sleep(Duration::from_millis(100)),
+                || std::thread::sleep(Duration::from_millis(300)),
+            );
+            Ok(inputs[0].to_shared())
+        })
+        .unwrap();
+        let cache = Arc::new(ArrayCache::builder().registry(reg).build().unwrap());
+        let (tx, rx) = mpsc::channel();
+        for delay in [0u64, 50] {
+            let (c, tx) = (cache.clone(), tx.clone());
+            std::thread::sleep(Duration::from_millis(delay));
+            pool.spawn(move || {
+                let x = Array1::linspace(0.0, 1.0, 8);
+                let r = c.call("joins", &[x.arg()], &Params::new());
+                tx.send(r.map(|_| ()).map_err(|e| e.to_string())).unwrap();
+            });
+        }
+        (0..2).map(|_| rx.recv().unwrap()).collect::<Vec<_>>()
+    });
+    assert!(results.iter().all(|r| r.is_ok()), "{results:?}");
+}
+
+#[test]
+fn memoized_parallel_recursion_with_rayon_join() {
+    let failures = within(60, "parallel fib", || {
+        let mut failures = 0;
+        for _ in 0..20 {
+            let fib = Memo::unbounded(|fib: &Memo<u64, u64>, n: u64| {
+                if n < 2 {
+                    return n;
+                }
+                std::thread::sleep(Duration::from_micros(100));
+                let (a, b) = rayon::join(|| fib.try_get(n - 1), || fib.try_get(n - 2));
+                match (a, b) {
+                    (Ok(a), Ok(b)) => a + b,
+                    _ => u64::MAX / 4,
+                }
+            });
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(4)
+                .build()
+                .unwrap();
+            if pool.install(|| fib.try_get(40)) != Ok(102_334_155) {
+                failures += 1;
+            }
+        }
+        failures
+    });
+    assert_eq!(
+        failures, 0,
+        "{failures} of 20 runs gave a wrong value or an error"
+    );
+}
+
+/// Starts a leader computing key 1 slowly, then a waiter; returns what the
+/// waiter got, or panics if it never wakes.
+fn waiter_of_slow_leader(tier: Arc<MemoryTier<u64, u64>>) -> String {
+    within(5, "waiter", move || {
+        let t = tier.clone();
+        let leader = std::thread::spawn(move || {
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                t.get_or_insert_with(1, || {
+                    std::thread::sleep(Duration::from_millis(200));
+                    7
+                })
+            }));
+        });
+        std::thread::sleep(Duration::from_millis(50));
+        let r = tier.try_get_or_insert_with(1, || Ok::<u64, ()>(8));
+        leader.join().unwrap();
+        format!("{r:?}")
+    })
+}
+
+#[test]
+fn a_ttl_too_long_to_represent_never_expires() {
+    let clock = Arc::new(ManualClock::new());
+    clock.advance(Duration::from_secs(1));
+    let tier = Arc::new(
+        MemoryTier::builder()
+            .ttl(Duration::MAX)
+            .clock(clock.clone())
+            .build()
+            .unwrap(),
+    );
+    assert_eq!(waiter_of_slow_leader(tier.clone()), "Ok(7)");
+    clock.advance(Duration::from_secs(1 << 40));
+    assert_eq!(tier.get(&1), Some(7));
+}
+
+#[test]
+fn a_panicking_weigher_wakes_the_waiters() {
+    let tier = Arc::new(
+        MemoryTier::builder()
+            .max_bytes(100)
+            .weigher(|_, v: &u64| if *v == 7 { panic!("bad weight") } else { 1 })
+            .build()
+            .unwrap(),
+    );
+    assert_eq!(waiter_of_slow_leader(tier.clone()), "Err(Panicked)");
+    assert_eq!(tier.get_or_insert_with(1, || 3), 3, "the cache is usable");
+}
+
+#[test]
+fn a_byte_bounded_tier_evicts_in_global_lru_order() {
+    let tier: MemoryTier<u64, u64> = MemoryTier::builder()
+        .shards(8)
+        .max_bytes(4)
+        .weigher(|_, _| 1)
+        .build()
+        .unwrap();
+    for round in 0..1000u64 {
+        let base = round * 10;
+        for k in base..base + 4 {
+            tier.insert(k, k);
+        }
+        tier.get(&base); // now the most recently used
+        tier.insert(base + 4, 0); // global LRU evicts base + 1
+        assert!(
+            tier.contains_key(&base),
+            "round {round}: the hot entry was evicted"
+        );
+        assert!(
+            !tier.contains_key(&(base + 1)),
+            "round {round}: not the LRU entry"
+        );
+        tier.clear();
+    }
+}
