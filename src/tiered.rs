@@ -340,7 +340,14 @@ impl ArrayCache {
     /// call: passing it to another call hashes nothing.
     pub fn call(&self, name: &str, inputs: &[Arg<'_>], params: &Params) -> Result<Keyed> {
         let prepared = self.registry.prepare(name, inputs.len(), params)?;
-        let fps: Vec<Fingerprint> = inputs.iter().map(|a| self.fingerprint_of(a)).collect();
+        let views = inputs.iter().filter(|a| matches!(a, Arg::View(_))).count();
+        // Several inputs to hash: hash them at the same time (an input under
+        // two chunks is hashed on one thread).
+        let fps: Vec<Fingerprint> = if views > 1 {
+            inputs.par_iter().map(|a| self.fingerprint_of(a)).collect()
+        } else {
+            inputs.iter().map(|a| self.fingerprint_of(a)).collect()
+        };
         self.call_prepared(&prepared, inputs, &fps)
     }
 
