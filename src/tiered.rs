@@ -340,10 +340,14 @@ impl ArrayCache {
     /// call: passing it to another call hashes nothing.
     pub fn call(&self, name: &str, inputs: &[Arg<'_>], params: &Params) -> Result<Keyed> {
         let prepared = self.registry.prepare(name, inputs.len(), params)?;
-        let views = inputs.iter().filter(|a| matches!(a, Arg::View(_))).count();
-        // Several inputs to hash: hash them at the same time (an input under
-        // two chunks is hashed on one thread).
-        let fps: Vec<Fingerprint> = if views > 1 {
+        let (views, bytes) = inputs.iter().fold((0, 0), |(n, b), a| match a {
+            Arg::View(v) => (n + 1, b + v.nbytes()),
+            Arg::Keyed(_) => (n, b),
+        });
+        // Several big inputs to hash: hash them at the same time (an input
+        // under two chunks is hashed on one thread). Small ones are not
+        // worth waking the pool for.
+        let fps: Vec<Fingerprint> = if views > 1 && bytes >= 2 * crate::CHUNK_BYTES as u64 {
             inputs.par_iter().map(|a| self.fingerprint_of(a)).collect()
         } else {
             inputs.iter().map(|a| self.fingerprint_of(a)).collect()

@@ -283,3 +283,29 @@ fn second_sum_of_exp_hashes_no_bytes() {
     cache.call("sum", &[e.arg()], &Params::new()).unwrap();
     assert_eq!(cache.info().bytes_hashed - before, 800_000);
 }
+
+#[test]
+fn sorts_reusing_a_thread_scratch_buffer_stay_exact() {
+    // Each thread keeps its radix-sort scratch buffer for the next sort,
+    // with the previous sort's keys in it: run sorts of shrinking and
+    // growing sizes on one thread and check each against std's sort.
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+    pool.install(|| {
+        let reg = ndcache::Registry::with_builtins();
+        for (round, n) in [200_000usize, 50_000, 120_000, 3_000, 200_001].into_iter().enumerate() {
+            let x = ndarray::Array1::from_shape_fn(n, |i| value(i, round as u64 * 31 + 5) * 7.0);
+            let got = reg
+                .call("sort", &[ndcache::AnyView::from(x.view())], &Params::new())
+                .unwrap();
+            let mut want: Vec<f64> = x.to_vec();
+            want.sort_by(|a, b| a.total_cmp(b));
+            // numpy puts every NaN last; total_cmp puts -NaN first.
+            let nans = want.iter().filter(|v| v.is_nan()).count();
+            want.retain(|v| !v.is_nan());
+            let got = got.typed::<f64>().unwrap();
+            let got: Vec<f64> = got.iter().copied().collect();
+            assert_eq!(&got[..n - nans], &want[..], "round {round}");
+            assert!(got[n - nans..].iter().all(|v| v.is_nan()), "round {round}");
+        }
+    });
+}
