@@ -289,10 +289,16 @@ fn sorts_reusing_a_thread_scratch_buffer_stay_exact() {
     // Each thread keeps its radix-sort scratch buffer for the next sort,
     // with the previous sort's keys in it: run sorts of shrinking and
     // growing sizes on one thread and check each against std's sort.
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap();
     pool.install(|| {
         let reg = ndcache::Registry::with_builtins();
-        for (round, n) in [200_000usize, 50_000, 120_000, 3_000, 200_001].into_iter().enumerate() {
+        for (round, n) in [200_000usize, 50_000, 120_000, 3_000, 200_001]
+            .into_iter()
+            .enumerate()
+        {
             let x = ndarray::Array1::from_shape_fn(n, |i| value(i, round as u64 * 31 + 5) * 7.0);
             let got = reg
                 .call("sort", &[ndcache::AnyView::from(x.view())], &Params::new())
