@@ -121,5 +121,5 @@ fn bytemuck_bytes(v: &[f64]) -> &[u8] {
 }
 
 fn xxh3(b: &[u8]) -> u128 {
-    xxhash_rust::xxh3::xxh3_128(b)
+    twox_hash::XxHash3_128::oneshot(b)
 }

@@ -22,9 +22,9 @@ use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::str::FromStr;
 
+use crate::hash::{xxh3_128, Xxh3};
 use ndarray::{ArrayBase, ArrayViewD, ArrayViewMut, Axis, Data, Dimension, Slice};
 use rayon::prelude::*;
-use xxhash_rust::xxh3::{xxh3_128, Xxh3};
 
 use crate::element::{DType, Element};
 use crate::value::AnyView;
@@ -34,6 +34,10 @@ pub const KEY_FORMAT_VERSION: u32 = 1;
 
 /// Size of the chunks of element bytes hashed independently (1 MiB).
 pub const CHUNK_BYTES: usize = 1 << 20;
+
+/// A non-contiguous array is gathered into logical order this many bytes at
+/// a time (a divisor of [`CHUNK_BYTES`]; it does not change the key).
+const PIECE_BYTES: usize = 64 << 10;
 
 const ARRAY_TAG: &[u8] = b"ndcache/array";
 const CALL_TAG: &[u8] = b"ndcache/call";
@@ -150,14 +154,16 @@ pub fn fingerprint_any(view: &AnyView<'_>) -> Fingerprint {
 
 fn fingerprint_dyn<T: Element>(view: ArrayViewD<'_, T>) -> Fingerprint {
     let nbytes = view.len() * T::DTYPE.size();
-    let mut h = Xxh3::new();
-    h.update(&header(T::DTYPE, view.shape(), nbytes));
+    // The header and the chunk digests, hashed at the end: the same value
+    // as streaming them, without the streaming hasher's allocation.
+    let mut h = header(T::DTYPE, view.shape(), nbytes);
     // Axes of length one do not change the logical order: dropping them
     // bounds the depth of `gather` (a non-empty array has at most 64 axes
     // longer than one).
     let view = squeeze(view);
     let nchunks = nbytes.div_ceil(CHUNK_BYTES);
     let per_chunk = CHUNK_BYTES / T::DTYPE.size();
+    let per_piece = PIECE_BYTES / T::DTYPE.size();
 
     // Contiguous little-endian memory is hashed in place; anything else is
     // gathered chunk by chunk into a small buffer in logical order.
@@ -178,23 +184,36 @@ fn fingerprint_dyn<T: Element>(view: ArrayViewD<'_, T>) -> Fingerprint {
         let d = match contiguous {
             Some(s) => xxh3_128(bytemuck::cast_slice(&s[start..end])),
             None => {
-                match fortran_2d {
-                    Some(mem) => {
-                        // Every element is overwritten: resizing only zeroes
-                        // the buffer on first use, not per chunk.
-                        buf.resize(end - start, T::default());
-                        let (rows, cols) = (view.shape()[0], view.shape()[1]);
-                        gather_fortran_2d(mem, rows, cols, start, buf);
+                // Gathered in pieces small enough to stay in the L2 cache
+                // between the gather and the hash; the chunk's digest is the
+                // streamed hash of its pieces.
+                let fill = |lo: usize, buf: &mut Vec<T>| {
+                    // Every element is overwritten: resizing zeroes the
+                    // buffer on first use only.
+                    let hi = (lo + per_piece).min(end);
+                    buf.resize(hi - lo, T::default());
+                    match fortran_2d {
+                        Some(mem) => {
+                            let (rows, cols) = (view.shape()[0], view.shape()[1]);
+                            gather_fortran_2d(mem, rows, cols, lo, buf);
+                        }
+                        None => gather(&view, lo, buf),
                     }
-                    None => {
-                        buf.clear();
-                        gather(&view, start, end, buf);
+                    if cfg!(target_endian = "big") {
+                        buf.iter_mut().for_each(|x| *x = x.to_le());
                     }
+                };
+                if end - start <= per_piece {
+                    fill(start, buf);
+                    xxh3_128(bytemuck::cast_slice(buf))
+                } else {
+                    let mut h = Xxh3::new();
+                    for lo in (start..end).step_by(per_piece) {
+                        fill(lo, buf);
+                        h.update(bytemuck::cast_slice(buf));
+                    }
+                    h.digest128()
                 }
-                if cfg!(target_endian = "big") {
-                    buf.iter_mut().for_each(|x| *x = x.to_le());
-                }
-                xxh3_128(bytemuck::cast_slice(buf))
             }
         };
         d.to_le_bytes()
@@ -202,17 +221,18 @@ fn fingerprint_dyn<T: Element>(view: ArrayViewD<'_, T>) -> Fingerprint {
 
     if nchunks <= 1 {
         let d = digest(0, &mut Vec::new());
-        h.update(&d);
+        h.extend_from_slice(&d);
     } else {
         let digests: Vec<[u8; 16]> = (0..nchunks)
             .into_par_iter()
-            .map_init(|| Vec::with_capacity(per_chunk), |buf, i| digest(i, buf))
+            .map_init(|| Vec::with_capacity(per_piece), |buf, i| digest(i, buf))
             .collect();
+        h.reserve(16 * digests.len());
         for d in &digests {
-            h.update(d);
+            h.extend_from_slice(d);
         }
     }
-    Fingerprint(h.digest128())
+    Fingerprint(xxh3_128(&h))
 }
 
 fn header(dtype: DType, shape: &[usize], nbytes: usize) -> Vec<u8> {
@@ -244,9 +264,10 @@ fn squeeze<T>(mut view: ArrayViewD<'_, T>) -> ArrayViewD<'_, T> {
     view
 }
 
-/// Appends the elements of logical (row-major) indices `start..end` of
-/// `view` to `out`, without copying anything else.
-fn gather<T: Element>(view: &ArrayViewD<'_, T>, start: usize, end: usize, out: &mut Vec<T>) {
+/// Fills `out` with the elements of logical (row-major) indices
+/// `start..start + out.len()` of `view`, without copying anything else.
+fn gather<T: Element>(view: &ArrayViewD<'_, T>, start: usize, out: &mut [T]) {
+    let end = start + out.len();
     if start >= end {
         return;
     }
@@ -260,36 +281,38 @@ fn gather<T: Element>(view: &ArrayViewD<'_, T>, start: usize, end: usize, out: &
     // ones at either end recurse.
     let inner: usize = view.shape()[1..].iter().product();
     let mut pos = start;
+    let mut out = out;
     while pos < end {
         let row = pos / inner;
         let row_start = row * inner;
-        if pos == row_start && end >= row_start + inner {
-            let rows_end = end / inner;
-            copy_all(&view.slice_axis(Axis(0), Slice::from(row..rows_end)), out);
-            pos = rows_end * inner;
+        let whole = pos == row_start && end >= row_start + inner;
+        let hi = if whole {
+            end / inner * inner
         } else {
-            let hi = end.min(row_start + inner);
-            gather(
-                &view.index_axis(Axis(0), row),
-                pos - row_start,
-                hi - row_start,
-                out,
+            end.min(row_start + inner)
+        };
+        let (head, tail) = std::mem::take(&mut out).split_at_mut(hi - pos);
+        if whole {
+            copy_all(
+                &view.slice_axis(Axis(0), Slice::from(row..hi / inner)),
+                head,
             );
-            pos = hi;
+        } else {
+            gather(&view.index_axis(Axis(0), row), pos - row_start, head);
         }
+        pos = hi;
+        out = tail;
     }
 }
 
-/// Appends every element of `view`, in logical order, to `out`.
-fn copy_all<T: Element>(view: &ArrayViewD<'_, T>, out: &mut Vec<T>) {
+/// Fills `out` (of the same length) with every element of `view`, in
+/// logical order.
+fn copy_all<T: Element>(view: &ArrayViewD<'_, T>, out: &mut [T]) {
     if let Some(s) = view.as_slice() {
-        out.extend_from_slice(s);
+        out.copy_from_slice(s);
         return;
     }
-    let base = out.len();
-    out.resize(base + view.len(), T::default());
-    let dst = &mut out[base..];
-    match ArrayViewMut::from_shape(view.raw_dim(), dst) {
+    match ArrayViewMut::from_shape(view.raw_dim(), out) {
         Ok(mut d) => d.assign(view),
         Err(_) => unreachable!("the destination has exactly the view's length"),
     }
@@ -362,6 +385,8 @@ mod tests {
     fn naive(values: &[f64], shape: &[usize]) -> Fingerprint {
         // Independent oracle: materialize the logical bytes, chunk, hash.
         let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        // xxhash-rust, not the crate's hasher: a second implementation.
+        use xxhash_rust::xxh3::{xxh3_128, Xxh3};
         let mut h = Xxh3::new();
         h.update(&header(DType::F64, shape, bytes.len()));
         if bytes.is_empty() {
@@ -463,6 +488,44 @@ mod tests {
         f3.assign(&c.view().insert_axis(Axis(1)));
         let want3 = naive(&c.iter().copied().collect::<Vec<_>>(), &[rows, 1, cols]);
         assert_eq!(fingerprint(&f3), want3);
+    }
+
+    #[test]
+    fn large_nd_views_match_oracle_across_chunks() {
+        // 3-D views over 2.6 chunks whose chunk boundaries fall inside rows
+        // and inside planes: strided last axis, permuted axes, reversed axis.
+        let (p, r, c) = (61, 89, 67);
+        let base = Array3::from_shape_fn((p, r, 2 * c), |(i, j, k)| {
+            ((i * 7919 + j * 104_729 + k) as f64).cos()
+        });
+        let check = |v: ndarray::ArrayView3<'_, f64>| {
+            let want = naive(&v.iter().copied().collect::<Vec<_>>(), v.shape());
+            assert_eq!(
+                fingerprint(&v),
+                want,
+                "shape {:?} strides {:?}",
+                v.shape(),
+                v.strides()
+            );
+        };
+        check(base.slice(s![.., .., ..;2]));
+        check(base.slice(s![.., ..;-1, 1..;2]));
+        check(base.view().permuted_axes([2, 0, 1]));
+        check(
+            base.view()
+                .permuted_axes([1, 2, 0])
+                .slice_move(s![3.., .., ..]),
+        );
+        let f32s = base.mapv(|x| x as f32);
+        let v = f32s.view().permuted_axes([2, 1, 0]);
+        let want: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+        use xxhash_rust::xxh3::{xxh3_128 as oracle, Xxh3};
+        let mut h = Xxh3::new();
+        h.update(&header(DType::F32, v.shape(), want.len()));
+        for ch in want.chunks(CHUNK_BYTES) {
+            h.update(&oracle(ch).to_le_bytes());
+        }
+        assert_eq!(fingerprint(&v), Fingerprint(h.digest128()));
     }
 
     #[test]

@@ -51,6 +51,7 @@
 pub mod disk;
 mod element;
 mod error;
+mod hash;
 pub mod kernel;
 mod key;
 mod memo;

@@ -21,7 +21,7 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use xxhash_rust::xxh3::Xxh3;
+use crate::hash::Xxh3;
 
 use super::layout::FileStat;
 use super::meta::{EntryInfo, EntryMeta, MAX_SIDECAR_BYTES};

@@ -14,8 +14,8 @@ use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::path::Path;
 
+use crate::hash::Xxh3;
 use ndarray::{ArcArray, ArrayViewD, IxDyn, ShapeBuilder};
-use xxhash_rust::xxh3::Xxh3;
 
 use super::layout::temp_path;
 use crate::element::{DType, Element};
