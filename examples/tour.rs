@@ -187,7 +187,7 @@ fn step3_keys(scale: Scale) {
     );
     let t_hash_f = time_median(7, || ndcache::fingerprint(&bigf));
     println!(
-        "\n   hashing {} MB: fingerprint {:.1} GB/s (Fortran order {:.1} GB/s), memcpy {:.1} GB/s",
+        "\n   hashing {} MB: fingerprint {:.1} GB/s (Fortran order {:.1} GB/s); copying them (memcpy, one thread) {:.1} GB/s",
         (n * 8) >> 20,
         bytes / t_hash.as_secs_f64() / 1e9,
         bytes / t_hash_f.as_secs_f64() / 1e9,

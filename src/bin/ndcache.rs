@@ -130,6 +130,11 @@ fn parse_size(s: &str) -> Result<u64, String> {
     Ok((v * mult as f64) as u64)
 }
 
+/// "1 entry", "3 entries".
+fn count(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 fn human(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut v = bytes as f64;
@@ -307,7 +312,11 @@ fn ls(dir: &DirArgs) -> Result<()> {
         );
     }
     let total: u64 = entries.iter().map(|e| e.bytes).sum();
-    println!("{} entries, {}", entries.len(), human(total));
+    println!(
+        "{}, {}",
+        count(entries.len() as u64, "entry", "entries"),
+        human(total)
+    );
     Ok(())
 }
 
@@ -402,8 +411,8 @@ fn gc(dir: &DirArgs, max_bytes: u64) -> Result<()> {
         b.finish_and_clear();
     }
     println!(
-        "removed {} entries ({}); {} left",
-        report.removed.len(),
+        "removed {} ({}); {} left",
+        count(report.removed.len() as u64, "entry", "entries"),
         human(report.freed_bytes()),
         human(tier.stats().bytes)
     );
@@ -413,7 +422,11 @@ fn gc(dir: &DirArgs, max_bytes: u64) -> Result<()> {
 fn clear(dir: &DirArgs) -> Result<()> {
     let tier = open_existing(dir)?;
     let n = tier.clear()?;
-    println!("removed {n} entries from {}", tier.dir().display());
+    println!(
+        "removed {} from {}",
+        count(n, "entry", "entries"),
+        tier.dir().display()
+    );
     Ok(())
 }
 
