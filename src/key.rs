@@ -22,11 +22,11 @@ use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::str::FromStr;
 
-use crate::hash::{xxh3_128, Xxh3};
 use ndarray::{ArrayBase, ArrayViewD, ArrayViewMut, Axis, Data, Dimension, Slice};
 use rayon::prelude::*;
 
 use crate::element::{DType, Element};
+use crate::hash::{xxh3_128, Xxh3};
 use crate::value::AnyView;
 
 /// Version of the key format, hashed into every fingerprint and call key.
@@ -166,7 +166,7 @@ fn fingerprint_dyn<T: Element>(view: ArrayViewD<'_, T>) -> Fingerprint {
     let per_piece = PIECE_BYTES / T::DTYPE.size();
 
     // Contiguous little-endian memory is hashed in place; anything else is
-    // gathered chunk by chunk into a small buffer in logical order.
+    // gathered into a small buffer in logical order, piece by piece.
     let contiguous = if cfg!(target_endian = "little") {
         view.as_slice()
     } else {
