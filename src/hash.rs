@@ -1,5 +1,5 @@
 //! xxh3, the one hash function of ndcache: keys, fingerprints and the disk
-//! tier's checksums all go through these three functions.
+//! tier's checksums all go through the two functions and the hasher here.
 //!
 //! The implementation is `twox-hash`'s XXH3, which picks AVX2 at run time
 //! when the processor has it. `xxhash-rust` (named by the design, and kept as
