@@ -187,10 +187,27 @@ fn fingerprint_dyn<T: Element>(view: ArrayViewD<'_, T>) -> Fingerprint {
                 // Gathered in pieces small enough to stay in the L2 cache
                 // between the gather and the hash; the chunk's digest is the
                 // streamed hash of its pieces.
-                let fill = |lo: usize, buf: &mut Vec<T>| {
+                // Where the piece that starts at `lo` ends. A Fortran-order
+                // matrix is cut at row boundaries, in blocks of whole rows
+                // that read at least a cache line from every column.
+                let cut = |lo: usize| -> usize {
+                    let hi = match fortran_2d {
+                        Some(_) => {
+                            let cols = view.shape()[1].max(1);
+                            if lo % cols != 0 {
+                                lo - lo % cols + cols
+                            } else {
+                                let block = (per_piece / cols).max(fortran_block::<T>());
+                                lo.saturating_add(block.saturating_mul(cols))
+                            }
+                        }
+                        None => lo + per_piece,
+                    };
+                    hi.min(end)
+                };
+                let fill = |lo: usize, hi: usize, buf: &mut Vec<T>| {
                     // Every element is overwritten: resizing zeroes the
                     // buffer on first use only.
-                    let hi = (lo + per_piece).min(end);
                     buf.resize(hi - lo, T::default());
                     match fortran_2d {
                         Some(mem) => {
@@ -203,14 +220,18 @@ fn fingerprint_dyn<T: Element>(view: ArrayViewD<'_, T>) -> Fingerprint {
                         buf.iter_mut().for_each(|x| *x = x.to_le());
                     }
                 };
-                if end - start <= per_piece {
-                    fill(start, buf);
+                let first = cut(start);
+                if first == end {
+                    fill(start, end, buf);
                     xxh3_128(bytemuck::cast_slice(buf))
                 } else {
                     let mut h = Xxh3::new();
-                    for lo in (start..end).step_by(per_piece) {
-                        fill(lo, buf);
+                    let mut lo = start;
+                    while lo < end {
+                        let hi = cut(lo);
+                        fill(lo, hi, buf);
                         h.update(bytemuck::cast_slice(buf));
+                        lo = hi;
                     }
                     h.digest128()
                 }
@@ -318,12 +339,18 @@ fn copy_all<T: Element>(view: &ArrayViewD<'_, T>, out: &mut [T]) {
     }
 }
 
+/// Rows of a Fortran-order matrix transposed together: one 64-byte cache
+/// line of each column.
+const fn fortran_block<T>() -> usize {
+    64 / std::mem::size_of::<T>()
+}
+
 /// Fills `dst` with the elements of logical indices `start..start +
 /// dst.len()` of a Fortran-order matrix whose memory (column after column)
-/// is `mem`. Whole rows are transposed in blocks of `B` rows: each column
-/// contributes `B` consecutive elements (a cache line of f64).
+/// is `mem`. Whole rows are transposed in blocks of [`fortran_block`] rows:
+/// each column contributes a cache line of consecutive elements.
 fn gather_fortran_2d<T: Element>(mem: &[T], rows: usize, cols: usize, start: usize, dst: &mut [T]) {
-    const B: usize = 8;
+    let b = fortran_block::<T>();
     let end = start + dst.len();
     let mut pos = start;
     let mut out = 0;
@@ -342,7 +369,7 @@ fn gather_fortran_2d<T: Element>(mem: &[T], rows: usize, cols: usize, start: usi
     }
     while pos + cols <= end {
         let r0 = pos / cols;
-        let nrows = ((end - pos) / cols).min(B);
+        let nrows = ((end - pos) / cols).min(b);
         let block = &mut dst[out..out + nrows * cols];
         for (c, column) in mem.chunks_exact(rows).enumerate() {
             for (row, &x) in block.chunks_exact_mut(cols).zip(&column[r0..r0 + nrows]) {
@@ -488,6 +515,15 @@ mod tests {
         f3.assign(&c.view().insert_axis(Axis(1)));
         let want3 = naive(&c.iter().copied().collect::<Vec<_>>(), &[rows, 1, cols]);
         assert_eq!(fingerprint(&f3), want3);
+        // Wide matrices: a row is longer than a gathered piece, and chunk
+        // boundaries fall inside rows.
+        for (rows, cols) in [(7, 70_001), (2, 300_007), (9, 16_384)] {
+            let c = Array::from_shape_fn((rows, cols), |(i, j)| ((i * cols + j) as f64).cos());
+            let mut f = Array2::<f64>::zeros((rows, cols).f());
+            f.assign(&c);
+            let want = naive(&c.iter().copied().collect::<Vec<_>>(), &[rows, cols]);
+            assert_eq!(fingerprint(&f), want, "{rows}x{cols}");
+        }
     }
 
     #[test]
