@@ -194,7 +194,7 @@ fn fingerprint_dyn<T: Element>(view: ArrayViewD<'_, T>) -> Fingerprint {
                     let hi = match fortran_2d {
                         Some(_) => {
                             let cols = view.shape()[1].max(1);
-                            if lo % cols != 0 {
+                            if !lo.is_multiple_of(cols) {
                                 lo - lo % cols + cols
                             } else {
                                 let block = (per_piece / cols).max(fortran_block::<T>());
