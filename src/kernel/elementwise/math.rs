@@ -342,29 +342,7 @@ pub(super) fn log1p_f32(x: f32) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Distance in units in the last place between two floats of the same sign.
-    fn ulps(a: f64, b: f64) -> u64 {
-        if a.is_nan() && b.is_nan() {
-            return 0;
-        }
-        let key = |v: f64| {
-            let i = v.to_bits() as i64;
-            if i < 0 {
-                i64::MIN - i
-            } else {
-                i
-            }
-        };
-        key(a).abs_diff(key(b))
-    }
-
-    fn lcg(s: &mut u64) -> f64 {
-        *s = s
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        (*s >> 11) as f64 / (1u64 << 53) as f64
-    }
+    use crate::kernel::elementwise::tests::{lcg, ulps};
 
     #[test]
     fn within_one_ulp_of_libm() {

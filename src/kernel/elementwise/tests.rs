@@ -52,8 +52,16 @@ fn f64s(bits: &[u64]) -> ndarray::Array1<f64> {
     bits.iter().map(|&b| f64::from_bits(b)).collect()
 }
 
+/// A deterministic uniform draw in [0, 1) (a 64-bit LCG; `s` is its state).
+pub(super) fn lcg(s: &mut u64) -> f64 {
+    *s = s
+        .wrapping_mul(6_364_136_223_846_793_005)
+        .wrapping_add(1_442_695_040_888_963_407);
+    (*s >> 11) as f64 / (1u64 << 53) as f64
+}
+
 /// Units in the last place between two f64 (0 for two NaNs).
-fn ulps(a: f64, b: f64) -> u64 {
+pub(super) fn ulps(a: f64, b: f64) -> u64 {
     if a.is_nan() && b.is_nan() {
         return 0;
     }

@@ -141,28 +141,14 @@ pub(super) fn tan(x: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn ulps(a: f64, b: f64) -> u64 {
-        let key = |v: f64| {
-            let i = v.to_bits() as i64;
-            if i < 0 {
-                i64::MIN - i
-            } else {
-                i
-            }
-        };
-        key(a).abs_diff(key(b))
-    }
+    use crate::kernel::elementwise::tests::{lcg, ulps};
 
     #[test]
     fn within_one_ulp_of_libm() {
         let mut s = 3u64;
         let mut worst = (0, 0.0, "");
         for i in 0..600_000 {
-            s = s
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
-            let u = (s >> 11) as f64 / (1u64 << 53) as f64;
+            let u = lcg(&mut s);
             let x = match i % 6 {
                 0 => (u - 0.5) * 8.0,
                 1 => (u - 0.5) * 200.0,
@@ -197,10 +183,7 @@ mod tests {
         // A quotient of two results within 1 ulp: within 2 of libm.
         let mut s = 8u64;
         for i in 0..400_000 {
-            s = s
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
-            let u = (s >> 11) as f64 / (1u64 << 53) as f64;
+            let u = lcg(&mut s);
             let x = match i % 3 {
                 0 => (u - 0.5) * 4.0,
                 1 => (u - 0.5) * 2e4,
