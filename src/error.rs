@@ -115,12 +115,18 @@ pub enum Error {
         /// The kernel's message.
         message: String,
     },
-    /// The computation of a cached value panicked (in this thread or in the
-    /// thread this call waited for).
-    #[error("the computation of '{what}' panicked")]
+    /// The computation of a cached value panicked. An [`ArrayCache`]
+    /// catches a kernel's panic once, so the caller that ran the kernel and
+    /// every caller waiting for it get this same error, and the process
+    /// goes on; nothing is cached, and a later call computes again.
+    ///
+    /// [`ArrayCache`]: crate::ArrayCache
+    #[error("the computation of '{what}' panicked: {message}")]
     Panicked {
         /// What was being computed (a kernel name, or "memoized function").
         what: String,
+        /// The panic's message.
+        message: String,
     },
     /// A computation asked the cache for the very key it is computing.
     #[error("recursive computation of the same key in '{what}' (it would wait for itself)")]

@@ -52,6 +52,7 @@ pub mod disk;
 mod element;
 mod error;
 mod hash;
+mod isolate;
 pub mod kernel;
 mod key;
 mod memo;
@@ -70,7 +71,7 @@ pub use key::{
 pub use memo::{CacheInfo, Memo, MemoBuilder};
 pub use memory::{CacheStats, Clock, FlightError, ManualClock, MemoryTier, MonotonicClock};
 pub use tiered::{
-    ArrayCache, ArrayCacheBuilder, ArrayCacheInfo, Call, KernelInfo, DEFAULT_MAX_BYTES,
+    ArrayCache, ArrayCacheBuilder, ArrayCacheInfo, Call, KernelInfo, Source, DEFAULT_MAX_BYTES,
 };
 pub use value::{AnyArray, AnyView, Arg, AsArg, Keyed};
 

@@ -20,3 +20,13 @@ pub(crate) fn ratio(part: u64, rest: u64) -> f64 {
         part as f64 / total as f64
     }
 }
+
+/// Runs `f`, turning a panic into its message.
+pub(crate) fn catch_panic<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|p| {
+        p.downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| p.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic without a message".to_owned())
+    })
+}

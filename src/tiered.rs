@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
 
-use crate::disk::{DiskStats, DiskTier, EntryInfo, EntryMeta};
+use crate::disk::{DiskStats, DiskTier, Fetched};
 use crate::error::{Error, Result};
 use crate::kernel::{Params, Prepared, Registry};
 use crate::key::{call_key, Fingerprint};
@@ -127,6 +127,37 @@ impl<'a> Call<'a> {
     }
 }
 
+/// Where the result of one call came from: see
+/// [`ArrayCache::call_with_source`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Source {
+    /// The memory tier, or the computation of another caller that this
+    /// call waited for.
+    Memory,
+    /// The disk tier.
+    Disk,
+    /// This call ran the kernel.
+    Computed {
+        /// Whether the result was stored on disk: written (with synchronous
+        /// disk writes, [`ArrayCacheBuilder::disk_background_writes`]) or
+        /// queued for a writable directory. Always false without a disk tier.
+        stored: bool,
+    },
+}
+
+impl fmt::Display for Source {
+    /// `memory hit`, `disk hit`, `computed and stored`, `computed, not stored`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Source::Memory => "memory hit",
+            Source::Disk => "disk hit",
+            Source::Computed { stored: true } => "computed and stored",
+            Source::Computed { stored: false } => "computed, not stored",
+        })
+    }
+}
+
 /// Builds an [`ArrayCache`]; see [`ArrayCache::builder`].
 pub struct ArrayCacheBuilder {
     max_entries: Option<u64>,
@@ -136,6 +167,8 @@ pub struct ArrayCacheBuilder {
     registry: Option<Registry>,
     disk_dir: Option<PathBuf>,
     disk_max_bytes: Option<u64>,
+    disk_background: bool,
+    disk_require_writable: bool,
 }
 
 impl fmt::Debug for ArrayCacheBuilder {
@@ -196,6 +229,22 @@ impl ArrayCacheBuilder {
         self
     }
 
+    /// Whether results are written to disk by a background thread (the
+    /// default: a miss returns without waiting for the disk) or before the
+    /// call returns (then [`Source::Computed`] says whether the write
+    /// succeeded).
+    pub fn disk_background_writes(mut self, yes: bool) -> Self {
+        self.disk_background = yes;
+        self
+    }
+
+    /// Fail to build when the disk directory cannot be created or written,
+    /// instead of using it read-only with a warning (the default).
+    pub fn disk_require_writable(mut self, yes: bool) -> Self {
+        self.disk_require_writable = yes;
+        self
+    }
+
     /// Builds the cache; an error if the options are inconsistent or the
     /// disk directory cannot be opened.
     pub fn build(self) -> Result<ArrayCache> {
@@ -217,7 +266,15 @@ impl ArrayCacheBuilder {
             ));
         }
         let disk = match self.disk_dir {
-            Some(dir) => Some(DiskTier::open(dir, self.disk_max_bytes)?),
+            Some(dir) => {
+                let mut b = DiskTier::builder(dir)
+                    .background_writes(self.disk_background)
+                    .require_writable(self.disk_require_writable);
+                if let Some(n) = self.disk_max_bytes {
+                    b = b.max_bytes(n);
+                }
+                Some(b.build()?)
+            }
             None => None,
         };
         let registry = self.registry.unwrap_or_else(Registry::with_builtins);
@@ -258,7 +315,17 @@ impl ArrayCacheBuilder {
 ///
 /// `ArrayCache` is `Send + Sync`; share it with an `Arc`. Concurrent calls
 /// with the same key compute once (single-flight), in this process and, with
-/// a disk tier, across processes sharing the directory.
+/// a disk tier, across processes sharing the directory, on rayon pool
+/// threads too: a miss of a pool thread runs on a thread of its own (its
+/// parallel work on a pool of ndcache's that runs only kernels), so that a
+/// parameter sweep (`par_iter` over calls, some sharing a key) neither
+/// deadlocks nor computes a key twice. Such a miss costs a thread spawn.
+///
+/// # Panics
+///
+/// A kernel that panics does not panic the caller: the panic is caught
+/// once, and the caller that ran the kernel and every caller waiting for it
+/// get the same [`Error::Panicked`]. Nothing is cached.
 pub struct ArrayCache {
     registry: Registry,
     memory: MemoryTier<Fingerprint, Entry>,
@@ -303,6 +370,8 @@ impl ArrayCache {
             registry: None,
             disk_dir: None,
             disk_max_bytes: None,
+            disk_background: true,
+            disk_require_writable: false,
         }
     }
 
@@ -339,6 +408,27 @@ impl ArrayCache {
     /// Returns the shared result, carrying a fingerprint derived from the
     /// call: passing it to another call hashes nothing.
     pub fn call(&self, name: &str, inputs: &[Arg<'_>], params: &Params) -> Result<Keyed> {
+        self.call_with_source(name, inputs, params).map(|(k, _)| k)
+    }
+
+    /// [`call`](Self::call), also telling where the result came from:
+    /// memory, disk, or computed (and then whether it was stored on disk).
+    ///
+    /// ```
+    /// use ndcache::{ArrayCache, AsArg, Params, Source};
+    /// let cache = ArrayCache::new();
+    /// let x = ndarray::Array1::linspace(0.0, 1.0, 8);
+    /// let (_, first) = cache.call_with_source("exp", &[x.arg()], &Params::new())?;
+    /// let (_, second) = cache.call_with_source("exp", &[x.arg()], &Params::new())?;
+    /// assert_eq!((first, second), (Source::Computed { stored: false }, Source::Memory));
+    /// # Ok::<(), ndcache::Error>(())
+    /// ```
+    pub fn call_with_source(
+        &self,
+        name: &str,
+        inputs: &[Arg<'_>],
+        params: &Params,
+    ) -> Result<(Keyed, Source)> {
         let prepared = self.registry.prepare(name, inputs.len(), params)?;
         let (views, bytes) = inputs.iter().fold((0, 0), |(n, b), a| match a {
             Arg::View(v) => (n + 1, b + v.nbytes()),
@@ -367,32 +457,39 @@ impl ArrayCache {
         prepared: &Prepared,
         inputs: &[Arg<'_>],
         fps: &[Fingerprint],
-    ) -> Result<Keyed> {
+    ) -> Result<(Keyed, Source)> {
         let kernel = prepared.kernel.as_ref();
         let key = call_key(kernel.name(), kernel.version(), &prepared.param_bytes, fps);
         let counters = self.kernels.get(kernel.name());
         if let Some(c) = counters {
             c.calls.fetch_add(1, Ordering::Relaxed);
         }
-        let mut computed = false;
-        let outcome = self.memory.try_get_or_insert_with(key, || {
-            computed = true;
-            self.load_or_compute(prepared, inputs, key)
-        });
+        let mut source = None;
+        let miss = || {
+            let (entry, from) = self.load_or_compute(prepared, inputs, key)?;
+            source = Some(from);
+            Ok(entry)
+        };
+        let outcome = if crate::isolate::should_isolate() {
+            self.memory.try_get_or_insert_isolated(key, miss)
+        } else {
+            self.memory.try_get_or_insert_with(key, miss)
+        };
         match outcome {
             Ok(entry) => {
-                if let Some(c) = counters {
-                    if !computed {
+                if source.is_none() {
+                    if let Some(c) = counters {
                         c.memory_hits.fetch_add(1, Ordering::Relaxed);
                         c.saved_nanos
                             .fetch_add(entry.cost.as_nanos() as u64, Ordering::Relaxed);
                     }
                 }
-                Ok(entry.result)
+                Ok((entry.result, source.unwrap_or(Source::Memory)))
             }
             Err(FlightError::Failed(e)) => Err(e),
             Err(FlightError::Panicked) => Err(Error::Panicked {
                 what: kernel.name().to_owned(),
+                message: "the computation this call waited for panicked".to_owned(),
             }),
             Err(FlightError::Reentrant) => Err(Error::Reentrant {
                 what: kernel.name().to_owned(),
@@ -400,57 +497,62 @@ impl ArrayCache {
         }
     }
 
-    /// The memory miss path: disk, then (under the cross-process key lock)
-    /// disk again, then the kernel.
+    /// Runs the kernel, catching a panic once so that every caller gets the
+    /// same [`Error::Panicked`].
+    fn compute(&self, prepared: &Prepared, inputs: &[Arg<'_>]) -> Result<(AnyArray, Duration)> {
+        let kernel = prepared.kernel.as_ref();
+        let views: Vec<AnyView<'_>> = inputs.iter().map(Arg::view).collect();
+        let start = Instant::now();
+        let array =
+            crate::sync::catch_panic(|| prepared.compute(&views)).map_err(|message| {
+                Error::Panicked {
+                    what: kernel.name().to_owned(),
+                    message,
+                }
+            })??;
+        let cost = start.elapsed();
+        if let Some(c) = self.kernels.get(kernel.name()) {
+            c.computed.fetch_add(1, Ordering::Relaxed);
+            c.compute_nanos
+                .fetch_add(cost.as_nanos() as u64, Ordering::Relaxed);
+        }
+        Ok((array, cost))
+    }
+
+    /// The memory miss path: the disk tier's get-or-compute if there is a
+    /// disk tier, else the kernel.
     fn load_or_compute(
         &self,
         prepared: &Prepared,
         inputs: &[Arg<'_>],
         key: Fingerprint,
-    ) -> Result<Entry> {
+    ) -> Result<(Entry, Source)> {
         let kernel = prepared.kernel.as_ref();
-        let counters = self.kernels.get(kernel.name());
-        let from_disk = |array: AnyArray, meta: &EntryMeta| {
-            if let Some(c) = counters {
-                c.disk_hits.fetch_add(1, Ordering::Relaxed);
-                c.saved_nanos
-                    .fetch_add(meta.compute_time.as_nanos() as u64, Ordering::Relaxed);
-            }
-            Entry {
-                result: Keyed::with_fingerprint(array, key.derive()),
-                cost: meta.compute_time,
-            }
-        };
-        let mut lock = None;
-        if let Some(disk) = &self.disk {
-            if let Some((array, meta)) = disk.get(key) {
-                return Ok(from_disk(array, &meta));
-            }
-            // Another process may be computing it: wait for it, then look again.
-            // A directory we cannot lock in (read-only) still serves reads.
-            lock = disk.lock(key).ok();
-            if lock.is_some() {
-                if let Some((array, meta)) = disk.get(key) {
-                    return Ok(from_disk(array, &meta));
-                }
-            }
-        }
-        let views: Vec<AnyView<'_>> = inputs.iter().map(Arg::view).collect();
-        let start = Instant::now();
-        let array = prepared.compute(&views)?;
-        let cost = start.elapsed();
-        if let Some(c) = counters {
-            c.computed.fetch_add(1, Ordering::Relaxed);
-            c.compute_nanos
-                .fetch_add(cost.as_nanos() as u64, Ordering::Relaxed);
-        }
-        if let Some(disk) = &self.disk {
-            let info = EntryInfo::new(kernel.name(), kernel.version(), cost);
-            disk.put(key, &array, info, lock);
-        }
-        Ok(Entry {
+        let entry = |array: AnyArray, cost: Duration| Entry {
             result: Keyed::with_fingerprint(array, key.derive()),
             cost,
+        };
+        let Some(disk) = &self.disk else {
+            let (array, cost) = self.compute(prepared, inputs)?;
+            return Ok((entry(array, cost), Source::Computed { stored: false }));
+        };
+        let (array, fetched) =
+            disk.get_or_insert_with(key, kernel.name(), kernel.version(), || {
+                self.compute(prepared, inputs).map(|(array, _)| array)
+            })?;
+        Ok(match fetched {
+            Fetched::Loaded(meta) => {
+                if let Some(c) = self.kernels.get(kernel.name()) {
+                    c.disk_hits.fetch_add(1, Ordering::Relaxed);
+                    c.saved_nanos
+                        .fetch_add(meta.compute_time.as_nanos() as u64, Ordering::Relaxed);
+                }
+                (entry(array, meta.compute_time), Source::Disk)
+            }
+            Fetched::Computed {
+                compute_time,
+                stored,
+            } => (entry(array, compute_time), Source::Computed { stored }),
         })
     }
 
@@ -495,7 +597,8 @@ impl ArrayCache {
             .par_iter()
             .map(|&i| {
                 let (prepared, fps, _) = keyed[i].as_ref().expect("leaders are keyed");
-                (i, self.call_prepared(prepared, &calls[i].inputs, fps))
+                let r = self.call_prepared(prepared, &calls[i].inputs, fps);
+                (i, r.map(|(k, _)| k))
             })
             .collect();
         keyed

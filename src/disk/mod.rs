@@ -23,7 +23,8 @@
 //!   quarter of the budget, so that other processes' entries count too;
 //!   processes writing at the same time may together exceed the budget by
 //!   what they wrote since their last scans, until one of them rescans.
-//! - **One computation per key across processes**, with [`DiskTier::lock`].
+//! - **One computation per key across threads and processes**, with
+//!   [`DiskTier::get_or_insert_with`].
 //! - **A failing disk never fails a call.** A read-only or full disk makes
 //!   writes fail softly: they are counted ([`DiskStats::write_failures`]) and
 //!   reported once on standard error.
@@ -45,30 +46,25 @@
 //! misconfigured one should slow a program down, not stop it. Use
 //! [`DiskTierBuilder::require_writable`] to get an error instead.
 //!
-//! # Computing a key once across processes
+//! # Computing a key once across threads and processes
+//!
+//! [`DiskTier::get_or_insert_with`] owns the whole miss protocol: get, take
+//! the key's lock (other processes wait there), get again, compute, put,
+//! release once the entry is in place. It never blocks a rayon pool thread
+//! and never waits for the thread calling it (see its docs). The pieces
+//! ([`get`](DiskTier::get), [`lock`](DiskTier::lock),
+//! [`put`](DiskTier::put)) stay public for callers with a protocol of
+//! their own.
 //!
 //! ```
-//! use std::time::Duration;
-//! use ndcache::disk::{DiskTier, EntryInfo};
+//! use ndcache::disk::{DiskTier, Fetched};
 //! # let dir = tempfile::tempdir()?;
 //! let tier = DiskTier::open(dir.path(), Some(1 << 30))?;
 //! let key = ndcache::call_key("exp", "1", b"", &[]);
-//! let value = match tier.get(key) {
-//!     Some((value, _meta)) => value,
-//!     None => {
-//!         let lock = tier.lock(key)?; // other processes wait here
-//!         match tier.get(key) {
-//!             Some((value, _)) => value, // computed while we waited
-//!             None => {
-//!                 let value = ndcache::AnyArray::from(ndarray::array![1.0f64, 2.718]);
-//!                 let info = EntryInfo::new("exp", "1", Duration::from_millis(3));
-//!                 // The lock is released once the entry is in place.
-//!                 tier.put(key, &value, info, Some(lock));
-//!                 value
-//!             }
-//!         }
-//!     }
-//! };
+//! let (value, how) = tier.get_or_insert_with(key, "exp", "1", || {
+//!     Ok::<_, ndcache::Error>(ndcache::AnyArray::from(ndarray::array![1.0f64, 2.718]))
+//! })?;
+//! assert!(matches!(how, Fetched::Computed { .. }));
 //! tier.flush();
 //! assert!(tier.get(key).unwrap().0.bitwise_eq(&value));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
@@ -81,6 +77,7 @@ mod lock;
 mod maint;
 mod meta;
 mod npy;
+mod once;
 mod stats;
 mod writer;
 
@@ -91,6 +88,7 @@ pub use lock::KeyLock;
 pub use maint::{DiskEntry, EntryProblem, GcReport, Progress, RemovedEntry, VerifyReport};
 pub use meta::{EntryInfo, EntryMeta};
 pub use npy::{read_npy, write_npy_atomic};
+pub use once::Fetched;
 pub use stats::DiskStats;
 pub use writer::MAX_PENDING_BYTES;
 
@@ -183,6 +181,7 @@ impl DiskTierBuilder {
         Ok(DiskTier {
             writer: Writer::new(self.background),
             inner,
+            computing: Default::default(),
         })
     }
 }
@@ -254,8 +253,9 @@ impl Inner {
         );
     }
 
-    /// Writes one queued entry, then releases its lock, then enforces the budget.
-    fn store(&self, job: Job) {
+    /// Writes one queued entry, then releases its lock, then enforces the
+    /// budget. Returns whether the entry is in place.
+    fn store(&self, job: Job) -> bool {
         let Job {
             key,
             value,
@@ -280,9 +280,13 @@ impl Inner {
                 };
                 self.index().insert(key, slot);
                 self.enforce_budget();
+                true
             }
-            Ok(Written::Exists) => {}
-            Ok(Written::TooBig) => Counters::bump(&self.counters.rejected),
+            Ok(Written::Exists) => true,
+            Ok(Written::TooBig) => {
+                Counters::bump(&self.counters.rejected);
+                false
+            }
             Err(e) => {
                 Counters::bump(&self.counters.write_failures);
                 self.warn(
@@ -290,6 +294,7 @@ impl Inner {
                     "could not be written",
                     "further write failures are only counted",
                 );
+                false
             }
         }
     }
@@ -341,6 +346,7 @@ impl Inner {
 pub struct DiskTier {
     inner: Arc<Inner>,
     writer: Writer,
+    computing: once::Computing,
 }
 
 impl std::fmt::Debug for DiskTier {
@@ -450,7 +456,7 @@ impl DiskTier {
             info,
             lock,
         };
-        self.writer.submit(&self.inner, job);
+        let _ = self.writer.submit(&self.inner, job);
     }
 
     /// Waits until every entry handed to [`put`](Self::put) is written (or

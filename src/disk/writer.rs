@@ -70,11 +70,11 @@ impl Writer {
         }
     }
 
-    /// Writes `job` now (foreground mode) or queues it.
-    pub fn submit(&self, inner: &Arc<Inner>, job: Job) {
+    /// Writes `job` now (foreground mode: returns whether the entry is in
+    /// place) or queues it (returns `None`).
+    pub fn submit(&self, inner: &Arc<Inner>, job: Job) -> Option<bool> {
         if !self.background {
-            inner.store(job);
-            return;
+            return Some(inner.store(job));
         }
         let bytes = job.value.nbytes();
         let mut st = self.shared.state();
@@ -86,6 +86,7 @@ impl Writer {
         drop(st);
         self.shared.changed.notify_all();
         self.ensure_thread(inner);
+        None
     }
 
     /// Waits until every queued entry is written.

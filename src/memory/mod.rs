@@ -25,7 +25,7 @@
 //!   like `functools.lru_cache`.
 
 mod clock;
-mod flight;
+pub(crate) mod flight;
 mod stats;
 
 pub use clock::{Clock, ManualClock, MonotonicClock};
@@ -45,7 +45,7 @@ use lru::LruCache;
 
 use crate::error::{Error, Result};
 use crate::sync::lock;
-use flight::{Flight, Outcome};
+use flight::{Flight, Frame, Outcome, MAX_FRAMES_PER_FLIGHT};
 use stats::ShardCounters;
 
 /// The fewest entries per shard a bounded cache is given by default.
@@ -593,6 +593,8 @@ where
     /// the value itself. So concurrent misses coming from pool threads may
     /// compute a key more than once (at most once per thread); misses from
     /// other threads, or waiting for them, are single-flight.
+    /// ([`ArrayCache`](crate::ArrayCache) runs the misses of pool threads
+    /// on a thread of their own, which makes them single-flight too.)
     ///
     /// # Panics
     ///
@@ -617,65 +619,113 @@ where
     /// and so does every caller that was waiting. If `f` panics, the panic
     /// propagates to this caller, waiters get [`FlightError::Panicked`], and
     /// the cache stays usable.
+    ///
+    /// A computation that asks, directly or through other keys, for the key
+    /// it is computing gets [`FlightError::Reentrant`], on a rayon pool
+    /// thread as off it (on a pool thread after computing the nested
+    /// request a bounded number of times: see the flight module docs).
     pub fn try_get_or_insert_with<E, F>(&self, key: K, f: F) -> Result<V, FlightError<E>>
     where
         E: Clone + Send + Sync + 'static,
         F: FnOnce() -> Result<V, E>,
     {
+        match self.start(key, false) {
+            Start::Found(r) => r,
+            Start::Help(id) => help(id, f),
+            Start::Lead(guard) => guard.run(f),
+        }
+    }
+
+    /// [`try_get_or_insert_with`](Self::try_get_or_insert_with) for a
+    /// rayon pool thread: on a miss, `f` runs on a thread of its own (see
+    /// [`crate::isolate`]), so that other pool threads may wait for it.
+    pub(crate) fn try_get_or_insert_isolated<E, F>(&self, key: K, f: F) -> Result<V, FlightError<E>>
+    where
+        E: Clone + Send + Sync + 'static,
+        F: FnOnce() -> Result<V, E> + Send,
+    {
+        match self.start(key, true) {
+            Start::Found(r) => r,
+            Start::Help(id) => help(id, f),
+            Start::Lead(guard) => crate::isolate::run_isolated(move || guard.run(f)),
+        }
+    }
+
+    /// Looks `key` up; on a miss joins its flight (waits for it, or is told
+    /// to compute as a helper) or starts one.
+    fn start<E>(&self, key: K, isolated: bool) -> Start<'_, K, V, E>
+    where
+        E: Clone + Send + Sync + 'static,
+    {
         let idx = self.shard_index(&key);
-        let flight = loop {
+        loop {
             let now = self.now_if_ttl();
             let mut shard = lock(&self.shards[idx]);
             if let Some(v) = self.lookup(&mut shard, &key, now) {
-                return Ok(v);
+                return Start::Found(Ok(v));
             }
             if let Some(flight) = shard.inflight.get(&key) {
                 let flight = Arc::clone(flight);
-                if !flight.may_wait() {
-                    // A pool thread must not wait for a pool thread (see the
+                drop(shard);
+                let id = flight.id();
+                let mine = flight::frames_of(id);
+                if mine > 0 && (!flight::in_pool() || mine >= MAX_FRAMES_PER_FLIGHT) {
+                    // This thread is computing the key: recursion.
+                    flight::poison(id);
+                    return Start::Found(Err(FlightError::Reentrant));
+                }
+                if mine > 0 || !flight.may_wait() {
+                    // A job stolen by the computation of its own key, or a
+                    // pool thread meeting a pool thread's flight (see the
                     // flight module): compute here; the leader stores its
                     // own result.
-                    drop(shard);
-                    return f().map_err(FlightError::Failed);
+                    return Start::Help(id);
                 }
-                if flight.led_by_current_thread() {
-                    return Err(FlightError::Reentrant);
-                }
-                shard.counters.waits += 1;
-                drop(shard);
+                lock(&self.shards[idx]).counters.waits += 1;
                 match flight.wait() {
-                    Outcome::Value(v) => return Ok(v),
-                    Outcome::Panicked => return Err(FlightError::Panicked),
+                    Outcome::Value(v) => return Start::Found(Ok(v)),
+                    Outcome::Panicked => return Start::Found(Err(FlightError::Panicked)),
                     Outcome::Failed(e) => match e.downcast_ref::<E>() {
-                        Some(e) => return Err(FlightError::Failed(e.clone())),
+                        Some(e) => return Start::Found(Err(FlightError::Failed(e.clone()))),
                         // The leader had another error type: compute ourselves.
                         None => continue,
                     },
                 }
             }
-            let f = Arc::new(Flight::new());
-            shard.inflight.insert(key.clone(), Arc::clone(&f));
-            break f;
-        };
-
-        let mut guard = LeaderGuard {
-            tier: self,
-            idx,
-            key: Some(key),
-            flight,
-        };
-        match f() {
-            Ok(v) => {
-                guard.finish(Some(v.clone()), Outcome::Value(v.clone()));
-                Ok(v)
-            }
-            Err(e) => {
-                let shared: Arc<dyn Any + Send + Sync> = Arc::new(e.clone());
-                guard.finish(None, Outcome::Failed(shared));
-                Err(FlightError::Failed(e))
-            }
+            let flight = Arc::new(Flight::new(isolated));
+            shard.inflight.insert(key.clone(), Arc::clone(&flight));
+            return Start::Lead(LeaderGuard {
+                tier: self,
+                idx,
+                key: Some(key),
+                flight,
+            });
         }
     }
+}
+
+/// What a miss does: see [`MemoryTier::start`].
+enum Start<'a, K, V, E>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    /// The value, or the error of the flight this call waited for.
+    Found(Result<V, FlightError<E>>),
+    /// Compute without storing, as a helper of this flight.
+    Help(usize),
+    /// Compute and store: this call leads the flight.
+    Lead(LeaderGuard<'a, K, V>),
+}
+
+/// Computes as a helper of flight `id` (see [`MemoryTier::start`]).
+fn help<V, E>(id: usize, f: impl FnOnce() -> Result<V, E>) -> Result<V, FlightError<E>> {
+    let frame = Frame::enter(id, true);
+    let r = f();
+    if frame.poisoned() {
+        return Err(FlightError::Reentrant);
+    }
+    r.map_err(FlightError::Failed)
 }
 
 /// Ends a flight: on success inserts the value, on error or panic (drop
@@ -696,6 +746,28 @@ where
     K: Hash + Eq + Clone + Send + Sync + 'static,
     V: Clone + Send + Sync + 'static,
 {
+    /// Computes the value on this thread, stores it and wakes the waiters.
+    fn run<E, F>(mut self, f: F) -> Result<V, FlightError<E>>
+    where
+        E: Clone + Send + Sync + 'static,
+        F: FnOnce() -> Result<V, E>,
+    {
+        let frame = Frame::enter(self.flight.id(), false);
+        let r = f();
+        drop(frame);
+        match r {
+            Ok(v) => {
+                self.finish(Some(v.clone()), Outcome::Value(v.clone()));
+                Ok(v)
+            }
+            Err(e) => {
+                let shared: Arc<dyn Any + Send + Sync> = Arc::new(e.clone());
+                self.finish(None, Outcome::Failed(shared));
+                Err(FlightError::Failed(e))
+            }
+        }
+    }
+
     fn finish(&mut self, value: Option<V>, outcome: Outcome<V>) {
         // The weigher is user code: if it panics, the key is still held and
         // `Drop` ends the flight as a panic.

@@ -183,3 +183,64 @@ fn ttl_and_byte_budget() {
     assert_eq!(cache.info().memory.rejected, 1);
     assert!(cache.info().memory.bytes <= 8000);
 }
+
+/// A kernel that panics gives every caller the same error, the leader
+/// included, and the cache goes on (the leader's caller used to get the
+/// panic itself, and its waiters `Error::Panicked`).
+#[test]
+fn a_panicking_kernel_gives_every_caller_the_same_error() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c = calls.clone();
+    let mut reg = Registry::new();
+    reg.register_fn(
+        "flaky",
+        "1",
+        1,
+        vec![],
+        "panics the first time",
+        move |inputs, _| {
+            if c.fetch_add(1, Ordering::SeqCst) == 0 {
+                std::thread::sleep(Duration::from_millis(200));
+                panic!("flaky kernel: first call");
+            }
+            Ok(inputs[0].to_shared())
+        },
+    )
+    .unwrap();
+    let cache = Arc::new(ArrayCache::builder().registry(reg).build().unwrap());
+    let x = Arc::new(Array1::linspace(0.0, 1.0, 10));
+    let handles: Vec<_> = (0..4)
+        .map(|i| {
+            let (cache, x) = (cache.clone(), x.clone());
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(if i == 0 { 0 } else { 50 }));
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    cache.call("flaky", &[x.arg()], &Params::new())
+                }))
+                .map(|r| r.map(|_| ()).map_err(|e| e.to_string()))
+                .map_err(|_| "the call panicked".to_owned())
+            })
+        })
+        .collect();
+    let results: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    for r in &results {
+        let err = r
+            .as_ref()
+            .expect("no caller sees the panic itself")
+            .as_ref();
+        assert_eq!(
+            err.unwrap_err(),
+            "the computation of 'flaky' panicked: flaky kernel: first call",
+            "{results:?}"
+        );
+    }
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "the waiters did not recompute"
+    );
+    // Not cached: the next call computes again, and succeeds.
+    let ok = cache.call("flaky", &[x.arg()], &Params::new()).unwrap();
+    assert_eq!(ok.typed::<f64>().unwrap(), x.view().into_dyn());
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+}

@@ -150,3 +150,66 @@ fn recursive_same_key_is_reported_not_deadlocked() {
     });
     assert_eq!(m.get(1), 0);
 }
+
+/// Runs the test `name` of this binary in a child process with
+/// `NDCACHE_CHILD=1`, so that a crash (a stack overflow aborts the whole
+/// process) fails this test instead of killing the test run.
+fn in_child_process(name: &str) -> Option<std::process::Output> {
+    if std::env::var_os("NDCACHE_CHILD").is_some() {
+        return None;
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([name, "--exact", "--nocapture", "--test-threads=1"])
+        .env("NDCACHE_CHILD", "1")
+        .output()
+        .unwrap();
+    Some(out)
+}
+
+/// A function asking for its own key, run on a rayon pool thread: the same
+/// `Reentrant` error as off the pool (it overflowed the stack before: on
+/// pool threads a nested request was taken for a stolen job and computed
+/// again, for ever).
+#[test]
+fn recursive_same_key_is_reported_on_a_pool_thread_too() {
+    let name = "memo::recursive_same_key_is_reported_on_a_pool_thread_too";
+    if let Some(out) = in_child_process(name) {
+        assert!(
+            out.status.success(),
+            "the child process failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(String::from_utf8_lossy(&out.stdout).contains("1 passed"));
+        return;
+    }
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .unwrap();
+    let m = Memo::unbounded(|m: &Memo<u8, u8>, x| m.try_get(x).map_or(0, |v| v.saturating_add(1)));
+    // On the pool, from inside a parallel iterator, and off the pool: the
+    // same answer, the error seen by the inner call.
+    assert_eq!(pool.install(|| m.get(1)), 0);
+    let errs: Vec<String> = pool.install(|| {
+        use rayon::prelude::*;
+        (2u8..6)
+            .into_par_iter()
+            .map(|k| {
+                let seen = Memo::unbounded(|m: &Memo<u8, u8>, x| match m.try_get(x) {
+                    Err(e) => {
+                        assert_eq!(
+                            e.to_string(),
+                            "recursive computation of the same key (it would wait for itself)"
+                        );
+                        100
+                    }
+                    Ok(v) => v,
+                });
+                seen.get(k).to_string()
+            })
+            .collect()
+    });
+    assert_eq!(errs, ["100"; 4]);
+    assert_eq!(m.get(2), 0);
+}

@@ -3,8 +3,9 @@
 //! must resolve. Also: a panic while finishing a flight wakes its waiters.
 //! (Found by a review; each test hung or failed before the fix.)
 
+use std::collections::HashMap;
 use std::sync::mpsc;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ndarray::Array1;
@@ -120,7 +121,17 @@ fn a_job_stolen_by_the_leader_for_its_own_key_is_computed() {
             Ok(inputs[0].to_shared())
         })
         .unwrap();
-        let cache = Arc::new(ArrayCache::builder().registry(reg).build().unwrap());
+        // With a disk tier: the leader holds the key's lock file while the
+        // stolen job asks for the same key (this hung before the disk tier
+        // owned its protocol).
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Arc::new(
+            ArrayCache::builder()
+                .registry(reg)
+                .disk(dir.path())
+                .build()
+                .unwrap(),
+        );
         let (tx, rx) = mpsc::channel();
         for delay in [0u64, 50] {
             let (c, tx) = (cache.clone(), tx.clone());
@@ -131,7 +142,10 @@ fn a_job_stolen_by_the_leader_for_its_own_key_is_computed() {
                 tx.send(r.map(|_| ()).map_err(|e| e.to_string())).unwrap();
             });
         }
-        (0..2).map(|_| rx.recv().unwrap()).collect::<Vec<_>>()
+        let r = (0..2).map(|_| rx.recv().unwrap()).collect::<Vec<_>>();
+        drop(cache);
+        drop(dir);
+        r
     });
     assert!(results.iter().all(|r| r.is_ok()), "{results:?}");
 }
@@ -242,4 +256,98 @@ fn a_byte_bounded_tier_evicts_in_global_lru_order() {
         );
         tier.clear();
     }
+}
+
+/// A kernel that counts its runs per input, takes a little while and runs
+/// in parallel inside (so its leader steals sweep items while it waits).
+fn counting_parallel_registry(runs: Arc<Mutex<HashMap<u64, usize>>>) -> Registry {
+    let mut reg = Registry::new();
+    reg.register_fn(
+        "count",
+        "1",
+        1,
+        vec![],
+        "counts its runs",
+        move |inputs, _| {
+            let x = inputs[0].typed::<f64>()?;
+            *runs.lock().unwrap().entry(x[0].to_bits()).or_default() += 1;
+            let v: Vec<f64> = x.iter().copied().collect();
+            let y: Vec<f64> = v
+                .par_iter()
+                .with_min_len(1)
+                .map(|a| {
+                    std::thread::sleep(Duration::from_micros(20));
+                    a.exp()
+                })
+                .collect();
+            Ok(AnyArray::from(Array1::from(y)))
+        },
+    )
+    .unwrap();
+    reg
+}
+
+/// A parameter sweep on the rayon pool over a disk-backed cache, where
+/// items share keys and the kernel itself runs in parallel: it must end,
+/// give every item the right result, and run the kernel at most once per
+/// key in the process. (Before the disk tier owned its get -> lock -> get
+/// -> compute -> put protocol, a leader that stole an item of its own key
+/// waited on its own lock file for ever.)
+fn disk_sweep(threads: usize) {
+    let summary = within(30, "disk-tier sweep", move || {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        let mut extra_runs = 0;
+        for round in 0..100u64 {
+            let dir = tempfile::tempdir().unwrap();
+            let runs = Arc::new(Mutex::new(HashMap::new()));
+            let cache = ArrayCache::builder()
+                .registry(counting_parallel_registry(runs.clone()))
+                .disk(dir.path())
+                .build()
+                .unwrap();
+            // 12 items, 6 keys: neighbours share a key (pairs), and the
+            // pair layout shifts with the round.
+            let items: Vec<u64> = (0..12u64).map(|i| (i + round % 2) / 2).collect();
+            let inputs: Vec<Array1<f64>> = items
+                .iter()
+                .map(|&k| Array1::from_elem(8 + (round % 3) as usize, k as f64 + 0.5))
+                .collect();
+            let out: Vec<Vec<f64>> = pool.install(|| {
+                inputs
+                    .par_iter()
+                    .with_min_len(1)
+                    .map(|x| {
+                        let r = cache.call("count", &[x.arg()], &Params::new()).unwrap();
+                        r.typed::<f64>().unwrap().iter().copied().collect()
+                    })
+                    .collect()
+            });
+            for (x, y) in inputs.iter().zip(&out) {
+                let want: Vec<f64> = x.iter().map(|a| a.exp()).collect();
+                assert_eq!(&want, y, "round {round}: wrong result");
+            }
+            cache.flush();
+            let runs = runs.lock().unwrap();
+            assert_eq!(runs.len(), 6 + (round % 2) as usize, "round {round}");
+            extra_runs += runs.values().map(|&n| n - 1).sum::<usize>();
+        }
+        extra_runs
+    });
+    assert_eq!(
+        summary, 0,
+        "the kernel ran more than once per key ({summary} extra runs in 100 rounds)"
+    );
+}
+
+#[test]
+fn a_parallel_sweep_over_a_disk_tier_computes_each_key_once_on_2_threads() {
+    disk_sweep(2);
+}
+
+#[test]
+fn a_parallel_sweep_over_a_disk_tier_computes_each_key_once_on_4_threads() {
+    disk_sweep(4);
 }
