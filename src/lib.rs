@@ -64,15 +64,14 @@ pub use element::{DType, Element};
 pub use error::{Error, Result};
 pub use kernel::{Kernel, ParamKind, ParamSpec, ParamValue, Params, Registry};
 pub use key::{
-    call_key, fingerprint, fingerprint_any, Fingerprint, ParseFingerprintError, CHUNK_BYTES,
-    KEY_FORMAT_VERSION,
+    call_key, fingerprint, Fingerprint, ParseFingerprintError, CHUNK_BYTES, KEY_FORMAT_VERSION,
 };
 pub use memo::{CacheInfo, Memo, MemoBuilder};
 pub use memory::{CacheStats, Clock, FlightError, ManualClock, MemoryTier, MonotonicClock};
 pub use tiered::{
     ArrayCache, ArrayCacheBuilder, ArrayCacheInfo, Call, KernelInfo, DEFAULT_MAX_BYTES,
 };
-pub use value::{AnyArray, AnyView, Arg, AsArg, Keyed};
+pub use value::{fingerprint_any, AnyArray, AnyView, Arg, AsArg, Keyed};
 
 /// The README's code examples, compiled and run as doctests.
 #[cfg(doctest)]
