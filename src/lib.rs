@@ -48,6 +48,7 @@
 #![deny(missing_docs)]
 #![warn(rust_2018_idioms)]
 
+mod cache;
 pub mod disk;
 mod element;
 mod error;
@@ -57,9 +58,11 @@ mod key;
 mod memo;
 pub mod memory;
 mod sync;
-mod tiered;
 mod value;
 
+pub use cache::{
+    ArrayCache, ArrayCacheBuilder, ArrayCacheInfo, Call, KernelInfo, DEFAULT_MAX_BYTES,
+};
 pub use element::{DType, Element};
 pub use error::{Error, Result};
 pub use kernel::{Kernel, ParamKind, ParamSpec, ParamValue, Params, Registry};
@@ -68,9 +71,6 @@ pub use key::{
 };
 pub use memo::{CacheInfo, Memo, MemoBuilder};
 pub use memory::{CacheStats, Clock, FlightError, ManualClock, MemoryTier, MonotonicClock};
-pub use tiered::{
-    ArrayCache, ArrayCacheBuilder, ArrayCacheInfo, Call, KernelInfo, DEFAULT_MAX_BYTES,
-};
 pub use value::{fingerprint_any, AnyArray, AnyView, Arg, AsArg, Keyed};
 
 /// The README's code examples, compiled and run as doctests.
