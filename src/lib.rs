@@ -71,6 +71,7 @@ pub use key::{
 };
 pub use memo::{CacheInfo, Memo, MemoBuilder};
 pub use memory::{CacheStats, Clock, FlightError, ManualClock, MemoryTier, MonotonicClock};
+pub(crate) use value::{dispatch_array, dispatch_view};
 pub use value::{fingerprint_any, AnyArray, AnyView, Arg, AsArg, Keyed};
 
 /// The README's code examples, compiled and run as doctests.

@@ -13,8 +13,6 @@ use crate::error::{Error, Result};
 use crate::key::{fingerprint_dyn, Fingerprint};
 
 /// Runs `$body` with `$v` bound to the typed array inside an [`AnyArray`].
-#[doc(hidden)]
-#[macro_export]
 macro_rules! dispatch_array {
     ($a:expr, $v:ident => $body:expr) => {
         match $a {
@@ -27,8 +25,6 @@ macro_rules! dispatch_array {
 }
 
 /// Runs `$body` with `$v` bound to the typed view inside an [`AnyView`].
-#[doc(hidden)]
-#[macro_export]
 macro_rules! dispatch_view {
     ($a:expr, $v:ident => $body:expr) => {
         match $a {
@@ -39,6 +35,7 @@ macro_rules! dispatch_view {
         }
     };
 }
+pub(crate) use {dispatch_array, dispatch_view};
 
 /// A shared, immutable array of any supported dtype and dimension.
 ///
@@ -171,7 +168,7 @@ fn T_wrap_view<T: Element>(v: ArrayViewD<'_, T>) -> AnyView<'_> {
 
 /// The fingerprint of a dtype-erased view (see [`fingerprint`](crate::fingerprint)).
 pub fn fingerprint_any(view: &AnyView<'_>) -> Fingerprint {
-    crate::dispatch_view!(view, v => fingerprint_dyn(v.clone()))
+    dispatch_view!(view, v => fingerprint_dyn(v.clone()))
 }
 
 /// Conversions between typed arrays and [`AnyArray`]/[`AnyView`], for any
