@@ -7,6 +7,7 @@ use std::fmt;
 /// The order of the variants is numpy's promotion order among themselves
 /// only in part; use [`DType::promote`] for `numpy.result_type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
 pub enum DType {
     /// 32-bit IEEE float, numpy `float32` (`<f4`).
     F32,

@@ -42,6 +42,7 @@ pub(crate) use {dispatch_array, dispatch_view};
 /// Cloning is O(1) (a reference count), so the memory tier can hand the same
 /// result to every caller without copying the data.
 #[derive(Clone)]
+#[non_exhaustive]
 pub enum AnyArray {
     /// `float32` data.
     F32(ArcArray<f32, IxDyn>),
@@ -56,6 +57,7 @@ pub enum AnyArray {
 /// A borrowed view of an array of any supported dtype and dimension, in any
 /// memory layout.
 #[derive(Clone)]
+#[non_exhaustive]
 pub enum AnyView<'a> {
     /// `float32` data.
     F32(ArrayViewD<'a, f32>),
