@@ -15,7 +15,7 @@
 //! - [`Registry`]: numpy's ufuncs and reductions by name, with numpy's
 //!   broadcasting, dtype promotion and NaN rules, deterministic on any
 //!   number of threads;
-//! - [`ArrayCache`]: the facade, key → memory → compute.
+//! - [`ArrayCache`]: the facade, key → memory → disk → compute.
 //!
 //! # Example: memoize a recursive function
 //!
