@@ -2,15 +2,12 @@
 
 use std::fmt;
 
-use ndarray::{ArcArray, ArrayViewD, IxDyn};
-
-use crate::value::{AnyArray, AnyView};
-
 /// The numpy dtypes ndcache supports.
 ///
 /// The order of the variants is numpy's promotion order among themselves
 /// only in part; use [`DType::promote`] for `numpy.result_type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
 pub enum DType {
     /// 32-bit IEEE float, numpy `float32` (`<f4`).
     F32,
@@ -96,12 +93,52 @@ impl fmt::Display for DType {
     }
 }
 
-mod sealed {
-    pub trait Sealed {}
-    impl Sealed for f32 {}
-    impl Sealed for f64 {}
-    impl Sealed for i32 {}
-    impl Sealed for i64 {}
+pub(crate) mod sealed {
+    /// Something generic over the element type, such as `ArcArray<T, IxDyn>`:
+    /// `Of<T>` for each `T`. Lets value.rs convert between typed and
+    /// dtype-erased arrays without this module knowing about them.
+    pub trait Family {
+        type Of<T: 'static>;
+    }
+
+    /// One `F::Of<T>`, for one of the four element types.
+    pub enum Cases<F: Family> {
+        F32(F::Of<f32>),
+        F64(F::Of<f64>),
+        I32(F::Of<i32>),
+        I64(F::Of<i64>),
+    }
+
+    /// Seals [`super::Element`], and tells which of the four types `Self` is.
+    /// Nothing outside the crate can name `Family`, so nothing outside can
+    /// call these.
+    pub trait Sealed: Sized + 'static {
+        fn into_cases<F: Family>(x: F::Of<Self>) -> Cases<F>;
+        fn from_cases<F: Family>(c: Cases<F>) -> Option<F::Of<Self>>;
+    }
+
+    macro_rules! impl_sealed {
+        ($t:ty, $d:ident) => {
+            impl Sealed for $t {
+                #[inline]
+                fn into_cases<F: Family>(x: F::Of<Self>) -> Cases<F> {
+                    Cases::$d(x)
+                }
+                #[inline]
+                fn from_cases<F: Family>(c: Cases<F>) -> Option<F::Of<Self>> {
+                    match c {
+                        Cases::$d(x) => Some(x),
+                        _ => None,
+                    }
+                }
+            }
+        };
+    }
+
+    impl_sealed!(f32, F32);
+    impl_sealed!(f64, F64);
+    impl_sealed!(i32, I32);
+    impl_sealed!(i64, I64);
 }
 
 /// An element type ndcache can hash, cache and compute on: `f32`, `f64`,
@@ -127,15 +164,6 @@ pub trait Element:
     /// This value with its bytes in little-endian order (a no-op on
     /// little-endian machines).
     fn to_le(self) -> Self;
-
-    #[doc(hidden)]
-    fn wrap_arc(a: ArcArray<Self, IxDyn>) -> AnyArray;
-    #[doc(hidden)]
-    fn wrap_view(v: ArrayViewD<'_, Self>) -> AnyView<'_>;
-    #[doc(hidden)]
-    fn unwrap_arc(a: &AnyArray) -> Option<&ArcArray<Self, IxDyn>>;
-    #[doc(hidden)]
-    fn unwrap_view<'a>(v: &AnyView<'a>) -> Option<ArrayViewD<'a, Self>>;
 }
 
 macro_rules! impl_element {
@@ -146,28 +174,6 @@ macro_rules! impl_element {
             fn to_le(self) -> Self {
                 let bits: $bits = bytemuck::cast(self);
                 bytemuck::cast(bits.to_le())
-            }
-            #[inline]
-            fn wrap_arc(a: ArcArray<Self, IxDyn>) -> AnyArray {
-                AnyArray::$d(a)
-            }
-            #[inline]
-            fn wrap_view(v: ArrayViewD<'_, Self>) -> AnyView<'_> {
-                AnyView::$d(v)
-            }
-            #[inline]
-            fn unwrap_arc(a: &AnyArray) -> Option<&ArcArray<Self, IxDyn>> {
-                match a {
-                    AnyArray::$d(a) => Some(a),
-                    _ => None,
-                }
-            }
-            #[inline]
-            fn unwrap_view<'a>(v: &AnyView<'a>) -> Option<ArrayViewD<'a, Self>> {
-                match v {
-                    AnyView::$d(v) => Some(v.clone()),
-                    _ => None,
-                }
             }
         }
     };

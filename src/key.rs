@@ -27,7 +27,6 @@ use rayon::prelude::*;
 
 use crate::element::{DType, Element};
 use crate::hash::{xxh3_128, Xxh3};
-use crate::value::AnyView;
 
 /// Version of the key format, hashed into every fingerprint and call key.
 pub const KEY_FORMAT_VERSION: u32 = 1;
@@ -147,12 +146,7 @@ where
     fingerprint_dyn(array.view().into_dyn())
 }
 
-/// The fingerprint of a dtype-erased view (see [`fingerprint`]).
-pub fn fingerprint_any(view: &AnyView<'_>) -> Fingerprint {
-    crate::dispatch_view!(view, v => fingerprint_dyn(v.clone()))
-}
-
-fn fingerprint_dyn<T: Element>(view: ArrayViewD<'_, T>) -> Fingerprint {
+pub(crate) fn fingerprint_dyn<T: Element>(view: ArrayViewD<'_, T>) -> Fingerprint {
     let nbytes = view.len() * T::DTYPE.size();
     // The header and the chunk digests, hashed at the end: the same value
     // as streaming them, without the streaming hasher's allocation.

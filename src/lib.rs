@@ -15,7 +15,7 @@
 //! - [`Registry`]: numpy's ufuncs and reductions by name, with numpy's
 //!   broadcasting, dtype promotion and NaN rules, deterministic on any
 //!   number of threads;
-//! - [`ArrayCache`]: the facade, key → memory → compute.
+//! - [`ArrayCache`]: the facade, key → memory → disk → compute.
 //!
 //! # Example: memoize a recursive function
 //!
@@ -48,6 +48,7 @@
 #![deny(missing_docs)]
 #![warn(rust_2018_idioms)]
 
+mod cache;
 pub mod disk;
 mod element;
 mod error;
@@ -58,22 +59,21 @@ mod key;
 mod memo;
 pub mod memory;
 mod sync;
-mod tiered;
 mod value;
 
+pub use cache::{
+    ArrayCache, ArrayCacheBuilder, ArrayCacheInfo, Call, KernelInfo, Source, DEFAULT_MAX_BYTES,
+};
 pub use element::{DType, Element};
 pub use error::{Error, Result};
 pub use kernel::{Kernel, ParamKind, ParamSpec, ParamValue, Params, Registry};
 pub use key::{
-    call_key, fingerprint, fingerprint_any, Fingerprint, ParseFingerprintError, CHUNK_BYTES,
-    KEY_FORMAT_VERSION,
+    call_key, fingerprint, Fingerprint, ParseFingerprintError, CHUNK_BYTES, KEY_FORMAT_VERSION,
 };
 pub use memo::{CacheInfo, Memo, MemoBuilder};
 pub use memory::{CacheStats, Clock, FlightError, ManualClock, MemoryTier, MonotonicClock};
-pub use tiered::{
-    ArrayCache, ArrayCacheBuilder, ArrayCacheInfo, Call, KernelInfo, Source, DEFAULT_MAX_BYTES,
-};
-pub use value::{AnyArray, AnyView, Arg, AsArg, Keyed};
+pub(crate) use value::{dispatch_array, dispatch_view};
+pub use value::{fingerprint_any, AnyArray, AnyView, Arg, AsArg, Keyed};
 
 /// The README's code examples, compiled and run as doctests.
 #[cfg(doctest)]

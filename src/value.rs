@@ -3,15 +3,16 @@
 
 use std::fmt;
 
+use std::marker::PhantomData;
+
 use ndarray::{ArcArray, ArrayBase, ArrayViewD, Data, Dimension, IxDyn};
 
+use crate::element::sealed::{Cases, Family};
 use crate::element::{DType, Element};
 use crate::error::{Error, Result};
-use crate::key::{fingerprint_any, Fingerprint};
+use crate::key::{fingerprint_dyn, Fingerprint};
 
 /// Runs `$body` with `$v` bound to the typed array inside an [`AnyArray`].
-#[doc(hidden)]
-#[macro_export]
 macro_rules! dispatch_array {
     ($a:expr, $v:ident => $body:expr) => {
         match $a {
@@ -24,8 +25,6 @@ macro_rules! dispatch_array {
 }
 
 /// Runs `$body` with `$v` bound to the typed view inside an [`AnyView`].
-#[doc(hidden)]
-#[macro_export]
 macro_rules! dispatch_view {
     ($a:expr, $v:ident => $body:expr) => {
         match $a {
@@ -36,12 +35,14 @@ macro_rules! dispatch_view {
         }
     };
 }
+pub(crate) use {dispatch_array, dispatch_view};
 
 /// A shared, immutable array of any supported dtype and dimension.
 ///
 /// Cloning is O(1) (a reference count), so the memory tier can hand the same
 /// result to every caller without copying the data.
 #[derive(Clone)]
+#[non_exhaustive]
 pub enum AnyArray {
     /// `float32` data.
     F32(ArcArray<f32, IxDyn>),
@@ -56,6 +57,7 @@ pub enum AnyArray {
 /// A borrowed view of an array of any supported dtype and dimension, in any
 /// memory layout.
 #[derive(Clone)]
+#[non_exhaustive]
 pub enum AnyView<'a> {
     /// `float32` data.
     F32(ArrayViewD<'a, f32>),
@@ -164,6 +166,74 @@ impl AnyArray {
 #[allow(non_snake_case)]
 fn T_wrap_view<T: Element>(v: ArrayViewD<'_, T>) -> AnyView<'_> {
     T::wrap_view(v)
+}
+
+/// The fingerprint of a dtype-erased view (see [`fingerprint`](crate::fingerprint)).
+pub fn fingerprint_any(view: &AnyView<'_>) -> Fingerprint {
+    dispatch_view!(view, v => fingerprint_dyn(v.clone()))
+}
+
+/// Conversions between typed arrays and [`AnyArray`]/[`AnyView`], for any
+/// `T: Element` (crate-private: `Element` itself knows nothing of them).
+pub(crate) trait Wrap: Element {
+    fn wrap_arc(a: ArcArray<Self, IxDyn>) -> AnyArray;
+    fn wrap_view(v: ArrayViewD<'_, Self>) -> AnyView<'_>;
+    fn unwrap_arc(a: &AnyArray) -> Option<&ArcArray<Self, IxDyn>>;
+    fn unwrap_view<'a>(v: &AnyView<'a>) -> Option<ArrayViewD<'a, Self>>;
+}
+
+struct Arcs;
+impl Family for Arcs {
+    type Of<T: 'static> = ArcArray<T, IxDyn>;
+}
+
+struct ArcRefs<'a>(PhantomData<&'a ()>);
+impl<'a> Family for ArcRefs<'a> {
+    type Of<T: 'static> = &'a ArcArray<T, IxDyn>;
+}
+
+struct Views<'a>(PhantomData<&'a ()>);
+impl<'a> Family for Views<'a> {
+    type Of<T: 'static> = ArrayViewD<'a, T>;
+}
+
+impl<T: Element> Wrap for T {
+    #[inline]
+    fn wrap_arc(a: ArcArray<Self, IxDyn>) -> AnyArray {
+        match T::into_cases::<Arcs>(a) {
+            Cases::F32(a) => AnyArray::F32(a),
+            Cases::F64(a) => AnyArray::F64(a),
+            Cases::I32(a) => AnyArray::I32(a),
+            Cases::I64(a) => AnyArray::I64(a),
+        }
+    }
+    #[inline]
+    fn wrap_view(v: ArrayViewD<'_, Self>) -> AnyView<'_> {
+        match T::into_cases::<Views<'_>>(v) {
+            Cases::F32(v) => AnyView::F32(v),
+            Cases::F64(v) => AnyView::F64(v),
+            Cases::I32(v) => AnyView::I32(v),
+            Cases::I64(v) => AnyView::I64(v),
+        }
+    }
+    #[inline]
+    fn unwrap_arc(a: &AnyArray) -> Option<&ArcArray<Self, IxDyn>> {
+        T::from_cases::<ArcRefs<'_>>(match a {
+            AnyArray::F32(a) => Cases::F32(a),
+            AnyArray::F64(a) => Cases::F64(a),
+            AnyArray::I32(a) => Cases::I32(a),
+            AnyArray::I64(a) => Cases::I64(a),
+        })
+    }
+    #[inline]
+    fn unwrap_view<'a>(v: &AnyView<'a>) -> Option<ArrayViewD<'a, Self>> {
+        T::from_cases::<Views<'a>>(match v {
+            AnyView::F32(v) => Cases::F32(v.clone()),
+            AnyView::F64(v) => Cases::F64(v.clone()),
+            AnyView::I32(v) => Cases::I32(v.clone()),
+            AnyView::I64(v) => Cases::I64(v.clone()),
+        })
+    }
 }
 
 fn element_dtype<T: Element, D: Dimension>(_: &ArcArray<T, D>) -> DType {

@@ -20,7 +20,7 @@ use ndarray::{ArcArray, ArrayViewD, IxDyn, ShapeBuilder};
 use super::layout::temp_path;
 use crate::element::{DType, Element};
 use crate::error::{Error, IoResultExt, Result};
-use crate::value::AnyArray;
+use crate::value::{AnyArray, Wrap};
 
 const MAGIC: &[u8; 6] = b"\x93NUMPY";
 

@@ -95,18 +95,18 @@ impl Kernel for FnKernel {
 /// A kernel resolved for one call: the kernel, its canonical parameters and
 /// their encoding for the call key.
 #[derive(Debug, Clone)]
-pub struct Prepared {
+pub(crate) struct Prepared {
     /// The kernel.
-    pub kernel: Arc<dyn Kernel>,
+    pub(crate) kernel: Arc<dyn Kernel>,
     /// The parameters with defaults filled in.
-    pub params: Params,
+    pub(crate) params: Params,
     /// The canonical encoding of the parameters.
-    pub param_bytes: Vec<u8>,
+    pub(crate) param_bytes: Vec<u8>,
 }
 
 impl Prepared {
     /// Runs the kernel on `inputs` (after checking their number and shapes).
-    pub fn compute(&self, inputs: &[AnyView<'_>]) -> Result<AnyArray> {
+    pub(crate) fn compute(&self, inputs: &[AnyView<'_>]) -> Result<AnyArray> {
         check_arity(self.kernel.as_ref(), inputs.len())?;
         for v in inputs {
             check_shape(v.shape(), v.dtype().size())?;
@@ -116,7 +116,7 @@ impl Prepared {
 }
 
 /// numpy's limit on the number of dimensions (`NPY_MAXDIMS`).
-pub const MAX_DIMS: usize = 64;
+pub(crate) const MAX_DIMS: usize = 64;
 
 /// Checks that an array of `shape` could exist: at most [`MAX_DIMS`]
 /// dimensions, and (as numpy requires) the product of its non-zero
@@ -293,7 +293,7 @@ impl Registry {
 
     /// Resolves a call: finds the kernel, checks the number of inputs and
     /// canonicalizes the parameters.
-    pub fn prepare(&self, name: &str, arity: usize, params: &Params) -> Result<Prepared> {
+    pub(crate) fn prepare(&self, name: &str, arity: usize, params: &Params) -> Result<Prepared> {
         let kernel = Arc::clone(self.get(name)?);
         check_arity(kernel.as_ref(), arity)?;
         let (params, param_bytes) = params.canonicalize(kernel.name(), kernel.params())?;

@@ -8,6 +8,7 @@ use crate::error::{Error, Result};
 
 /// The value of one kernel parameter.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum ParamValue {
     /// An integer (`axis`, `ddof` ...).
     Int(i64),
@@ -74,6 +75,7 @@ impl From<String> for ParamValue {
 
 /// The type a parameter takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ParamKind {
     /// An integer.
     Int,

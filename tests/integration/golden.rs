@@ -189,6 +189,7 @@ fn check_result(case: &Case, inputs: &[Input], got: &AnyArray) -> Result<(), Str
         DType::F64 => check_typed::<f64>(case, inputs, got, full_shape, step),
         DType::I32 => check_typed::<i32>(case, inputs, got, full_shape, step),
         DType::I64 => check_typed::<i64>(case, inputs, got, full_shape, step),
+        d => Err(format!("no golden check for dtype {d}")),
     }
 }
 

@@ -70,6 +70,19 @@ fn input(dtype: u8, shape: &[usize], layout: Layout, seed: u64) -> AnyArray {
     }
 }
 
+/// Runs `$body` with `$v` bound to the typed array inside an [`AnyArray`].
+macro_rules! dispatch_array {
+    ($a:expr, $v:ident => $body:expr) => {
+        match $a {
+            AnyArray::F32($v) => $body,
+            AnyArray::F64($v) => $body,
+            AnyArray::I32($v) => $body,
+            AnyArray::I64($v) => $body,
+            _ => unreachable!("a dtype these tests do not generate"),
+        }
+    };
+}
+
 /// The view a layout asks for: strided and reversed views are taken from a
 /// bigger or flipped array holding the same logical values.
 fn with_view<R>(a: &AnyArray, layout: Layout, f: impl FnOnce(ndcache::AnyView<'_>) -> R) -> R {
@@ -83,11 +96,11 @@ fn with_view<R>(a: &AnyArray, layout: Layout, f: impl FnOnce(ndcache::AnyView<'_
     }
     match layout {
         Layout::C | Layout::Fortran => f(a.view()),
-        Layout::Strided => ndcache::dispatch_array!(a, x => {
+        Layout::Strided => dispatch_array!(a, x => {
             let big = strided(&x.to_owned());
             f(big.slice_each_axis(|_| ndarray::Slice::new(0, None, 2)).into())
         }),
-        Layout::Reversed => ndcache::dispatch_array!(a, x => {
+        Layout::Reversed => dispatch_array!(a, x => {
             if x.ndim() == 0 {
                 return f(a.view());
             }

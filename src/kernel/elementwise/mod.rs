@@ -35,6 +35,7 @@
 mod engine;
 mod math;
 mod ops;
+mod plan;
 mod simd;
 mod source;
 mod trig;

@@ -3,7 +3,7 @@
 
 use ndarray::{ArrayViewD, ArrayViewMutD, Axis, IxDyn, Slice, Zip};
 
-use super::engine::{apply_steps, Plan, Step, Task};
+use super::plan::{apply_steps, Plan, Step, Task};
 use super::simd::Operand;
 use crate::element::Element;
 use crate::value::AnyView;

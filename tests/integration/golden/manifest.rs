@@ -503,6 +503,7 @@ fn load_any(spec: &InputSpec, zero_synth: bool) -> Result<Input, String> {
         DType::F64 => Input::F64(load(spec, zero_synth)?),
         DType::I32 => Input::I32(load(spec, zero_synth)?),
         DType::I64 => Input::I64(load(spec, zero_synth)?),
+        d => return Err(format!("no golden inputs of dtype {d}")),
     })
 }
 
