@@ -76,83 +76,83 @@ use ndcache::{AnyArray, AnyView, Params, Registry};
 /// edit a digest without bumping the kernel's version.
 #[rustfmt::skip]
 const PINNED: &[(&str, &str, &str, &str)] = &[
-    ("absolute", "1", "f32", "7979c808e472026186eca6a750ce8afb"),
-    ("absolute", "1", "f64", "56de09583460a390b588d67b90abf603"),
+    ("absolute", "1", "f32", "617dae1b8a2b92a3290f4da2f0e36bc2"),
+    ("absolute", "1", "f64", "882191f15b10d33982f417c6fbf18c8b"),
     ("absolute", "1", "i32", "d33064c6c7763098eb33d89c70a03241"),
     ("absolute", "1", "i64", "59ed3d97ba6d80abe277125754f20e62"),
-    ("add", "1", "f32", "c0f70226ec47a006d8dc161da42cd2ed"),
-    ("add", "1", "f32,f64", "c62d90ff426d4d7050916d8644609b84"),
-    ("add", "1", "f64", "9426e5210e47ba3911320a12ce4c2bad"),
+    ("add", "1", "f32", "51a10300103f3db1d7e6e7f0e172c8d3"),
+    ("add", "1", "f32,f64", "d0d823a4bbc046296991e2aeeee38fa7"),
+    ("add", "1", "f64", "ca4ecfffe376614f4b91ec6960cc3c9c"),
     ("add", "1", "i32", "21238fd5b09dc7011085e2df1da075f1"),
-    ("add", "1", "i32,f32", "08dacafbe59237f9f3996bba174a61a0"),
+    ("add", "1", "i32,f32", "08a4e0b6795b6a9114be15b1dbd449c5"),
     ("add", "1", "i32,i64", "ad67a4de5f1c306ca91cca2f17134e9b"),
     ("add", "1", "i64", "f1c0311224c03a2b2b7599b5f462d32b"),
-    ("cos", "1", "f32", "28df367c11fc30c41884035ecd71260c"),
-    ("cos", "1", "f64", "28e651c0c9ed4e36ecd613094d6e5a17"),
-    ("cos", "1", "i32", "f9e321ae11961258f34a632529d6516d"),
-    ("cos", "1", "i64", "80a767d753374b29e49b1654fef2039b"),
+    ("cos", "2", "f32", "206e26f13c712847779b8c87d4a9a53b"),
+    ("cos", "2", "f64", "242f5768fb8dc3eeb1feae7838717803"),
+    ("cos", "2", "i32", "f9e321ae11961258f34a632529d6516d"),
+    ("cos", "2", "i64", "80a767d753374b29e49b1654fef2039b"),
     ("cumsum", "1", "f32", "fe5dcf22d225a67dbf740a67e703eedc"),
     ("cumsum", "1", "f64", "0b0e68dd1d5c43d1d99ed4d0d4556ccd"),
     ("cumsum", "1", "i32", "68c87e6d420fffc3fd1cffa8b613332b"),
     ("cumsum", "1", "i64", "ac51c19aea3dc3c87e6fdb1a7da10694"),
-    ("divide", "1", "f32", "2b296bdab46180b8cae55fd61fec8c8a"),
-    ("divide", "1", "f32,f64", "45ceba2d9832819825d05ae99f9e6547"),
-    ("divide", "1", "f64", "fe2b0a7d56f08b72d570d21ee1510092"),
+    ("divide", "1", "f32", "394d55250fafe203227e7aa8265b8353"),
+    ("divide", "1", "f32,f64", "7564ecf246310e04a46e195e5504da6e"),
+    ("divide", "1", "f64", "c28108e665ba82971252ea28133f7cea"),
     ("divide", "1", "i32", "40e48d225cd6d01aa203677e5a4c0b72"),
-    ("divide", "1", "i32,f32", "aaa3767ae6239144091b56430c0d1f12"),
+    ("divide", "1", "i32,f32", "d3fed1b6a0ff67cab76b6fa364d8420e"),
     ("divide", "1", "i32,i64", "8789db4eb9706beb5864a5354e769932"),
     ("divide", "1", "i64", "b4e9dd6f90272ac7075cfcce6f1727fa"),
-    ("exp", "1", "f32", "a1ff59c39aa50d289046110070ed1c73"),
-    ("exp", "1", "f64", "e8e7a947d82807241f50dfc037a3c45e"),
-    ("exp", "1", "i32", "612d18a5b444499d721c16e539f280f1"),
-    ("exp", "1", "i64", "dc38ae0b8fba454a57ebfff90ab412a5"),
-    ("expm1", "1", "f32", "dcad307a4364b4197d256f3a4e2bb6ed"),
-    ("expm1", "1", "f64", "36db61a3b309fe39f540cdc0118eb7bc"),
-    ("expm1", "1", "i32", "082f8fc9183ff021213f2d89ca47ea15"),
-    ("expm1", "1", "i64", "6ee32e120bbfa596e1f2f4545d3fea7c"),
-    ("log", "1", "f32", "09d4ddf5cee8dc80e5c53c45a62a8665"),
-    ("log", "1", "f64", "8b8bdbbf6513c28753a67c420c817dc4"),
-    ("log", "1", "i32", "5487cddb6523531bdd7cf0e4e55e7e38"),
-    ("log", "1", "i64", "17e926b56f90d4176396424071b77a35"),
-    ("log1p", "1", "f32", "706ab68542bc0bce6ad979a7f7e3e1d8"),
-    ("log1p", "1", "f64", "a36828b771f3b40c0b26f153186517ad"),
-    ("log1p", "1", "i32", "da8bf22cf61e9fac6e4dacc20acb7ebf"),
-    ("log1p", "1", "i64", "9acf1c7a48458b7f64196e64bffde91c"),
-    ("max", "1", "f32", "fb7cf216855e6bd4de0d114b0f904ddc"),
-    ("max", "1", "f64", "e26b4bd59059b5a65a48f7746feb3f16"),
-    ("max", "1", "i32", "baec8c0adc6bdd35dd425a78f9d65c41"),
-    ("max", "1", "i64", "aa898ef74e4210594352e8266f1aa1e1"),
-    ("maximum", "1", "f32", "982e05e90aa7ed52ed9be35dbc230c53"),
-    ("maximum", "1", "f32,f64", "1f1d384393d046929f63f2f9e84d0ac0"),
-    ("maximum", "1", "f64", "a43e355b90cbc17d77b42d2f48ec9dc1"),
+    ("exp", "2", "f32", "20b9b6daa7a6ab337c031411d5cdbd04"),
+    ("exp", "2", "f64", "3ca279a01eb5b5c9faa1d0e3dd437baf"),
+    ("exp", "2", "i32", "612d18a5b444499d721c16e539f280f1"),
+    ("exp", "2", "i64", "dc38ae0b8fba454a57ebfff90ab412a5"),
+    ("expm1", "2", "f32", "6242c00f636283c4379bc0aa287a860e"),
+    ("expm1", "2", "f64", "bbf4a6d7b9b1d1e10c09e56d6bd8f3a2"),
+    ("expm1", "2", "i32", "082f8fc9183ff021213f2d89ca47ea15"),
+    ("expm1", "2", "i64", "6ee32e120bbfa596e1f2f4545d3fea7c"),
+    ("log", "2", "f32", "5cabcc45ac0e3322baca957b6a0e4153"),
+    ("log", "2", "f64", "409014f442abfdb31b9b036f0491b5bb"),
+    ("log", "2", "i32", "5487cddb6523531bdd7cf0e4e55e7e38"),
+    ("log", "2", "i64", "17e926b56f90d4176396424071b77a35"),
+    ("log1p", "2", "f32", "c97b7190db01b74ca3a1b8acd692500b"),
+    ("log1p", "2", "f64", "149d24b99579c4af3a65ccd45352514d"),
+    ("log1p", "2", "i32", "da8bf22cf61e9fac6e4dacc20acb7ebf"),
+    ("log1p", "2", "i64", "9acf1c7a48458b7f64196e64bffde91c"),
+    ("max", "2", "f32", "ba0df1c1c6529245b293d742b19f5281"),
+    ("max", "2", "f64", "8aa6312c0822718b8d196a2bba22351f"),
+    ("max", "2", "i32", "baec8c0adc6bdd35dd425a78f9d65c41"),
+    ("max", "2", "i64", "aa898ef74e4210594352e8266f1aa1e1"),
+    ("maximum", "1", "f32", "8f422967915c5a9bfc94ab105aa49482"),
+    ("maximum", "1", "f32,f64", "12d4ac4a37fca3ddbf43ac5c3a98ee71"),
+    ("maximum", "1", "f64", "bb18ebfad37de898d29e791a66e43752"),
     ("maximum", "1", "i32", "96ed6eae48ea4b78e619d897e1fa48b4"),
-    ("maximum", "1", "i32,f32", "e408b51a593b0db87932a7e165a2cefb"),
+    ("maximum", "1", "i32,f32", "e52875ff07041fc1de0a38e6417fe689"),
     ("maximum", "1", "i32,i64", "a0b7a402f5cc7c3f7862ac2b230c7dac"),
     ("maximum", "1", "i64", "cb0335eb697944518df4960c42cf1dda"),
-    ("mean", "1", "f32", "1aa754a5822f2ea96b7c7553468bc8f9"),
-    ("mean", "1", "f64", "3211f007aba899b0d301329c8c254f28"),
+    ("mean", "1", "f32", "29c1649bdc87147c60935eaee7afe886"),
+    ("mean", "1", "f64", "f7fbc2c35fd8b3cc8b568f3504a8409d"),
     ("mean", "1", "i32", "1692c84815c86572ab1bc08fa7eda10b"),
     ("mean", "1", "i64", "55c69c31d24a719784b23b299c6b87af"),
-    ("min", "1", "f32", "ac17f8da48ce24ec9894529278f1f55b"),
-    ("min", "1", "f64", "0dffa5649b48c3a4e027395216947b68"),
-    ("min", "1", "i32", "d2f748ebad3f70d06000309729d65e34"),
-    ("min", "1", "i64", "caa6c0315d67aef5a665cb0aed048a9f"),
-    ("minimum", "1", "f32", "1ee8af100475e9de8983370088c39c35"),
-    ("minimum", "1", "f32,f64", "13184b1c3fb54777c26bf1a93773f521"),
-    ("minimum", "1", "f64", "9aa2785ae523b7feb4d97dee43e28242"),
+    ("min", "2", "f32", "d81f0a90cc6eadafb9410f4a8b5d7cbc"),
+    ("min", "2", "f64", "93abf51c195dc1ed1a759e741c38e5a2"),
+    ("min", "2", "i32", "d2f748ebad3f70d06000309729d65e34"),
+    ("min", "2", "i64", "caa6c0315d67aef5a665cb0aed048a9f"),
+    ("minimum", "1", "f32", "b022788f4bcc228a2bd6e3324caad71e"),
+    ("minimum", "1", "f32,f64", "d3e2835160aa702da3cec3da562c8801"),
+    ("minimum", "1", "f64", "fff3241ae887c2907f74bcb1c404c46c"),
     ("minimum", "1", "i32", "a1b9b98d12d6b1924908eeb5e606a988"),
-    ("minimum", "1", "i32,f32", "34c0fcfb5dff00a183086bc2f990f53f"),
+    ("minimum", "1", "i32,f32", "6301eed284db6bea15090ff9b61d991f"),
     ("minimum", "1", "i32,i64", "3fe2c3b21c75b7622b9049363b7f67dc"),
     ("minimum", "1", "i64", "a6bf7a39d7a78872de2f1542f06fc75f"),
-    ("multiply", "1", "f32", "b5aa89553da316b4607186206e037fc4"),
-    ("multiply", "1", "f32,f64", "400e69194de768acbf0a41b61957ed1c"),
-    ("multiply", "1", "f64", "fe63bac0af890160a0aa6520bf7c247b"),
+    ("multiply", "1", "f32", "4617695eb0d8f6a12e5b47785a37974c"),
+    ("multiply", "1", "f32,f64", "4e7808762e39b8f82130356d4cae8159"),
+    ("multiply", "1", "f64", "acb11e72c5abbc81464800d58cf3501c"),
     ("multiply", "1", "i32", "e21a9938f3a8108bf4d3cad781c4ddc6"),
-    ("multiply", "1", "i32,f32", "43f672f35b5f16593e71b7c671fca02f"),
+    ("multiply", "1", "i32,f32", "f2807d1f59335cb10ff99356bff15f38"),
     ("multiply", "1", "i32,i64", "efbae70c70049c8ef25462addb21b511"),
     ("multiply", "1", "i64", "c1b80bab621fb98eff06ce55d5773667"),
-    ("negative", "1", "f32", "92407f1023379bea28e023537fdcac15"),
-    ("negative", "1", "f64", "7fc94ba8beba61f1563e202c29f447ed"),
+    ("negative", "1", "f32", "5677e7e1ba3385ac31c580d7d480dcd7"),
+    ("negative", "1", "f64", "09c93deb50e6ae3a5f3dfda907e3c943"),
     ("negative", "1", "i32", "c111a4d72e3ad9ac7981517483e94f22"),
     ("negative", "1", "i64", "d2b5b7bef9139417aa760522ad775b2a"),
     ("power", "1", "f32", "a7b7f5935c436c86b0f6937128a69551"),
@@ -162,51 +162,51 @@ const PINNED: &[(&str, &str, &str, &str)] = &[
     ("power", "1", "i32,f32", "894c4bfc66c5e175dae97ea71cd4a7e0"),
     ("power", "1", "i32,i64", "42eac695f257ac02149688b05b279696"),
     ("power", "1", "i64", "a2bfdeb0766b2da19368828d5f12eb0b"),
-    ("prod", "1", "f32", "c92199f074080527ed261f3763213156"),
-    ("prod", "1", "f64", "3bef1c90d3619b6c60889145608b602b"),
+    ("prod", "1", "f32", "05870e1c1c91a22a4a2abefd3381adb7"),
+    ("prod", "1", "f64", "6c69c6507accf9d7f6dbac5aada3670a"),
     ("prod", "1", "i32", "7e35be2a8b7f0ef0112ca859c3fbdff3"),
     ("prod", "1", "i64", "e19c2d257eaca78aafe320ca9353bfb2"),
-    ("sin", "1", "f32", "fa347931ffb92fb903031485e0962bac"),
-    ("sin", "1", "f64", "d315e11cff3da1b19e712966cb192d72"),
-    ("sin", "1", "i32", "b8a023fd88a1604dc4003257431d9185"),
-    ("sin", "1", "i64", "57ff84ed6c9922cda1166cb713b48516"),
-    ("sort", "1", "f32", "5462f512affd14c8367e7c8ce8afc1ce"),
-    ("sort", "1", "f64", "9a4bf3ae657b4cd9c04dbcb5e337da97"),
+    ("sin", "2", "f32", "ffc8ebad36b0460a43a4a5df5bb9fac0"),
+    ("sin", "2", "f64", "c853d98fdebd0e7279ead0550125efde"),
+    ("sin", "2", "i32", "b8a023fd88a1604dc4003257431d9185"),
+    ("sin", "2", "i64", "57ff84ed6c9922cda1166cb713b48516"),
+    ("sort", "1", "f32", "88a62a0db8d7dcba5611da013098a0fa"),
+    ("sort", "1", "f64", "152a2a46d248ac0df4f5caf2b7b542f0"),
     ("sort", "1", "i32", "72d6ccb5c1057b507c324b735f60d58d"),
     ("sort", "1", "i64", "9bfded4e94108812703592c307dab5e0"),
-    ("sqrt", "1", "f32", "93a845a891517a9927617b294cfe25bf"),
-    ("sqrt", "1", "f64", "da7f2d574f1f88fa48ffbf602a47a844"),
+    ("sqrt", "1", "f32", "0ed5536b644d4e5f815dfc7045ee0def"),
+    ("sqrt", "1", "f64", "09f42716256c3d0498a2a71994800162"),
     ("sqrt", "1", "i32", "99928ed76ff6eb898f10644f8b50efea"),
     ("sqrt", "1", "i64", "50a9f9b929833d0d6455ac16307b72ac"),
-    ("square", "1", "f32", "ed8334597b025f61cf443a6384b22610"),
-    ("square", "1", "f64", "d6759fb71e728410b3c1fc4c34ca7d56"),
+    ("square", "1", "f32", "66573b77ec2f9b39e80f8e0caa761169"),
+    ("square", "1", "f64", "9d166e75ef9fa26479cc5389b60d9c62"),
     ("square", "1", "i32", "ee26cf90d7d37537129788ba6db269c7"),
     ("square", "1", "i64", "75b413c505ed1138ca1a3df7e22a9df4"),
-    ("std", "1", "f32", "4667b9b94d16e5ded68ac620ea67af48"),
-    ("std", "1", "f64", "010ae4493ee84ea2ce2c22dbfe846af2"),
+    ("std", "1", "f32", "ec3ddad37e3fce2a7767adbff6809bdc"),
+    ("std", "1", "f64", "25e2bef8f154df69d55448519c64e03e"),
     ("std", "1", "i32", "a79f3cb6ea4d3e37025226aa3cc63e60"),
     ("std", "1", "i64", "6c3266624712675f598d501937769e65"),
-    ("subtract", "1", "f32", "5bc071d494abf8f441579ab216d16abc"),
-    ("subtract", "1", "f32,f64", "b2b8ae0c7d5cb89d1f7f5524374133d2"),
-    ("subtract", "1", "f64", "8a1f5bc2f7924608ee82cc481fa494c6"),
+    ("subtract", "1", "f32", "50a38000321d9cd4216fbf8dc40d25ec"),
+    ("subtract", "1", "f32,f64", "68533bd3915dacf6f5b8921aa18a2d76"),
+    ("subtract", "1", "f64", "9da82f8fa577f31a6675a7c0e5a8a496"),
     ("subtract", "1", "i32", "615eebdead308084ce1524e7ed4581b1"),
-    ("subtract", "1", "i32,f32", "32761b4418eea5dea898b4bd2487c632"),
+    ("subtract", "1", "i32,f32", "1ab3ccec6c6a49ec5b07108915493fd7"),
     ("subtract", "1", "i32,i64", "fe8e0752d00c44334a0d47fcf010911a"),
     ("subtract", "1", "i64", "48de9390926abacf57f55669b67cfe0c"),
-    ("sum", "1", "f32", "1b8707d62135f54525e14f292e842bf9"),
-    ("sum", "1", "f64", "8b9a279339a04f6316102fe00177899a"),
+    ("sum", "1", "f32", "55d2441ca7bf5b81e80434c3be2f982c"),
+    ("sum", "1", "f64", "820d32c0487e03b6414906fc22493015"),
     ("sum", "1", "i32", "b4b5553c70d6059bf789fd6020798f89"),
     ("sum", "1", "i64", "c0caad88d87b0634ede451e8d2cb1f45"),
-    ("tan", "1", "f32", "b9aa216114636396447a21cc374e0141"),
-    ("tan", "1", "f64", "7ff4f2548dfc1594cd0736648763a01d"),
-    ("tan", "1", "i32", "09021ebc3402c21a47bab06b84eb5459"),
-    ("tan", "1", "i64", "9a600c85704ff2ab78b05eb7d2b4e8cc"),
-    ("tanh", "1", "f32", "45b2f044315906946f95e8bab51e9ec9"),
-    ("tanh", "1", "f64", "4551aaf31c99ded630b395d129b2464f"),
-    ("tanh", "1", "i32", "156d1c1bb5e6afd9c2b3c0f8b818e461"),
-    ("tanh", "1", "i64", "bcb86e5876e5c9d170776f088deff117"),
-    ("var", "1", "f32", "eb4051fbc41d0f3e6f0a080a119e9bb8"),
-    ("var", "1", "f64", "1bac98015dcbf9439c3c180348dc3945"),
+    ("tan", "2", "f32", "b767ca6c691c97993e124d3e567a9600"),
+    ("tan", "2", "f64", "7f937dea00bc5cc5b6d51324ffa64678"),
+    ("tan", "2", "i32", "09021ebc3402c21a47bab06b84eb5459"),
+    ("tan", "2", "i64", "9a600c85704ff2ab78b05eb7d2b4e8cc"),
+    ("tanh", "2", "f32", "391d52d1a9d84409fde74e451050f27d"),
+    ("tanh", "2", "f64", "1e6bfa9247612ff1c46d9d1f9f91d48e"),
+    ("tanh", "2", "i32", "156d1c1bb5e6afd9c2b3c0f8b818e461"),
+    ("tanh", "2", "i64", "bcb86e5876e5c9d170776f088deff117"),
+    ("var", "1", "f32", "22b17866bb8db8b3d61ba9df56e18cf6"),
+    ("var", "1", "f64", "eb25b48d74e040a223430e21729ac4b6"),
     ("var", "1", "i32", "2e8c01337ded0c3adfa8cf328f14cb94"),
     ("var", "1", "i64", "77fe4fb842686e5762f7546aea77d820"),
 ];
@@ -295,6 +295,13 @@ fn float_specials() -> Vec<f64> {
         -0.999_999_999_9,
         4.5e15,
         9.007_199_254_740_993e15,
+        // f32 arguments where exp's f32 result changed in 1197f52 (190 of
+        // the 3.2e8 f32s checked in [-104, 89] differ; random inputs miss them).
+        f64::from(-83.316_f32),
+        f64::from(-82.251_625_f32),
+        f64::from(-73.939_766_f32),
+        f64::from(-67.529_74_f32),
+        f64::from(-52.990_185_f32),
     ]
 }
 
@@ -314,7 +321,11 @@ fn floats(n: usize, seed: u64) -> Vec<f64> {
             // Any finite value, subnormals included (log-uniform).
             4 => {
                 let b = r.next();
-                let b = if (b >> 52) & 0x7ff == 0x7ff { b ^ (1 << 60) } else { b };
+                let b = if (b >> 52) & 0x7ff == 0x7ff {
+                    b ^ (1 << 60)
+                } else {
+                    b
+                };
                 f64::from_bits(b)
             }
             5 => (u - 0.5) * 1500.0,
@@ -510,7 +521,11 @@ fn mask_libm(
             AnyArray::I32(x) => x.mapv(f64::from).into_owned(),
             AnyArray::I64(x) => x.mapv(|e| e as f64).into_owned(),
         };
-        v.broadcast(IxDyn(&shape)).unwrap().iter().copied().collect()
+        v.broadcast(IxDyn(&shape))
+            .unwrap()
+            .iter()
+            .copied()
+            .collect()
     };
     let cols: Vec<Vec<f64>> = inputs.iter().map(|a| as_f64(a)).collect();
     let args = |i: usize| -> Vec<f64> { cols.iter().map(|c| c[i]).collect() };
@@ -578,8 +593,8 @@ enum Shape {
 
 fn kind(name: &str) -> Option<Shape> {
     Some(match name {
-        "negative" | "absolute" | "square" | "sqrt" | "exp" | "expm1" | "log" | "log1p"
-        | "sin" | "cos" | "tan" | "tanh" => Shape::Unary,
+        "negative" | "absolute" | "square" | "sqrt" | "exp" | "expm1" | "log" | "log1p" | "sin"
+        | "cos" | "tan" | "tanh" => Shape::Unary,
         "add" | "subtract" | "multiply" | "divide" | "power" | "maximum" | "minimum" => {
             Shape::Binary
         }
@@ -752,13 +767,25 @@ fn outputs(reg: &Registry, name: &str, shape: Shape, label: &str) -> Vec<AnyArra
                 AnyArray::F64(a) => a
                     .iter()
                     .enumerate()
-                    .map(|(i, &v)| if i % 3 == 0 { float_specials()[i % 9] } else { v })
+                    .map(|(i, &v)| {
+                        if i % 3 == 0 {
+                            float_specials()[i % 9]
+                        } else {
+                            v
+                        }
+                    })
                     .collect::<Array1<f64>>()
                     .into(),
                 AnyArray::F32(a) => a
                     .iter()
                     .enumerate()
-                    .map(|(i, &v)| if i % 3 == 0 { float_specials()[i % 9] as f32 } else { v })
+                    .map(|(i, &v)| {
+                        if i % 3 == 0 {
+                            float_specials()[i % 9] as f32
+                        } else {
+                            v
+                        }
+                    })
                     .collect::<Array1<f32>>()
                     .into(),
                 AnyArray::I32(a) => a.mapv(|v| v % 50).into_owned().into(),
