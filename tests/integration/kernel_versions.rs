@@ -557,7 +557,7 @@ fn mask_libm(
 
 /// Arguments that `sin`, `cos` and `tan` hand to libm.
 fn trig_domain(a: &[f64]) -> bool {
-    !(a[0].abs() <= 524_288.0)
+    a[0].is_nan() || a[0].abs() > 524_288.0
 }
 
 fn everywhere(_: &[f64]) -> bool {
