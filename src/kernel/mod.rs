@@ -20,13 +20,18 @@ use crate::value::{AnyArray, AnyView};
 
 /// A named computation on arrays.
 ///
-/// The version is part of every call key: change it whenever the kernel's
-/// results change, so that cached results of the old version become misses.
+/// The version is part of every call key: change it whenever any output bit
+/// can change for some input (a new algorithm, another rounding, another NaN
+/// payload, even within the documented accuracy), so that cached results of
+/// the old version become misses instead of serving the old bits. The
+/// builtin kernels each carry their own version, and
+/// tests/integration/kernel_versions.rs pins their output bits to it.
 pub trait Kernel: Send + Sync {
     /// The name it is called by (`exp`).
     fn name(&self) -> &str;
 
-    /// The version, hashed into call keys.
+    /// The version, hashed into call keys; must change whenever any output
+    /// bit can change for some input.
     fn version(&self) -> &str;
 
     /// How many input arrays it takes.

@@ -5,6 +5,7 @@ mod cli;
 mod examples;
 mod golden;
 mod interop;
+mod kernel_versions;
 mod limits;
 mod memo;
 mod memory;

@@ -51,12 +51,20 @@ use crate::element::DType;
 use crate::error::{Error, Result};
 use crate::value::{AnyArray, AnyView};
 
-/// The version of every builtin elementwise kernel.
-const VERSION: &str = "1";
-
-/// A builtin kernel: a name, a doc line and a function of the inputs.
+/// A builtin kernel: a name, a version, a doc line and a function of the
+/// inputs.
+///
+/// The version is hashed into every call key. It must change whenever any
+/// output bit can change for some input of some dtype (a new algorithm, a
+/// different rounding, another NaN payload...), or caches written by an
+/// older build serve the old bits; tests/integration/kernel_versions.rs pins
+/// every kernel's output bits to its version. History: "2" for `exp` (f32
+/// changed in 1197f52; the version is per kernel, not per dtype), `log`
+/// (libm's, then vectorized in 7d3f1e4), `expm1` and `log1p` (9bb27f3),
+/// `tanh` (d97d0e6), `sin` and `cos` (53c07d9), `tan` (aa595c4).
 struct Builtin {
     name: &'static str,
+    version: &'static str,
     arity: usize,
     doc: &'static str,
     run: fn(&[AnyView<'_>]) -> Result<AnyArray>,
@@ -67,7 +75,7 @@ impl Kernel for Builtin {
         self.name
     }
     fn version(&self) -> &str {
-        VERSION
+        self.version
     }
     fn arity(&self) -> usize {
         self.arity
@@ -106,9 +114,10 @@ macro_rules! with_type {
 
 /// A unary kernel keeping the input's dtype.
 macro_rules! same_dtype {
-    ($name:literal, $op:ident, $doc:literal) => {
+    ($name:literal, $version:literal, $op:ident, $doc:literal) => {
         Builtin {
             name: $name,
+            version: $version,
             arity: 1,
             doc: $doc,
             run: |inputs| {
@@ -121,9 +130,10 @@ macro_rules! same_dtype {
 
 /// A unary float function: `f32` stays `f32`, anything else is computed as `f64`.
 macro_rules! float_fn {
-    ($name:literal, $op:ident, $cost:expr, $doc:literal) => {
+    ($name:literal, $version:literal, $op:ident, $cost:expr, $doc:literal) => {
         Builtin {
             name: $name,
+            version: $version,
             arity: 1,
             doc: $doc,
             run: |inputs| {
@@ -139,9 +149,10 @@ macro_rules! float_fn {
 
 /// A binary kernel computing in the promoted dtype.
 macro_rules! promoted {
-    ($name:literal, $op:ident, $doc:literal) => {
+    ($name:literal, $version:literal, $op:ident, $doc:literal) => {
         Builtin {
             name: $name,
+            version: $version,
             arity: 2,
             doc: $doc,
             run: |inputs| {
@@ -198,31 +209,33 @@ fn any_negative(v: &AnyView<'_>) -> bool {
 /// Every builtin elementwise kernel.
 fn builtins() -> Vec<Builtin> {
     vec![
-        same_dtype!("negative", Neg, "numerical negative, elementwise (integers wrap)"),
-        same_dtype!("absolute", Abs, "absolute value, elementwise (integers wrap: abs(MIN) == MIN)"),
-        same_dtype!("square", Square, "square, elementwise (integers wrap)"),
-        float_fn!("sqrt", Sqrt, Cost::Vector, "non-negative square root, elementwise"),
-        float_fn!("exp", Exp, Cost::Vector, "exponential e**x, elementwise"),
-        float_fn!("expm1", Expm1, Cost::Vector, "exp(x) - 1, accurate for small x, elementwise"),
-        float_fn!("log", Log, Cost::Vector, "natural logarithm, elementwise"),
-        float_fn!("log1p", Log1p, Cost::Vector, "log(1 + x), accurate for small x, elementwise"),
-        float_fn!("sin", Sin, Cost::Vector, "sine (radians), elementwise"),
-        float_fn!("cos", Cos, Cost::Vector, "cosine (radians), elementwise"),
-        float_fn!("tan", Tan, Cost::Vector, "tangent (radians), elementwise"),
-        float_fn!("tanh", Tanh, Cost::Vector, "hyperbolic tangent, elementwise"),
-        promoted!("add", Add, "sum of two broadcast arrays, elementwise (integers wrap)"),
-        promoted!("subtract", Sub, "difference of two broadcast arrays, elementwise (integers wrap)"),
-        promoted!("multiply", Mul, "product of two broadcast arrays, elementwise (integers wrap)"),
-        promoted!("maximum", Maximum, "larger of two broadcast arrays, elementwise; NaN propagates"),
-        promoted!("minimum", Minimum, "smaller of two broadcast arrays, elementwise; NaN propagates"),
+        same_dtype!("negative", "1", Neg, "numerical negative, elementwise (integers wrap)"),
+        same_dtype!("absolute", "1", Abs, "absolute value, elementwise (integers wrap: abs(MIN) == MIN)"),
+        same_dtype!("square", "1", Square, "square, elementwise (integers wrap)"),
+        float_fn!("sqrt", "1", Sqrt, Cost::Vector, "non-negative square root, elementwise"),
+        float_fn!("exp", "2", Exp, Cost::Vector, "exponential e**x, elementwise"),
+        float_fn!("expm1", "2", Expm1, Cost::Vector, "exp(x) - 1, accurate for small x, elementwise"),
+        float_fn!("log", "2", Log, Cost::Vector, "natural logarithm, elementwise"),
+        float_fn!("log1p", "2", Log1p, Cost::Vector, "log(1 + x), accurate for small x, elementwise"),
+        float_fn!("sin", "2", Sin, Cost::Vector, "sine (radians), elementwise"),
+        float_fn!("cos", "2", Cos, Cost::Vector, "cosine (radians), elementwise"),
+        float_fn!("tan", "2", Tan, Cost::Vector, "tangent (radians), elementwise"),
+        float_fn!("tanh", "2", Tanh, Cost::Vector, "hyperbolic tangent, elementwise"),
+        promoted!("add", "1", Add, "sum of two broadcast arrays, elementwise (integers wrap)"),
+        promoted!("subtract", "1", Sub, "difference of two broadcast arrays, elementwise (integers wrap)"),
+        promoted!("multiply", "1", Mul, "product of two broadcast arrays, elementwise (integers wrap)"),
+        promoted!("maximum", "1", Maximum, "larger of two broadcast arrays, elementwise; NaN propagates"),
+        promoted!("minimum", "1", Minimum, "smaller of two broadcast arrays, elementwise; NaN propagates"),
         Builtin {
             name: "divide",
+            version: "1",
             arity: 2,
             doc: "true division of two broadcast arrays, elementwise (integers give float64)",
             run: divide,
         },
         Builtin {
             name: "power",
+            version: "1",
             arity: 2,
             doc: "first array raised to the second, elementwise (integers wrap; negative integer exponents are an error)",
             run: power,

@@ -86,9 +86,6 @@ fn register_one(r: &mut Registry, k: impl Kernel + 'static) {
     }
 }
 
-/// The version of every kernel here; hashed into call keys.
-const VERSION: &str = "1";
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Op {
     Sum,
@@ -129,6 +126,17 @@ impl Op {
         }
     }
 
+    /// The version, hashed into call keys: it must change whenever any
+    /// output bit can change (see [`Kernel::version`]). `max` and `min` are
+    /// at 2: e55bb1a made a NaN result the canonical NaN (it was the lane's
+    /// first NaN, payload and sign included).
+    fn version(self) -> &'static str {
+        match self {
+            Op::Min | Op::Max => "2",
+            Op::Sum | Op::Prod | Op::Mean | Op::Var | Op::Std => "1",
+        }
+    }
+
     /// numpy's ufunc reductions accept axis 0 or -1 for a 0-d array; the
     /// Python-level `mean`, `var` and `std` do not.
     fn accepts_axis_of_0d(self) -> bool {
@@ -157,7 +165,7 @@ impl Kernel for Reduce {
         self.op.name()
     }
     fn version(&self) -> &str {
-        VERSION
+        self.op.version()
     }
     fn arity(&self) -> usize {
         1
@@ -252,7 +260,7 @@ impl Kernel for Cumsum {
         "cumsum"
     }
     fn version(&self) -> &str {
-        VERSION
+        "1"
     }
     fn arity(&self) -> usize {
         1
@@ -310,7 +318,7 @@ impl Kernel for Sort {
         "sort"
     }
     fn version(&self) -> &str {
-        VERSION
+        "1"
     }
     fn arity(&self) -> usize {
         1
