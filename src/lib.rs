@@ -56,6 +56,7 @@ pub mod kernel;
 mod key;
 mod memo;
 pub mod memory;
+mod size;
 mod sync;
 mod tiered;
 mod value;
@@ -69,6 +70,7 @@ pub use key::{
 };
 pub use memo::{CacheInfo, Memo, MemoBuilder};
 pub use memory::{CacheStats, Clock, FlightError, ManualClock, MemoryTier, MonotonicClock};
+pub use size::{parse_size, ParseSizeError};
 pub use tiered::{
     ArrayCache, ArrayCacheBuilder, ArrayCacheInfo, Call, KernelInfo, DEFAULT_MAX_BYTES,
 };
