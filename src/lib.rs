@@ -58,6 +58,7 @@ pub mod kernel;
 mod key;
 mod memo;
 pub mod memory;
+mod size;
 mod sync;
 mod value;
 
@@ -72,6 +73,7 @@ pub use key::{
 };
 pub use memo::{CacheInfo, Memo, MemoBuilder};
 pub use memory::{CacheStats, Clock, FlightError, ManualClock, MemoryTier, MonotonicClock};
+pub use size::{parse_size, ParseSizeError};
 pub(crate) use value::{dispatch_array, dispatch_view};
 pub use value::{fingerprint_any, AnyArray, AnyView, Arg, AsArg, Keyed};
 

@@ -169,16 +169,6 @@ impl Inner {
         a || b
     }
 
-    /// Whether a payload without a sidecar is an orphan (not a write in
-    /// progress); removes it if so.
-    pub(crate) fn remove_if_orphan(&self, key: Fingerprint) -> bool {
-        let path = self.layout.payload(key);
-        match fs::metadata(&path).and_then(|m| m.modified()) {
-            Ok(mtime) if is_older(mtime, ORPHAN_GRACE) => fs::remove_file(&path).is_ok(),
-            _ => false,
-        }
-    }
-
     /// Writes the entry (see the module docs for the protocol).
     pub(crate) fn write_entry(
         &self,

@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! <dir>/v1/CACHEDIR.TAG                (tells backup tools to skip the cache)
+//! <dir>/v1/budget                      the remembered byte budget: "<bytes>\n"
 //! <dir>/v1/<ab>/<cd>/<key>.npy         payload: a plain .npy file
 //! <dir>/v1/<ab>/<cd>/<key>.meta        sidecar: its presence means "complete"
 //! <dir>/v1/<ab>/<cd>/<key>.lock        per-key lock file (while a key is computed)
@@ -28,6 +29,10 @@ const PAYLOAD_EXT: &str = "npy";
 const SIDECAR_EXT: &str = "meta";
 const LOCK_EXT: &str = "lock";
 const TEMP_EXT: &str = "tmp";
+const BUDGET_FILE: &str = "budget";
+
+/// A budget file is a number of bytes and a newline: 21 bytes at most.
+const MAX_BUDGET_FILE: u64 = 64;
 
 /// The cache's paths.
 #[derive(Debug, Clone)]
@@ -74,6 +79,44 @@ impl Layout {
 
     pub fn lock(&self, key: Fingerprint) -> PathBuf {
         self.file(key, LOCK_EXT)
+    }
+
+    /// `<root>/v1/budget`.
+    pub fn budget(&self) -> PathBuf {
+        self.base.join(BUDGET_FILE)
+    }
+}
+
+/// The remembered budget: `Ok(None)` without a budget file, `Err` (why)
+/// if it cannot be read or parsed.
+pub(crate) fn read_budget(layout: &Layout) -> Result<Option<u64>, String> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    match fs::File::open(layout.budget())
+        .and_then(|f| f.take(MAX_BUDGET_FILE + 1).read_to_end(&mut bytes))
+    {
+        Ok(_) => parse_budget(&bytes).map(Some),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Parses a budget file: decimal digits of a positive `u64`, then one
+/// optional newline; nothing else.
+pub(crate) fn parse_budget(bytes: &[u8]) -> Result<u64, String> {
+    let digits = bytes.strip_suffix(b"\n").unwrap_or(bytes);
+    let bad = || {
+        Err(format!(
+            "expected a positive number of bytes and a newline, found {:?}",
+            String::from_utf8_lossy(&bytes[..bytes.len().min(MAX_BUDGET_FILE as usize)])
+        ))
+    };
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return bad();
+    }
+    match std::str::from_utf8(digits).map(str::parse::<u64>) {
+        Ok(Ok(n)) if n > 0 => Ok(n),
+        _ => bad(),
     }
 }
 
@@ -287,5 +330,38 @@ mod tests {
             assert_eq!(classify(OsStr::new(other)), Kind::Other, "{other}");
         }
         assert_eq!(parse_key("+bcd0000000000000000000000000001"), None);
+        assert_eq!(l.budget(), Path::new("/c/v1/budget"));
+    }
+
+    #[test]
+    fn budget_files_are_parsed_strictly() {
+        let good: &[(&[u8], u64)] = &[
+            (b"1\n", 1),
+            (b"5242880\n", 5 << 20),
+            (b"5242880", 5 << 20),
+            (b"18446744073709551615\n", u64::MAX),
+        ];
+        for &(text, want) in good {
+            assert_eq!(parse_budget(text), Ok(want), "{text:?}");
+        }
+        let bad: &[&[u8]] = &[
+            b"",
+            b"\n",
+            b"0\n",
+            b"-5\n",
+            b"+5\n",
+            b" 5\n",
+            b"5 \n",
+            b"5\r\n",
+            b"5\n\n",
+            b"5M\n",
+            b"1.5\n",
+            b"18446744073709551616\n",
+            b"\xff\xfe",
+        ];
+        for &text in bad {
+            let e = parse_budget(text).expect_err(&format!("{text:?}"));
+            assert!(e.contains("positive number of bytes"), "{e}");
+        }
     }
 }

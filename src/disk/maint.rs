@@ -3,14 +3,14 @@
 //! Each operation first waits for this tier's pending writes, then works
 //! from a fresh scan of the directory, so it sees other processes' entries.
 
-use std::fs;
+use std::fs::{self, TryLockError};
 use std::io;
 use std::time::SystemTime;
 
 use super::entry::{is_older, Miss, ORPHAN_GRACE, TEMP_GRACE};
 use super::index::{Index, Slot};
 use super::layout::{self, Scan};
-use super::lock::remove_if_unlocked;
+use super::lock::{acquire, remove_if_unlocked};
 use super::meta::{EntryMeta, MAX_SIDECAR_BYTES};
 use super::stats::Counters;
 use super::{DiskTier, Inner};
@@ -62,7 +62,9 @@ pub struct VerifyReport {
     pub corrupt: Vec<EntryProblem>,
     /// Entries that could not be read (permissions...); never removed.
     pub unreadable: Vec<EntryProblem>,
-    /// Payloads whose sidecar may still be on its way (recent writes).
+    /// Payloads without a sidecar whose key a process has locked: writes
+    /// in progress. (Without the lock, such a payload is an orphan, in
+    /// `corrupt`.)
     pub in_progress: u64,
 }
 
@@ -130,6 +132,10 @@ impl DiskTier {
 
     /// Reads and checks every entry; with `repair`, removes the damaged ones.
     ///
+    /// A payload without a sidecar is a write in progress while some
+    /// process holds its key's lock, else an orphan (damaged). Without
+    /// `repair`, nothing in the directory is created or changed.
+    ///
     /// `progress` is called after each entry, counting entries.
     ///
     /// # Errors
@@ -148,34 +154,30 @@ impl DiskTier {
         let mut report = VerifyReport::default();
         let inner = &self.inner;
         for (i, (key, found)) in keys.into_iter().enumerate() {
+            let mut orphan = false;
             let problem = match (found.payload, found.sidecar) {
-                (Some(_), Some(_)) | (None, Some(_)) => match inner.load(key, false) {
-                    Ok(_) => {
-                        report.ok += 1;
+                (Some(p), None) => match inner.payload_state(key, p.mtime) {
+                    PayloadState::Orphan => {
+                        orphan = true;
+                        Some("the sidecar is missing".to_string())
+                    }
+                    PayloadState::BeingWritten => {
+                        report.in_progress += 1;
                         None
                     }
-                    Err(Miss::Corrupt(reason)) => Some(reason),
-                    Err(Miss::Absent) => None, // removed meanwhile
-                    Err(Miss::Io(e)) => {
-                        report.unreadable.push(EntryProblem {
-                            key,
-                            reason: e.to_string(),
-                            removed: false,
-                        });
-                        None
-                    }
+                    // Completed (or removed) since the scan.
+                    PayloadState::Complete => inner.check_entry(key, &mut report),
                 },
-                (Some(p), None) if is_older(p.mtime, ORPHAN_GRACE) => {
-                    Some("the sidecar is missing".to_string())
-                }
-                (Some(_), None) => {
-                    report.in_progress += 1;
-                    None
-                }
+                (_, Some(_)) => inner.check_entry(key, &mut report),
                 (None, None) => None,
             };
             if let Some(reason) = problem {
-                let removed = repair && inner.remove_files(key);
+                let removed = repair
+                    && if orphan {
+                        inner.remove_orphan(key)
+                    } else {
+                        inner.remove_files(key)
+                    };
                 report.corrupt.push(EntryProblem {
                     key,
                     reason,
@@ -192,7 +194,8 @@ impl DiskTier {
 
     /// Removes least recently used entries until at most `max_bytes` are
     /// left, and leftovers of dead writers (temporary files, orphan
-    /// payloads, unlocked lock files).
+    /// payloads, unlocked lock files). An orphan payload is one without a
+    /// sidecar whose key no process has locked, however young.
     ///
     /// `progress` is called after each removal, counting bytes to free.
     ///
@@ -205,7 +208,13 @@ impl DiskTier {
         let inner = &self.inner;
         let _g = lock(&inner.evicting);
         let scan = self.scan()?;
-        let mut stale_files = inner.remove_stale(&scan, true);
+        let mut stale_files = inner.remove_stale(&scan, false);
+        for (&key, found) in &scan.keys {
+            if found.payload.is_some() && found.sidecar.is_none() && inner.remove_orphan(key) {
+                Counters::bump(&inner.counters.corrupt);
+                stale_files += 1;
+            }
+        }
         stale_files += scan.locks.iter().filter(|p| remove_if_unlocked(p)).count() as u64;
         *inner.index() = Index::from_scan(&scan);
         let removed = inner.evict_to(max_bytes, &mut progress);
@@ -264,7 +273,88 @@ impl DiskTier {
     }
 }
 
+/// What a payload without a sidecar is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PayloadState {
+    /// A process holds the key's lock: a writer between its two renames.
+    BeingWritten,
+    /// No one holds the key's lock: the writer died between its renames, or
+    /// the sidecar was deleted. It will never complete.
+    Orphan,
+    /// The sidecar is there now (or the payload is gone): not an orphan.
+    Complete,
+}
+
 impl Inner {
+    /// Reads and checks one entry for [`DiskTier::verify`]: counts it as ok
+    /// or unreadable in `report`, or returns what is wrong with it.
+    fn check_entry(&self, key: Fingerprint, report: &mut VerifyReport) -> Option<String> {
+        match self.load(key, false) {
+            Ok(_) => {
+                report.ok += 1;
+                None
+            }
+            Err(Miss::Corrupt(reason)) => Some(reason),
+            Err(Miss::Absent) => None, // removed meanwhile
+            Err(Miss::Io(e)) => {
+                report.unreadable.push(EntryProblem {
+                    key,
+                    reason: e.to_string(),
+                    removed: false,
+                });
+                None
+            }
+        }
+    }
+
+    /// Whether the payload of `key`, found without its sidecar, is a write
+    /// in progress or an orphan: a writer holds the key's lock from before
+    /// its payload is renamed into place until after its sidecar is, so a
+    /// payload whose key no process has locked will never get its sidecar.
+    ///
+    /// Creates nothing: without a lock file, no one holds the lock (a holder
+    /// keeps its file in place until it unlocks; see [`super::lock`]). On a
+    /// file system where locks cannot be tested, a payload younger than
+    /// [`ORPHAN_GRACE`] counts as being written.
+    ///
+    /// Writers that do not lock ([`DiskTier::put`] without a lock) are not
+    /// seen: a payload of theirs found between the two renames (a window of
+    /// one `rename`) is taken for an orphan. That costs a recomputation,
+    /// never a wrong result: the sidecar then names a missing payload,
+    /// which a lookup counts as corrupt.
+    pub(crate) fn payload_state(&self, key: Fingerprint, mtime: SystemTime) -> PayloadState {
+        let held = match fs::File::open(self.layout.lock(key)) {
+            Err(_) => false,
+            Ok(f) => match f.try_lock() {
+                Ok(()) => false, // unlocked when `f` closes
+                Err(TryLockError::WouldBlock) => true,
+                Err(TryLockError::Error(_)) => !is_older(mtime, ORPHAN_GRACE),
+            },
+        };
+        if self.layout.sidecar(key).exists() || !self.layout.payload(key).exists() {
+            PayloadState::Complete
+        } else if held {
+            PayloadState::BeingWritten
+        } else {
+            PayloadState::Orphan
+        }
+    }
+
+    /// Removes the payload of `key` if it is an orphan (see
+    /// [`payload_state`](Self::payload_state)), holding the key's lock so
+    /// that no writer starts meanwhile. Returns whether it was removed.
+    /// [`DiskTier::get`](super::DiskTier::get) uses it too, so a call
+    /// recomputes an orphan as `verify` reports it.
+    pub(crate) fn remove_orphan(&self, key: Fingerprint) -> bool {
+        let Ok(Some(guard)) = acquire(&self.layout.lock(key), key, false) else {
+            return false; // being written, or a directory we cannot lock in
+        };
+        let removed =
+            !self.layout.sidecar(key).exists() && fs::remove_file(self.layout.payload(key)).is_ok();
+        drop(guard);
+        removed
+    }
+
     /// Evicts least recently used entries until the index holds at most
     /// `target` bytes; returns what it removed.
     ///

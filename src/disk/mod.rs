@@ -35,7 +35,14 @@
 //! <dir>/v1/<ab>/<cd>/<key>.npy    the result (a plain .npy file)
 //! <dir>/v1/<ab>/<cd>/<key>.meta   its sidecar; present means complete
 //! <dir>/v1/<ab>/<cd>/<key>.lock   while a process computes the key
+//! <dir>/v1/budget                 the remembered byte budget, if one was set
+//! <dir>/v1/CACHEDIR.TAG           tells backup tools to skip the cache
 //! ```
+//!
+//! The budget file holds the budget in bytes, in decimal, and a newline. A
+//! tier opened with a budget ([`DiskTierBuilder::max_bytes`]) writes it
+//! there (through a temporary file and a rename); one opened without uses
+//! the remembered budget. A damaged budget file is ignored, with a warning.
 //!
 //! # Opening an unusable directory
 //!
@@ -115,11 +122,16 @@ pub struct DiskTierBuilder {
     max_bytes: Option<u64>,
     background: bool,
     require_writable: bool,
+    create: bool,
+    read_only: bool,
 }
 
 impl DiskTierBuilder {
     /// Bounds the bytes on disk (payloads and sidecars); least recently used
-    /// entries are removed on every write that goes over. Unbounded by default.
+    /// entries are removed on every write that goes over.
+    ///
+    /// The directory remembers the budget (in `<dir>/v1/budget`): a tier
+    /// opened later without one uses it. Unbounded if no budget was ever set.
     pub fn max_bytes(mut self, n: u64) -> Self {
         self.max_bytes = Some(n);
         self
@@ -139,36 +151,85 @@ impl DiskTierBuilder {
         self
     }
 
+    /// Whether to create the cache when `<dir>/v1` does not exist (the
+    /// default). With `false`, opening a directory that is not a cache is an
+    /// error instead.
+    pub fn create(mut self, yes: bool) -> Self {
+        self.create = yes;
+        self
+    }
+
+    /// Opens an existing cache to inspect it: opening, [`DiskTier::entries`],
+    /// [`DiskTier::stats`] and [`DiskTier::verify`] without repair then
+    /// create, write and remove nothing in the directory (no `v1/`, no probe
+    /// file, no `CACHEDIR.TAG`, no cleanup of leftovers). Writes are counted
+    /// as failures, without a warning; [`DiskTier::gc`], [`DiskTier::clear`]
+    /// and repairs fail. (A lookup still refreshes the access time of a hit
+    /// and removes a damaged entry, as on any tier.)
+    ///
+    /// Implies [`create(false)`](Self::create): opening a directory that is
+    /// not a cache is an error.
+    pub fn read_only(mut self, yes: bool) -> Self {
+        self.read_only = yes;
+        self
+    }
+
     /// Opens the tier: creates the directory if needed, checks that it is
-    /// writable, and scans it once to build the index.
+    /// writable, remembers or recalls the budget, and scans it once to
+    /// build the index.
     ///
     /// # Errors
     ///
-    /// [`Error::Config`] for a zero budget; [`Error::Io`] if the directory
-    /// is unusable and [`require_writable`](Self::require_writable) is set.
+    /// [`Error::Config`] for a zero budget, or for `read_only` with
+    /// `require_writable`; [`Error::Io`] if the directory is unusable and
+    /// [`require_writable`](Self::require_writable) is set, or (of kind
+    /// [`NotFound`](std::io::ErrorKind::NotFound)) if it is not a cache and
+    /// [`create`](Self::create) is off or [`read_only`](Self::read_only) on.
     pub fn build(self) -> Result<DiskTier> {
         if self.max_bytes == Some(0) {
             return Err(Error::Config(
                 "the disk tier's max_bytes must be positive".into(),
             ));
         }
+        if self.read_only && self.require_writable {
+            return Err(Error::Config(
+                "a disk tier cannot be both read_only and require_writable".into(),
+            ));
+        }
         let layout = Layout::new(&self.dir);
-        let open_error = prepare_dir(&layout).err();
+        if (self.read_only || !self.create) && !layout.base().is_dir() {
+            return Err(Error::io(
+                "open the cache",
+                layout.root(),
+                std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "it is not an ndcache cache (no v1/ directory)",
+                ),
+            ));
+        }
+        let open_error = if self.read_only {
+            Some(Error::Config("the disk cache was opened read-only".into()))
+        } else {
+            prepare_dir(&layout).err()
+        };
         if let (Some(e), true) = (&open_error, self.require_writable) {
             return Err(e.clone());
         }
+        let max_bytes = budget(&layout, self.max_bytes, open_error.is_none());
         let scan = layout::scan(&layout).unwrap_or_default();
         let inner = Arc::new(Inner {
             layout,
-            max_bytes: self.max_bytes,
+            max_bytes,
             writable: open_error.is_none(),
             index: Mutex::new(Index::from_scan(&scan)),
             evicting: Mutex::new(()),
             counters: Counters::default(),
-            warned: AtomicBool::new(false),
+            // A read-only tier fails its writes on purpose: no warning.
+            warned: AtomicBool::new(self.read_only),
             open_error,
         });
         match &inner.open_error {
+            Some(_) if self.read_only => {}
             Some(e) => inner.warn(
                 Some(e),
                 "is not writable",
@@ -183,6 +244,37 @@ impl DiskTierBuilder {
             inner,
             computing: Default::default(),
         })
+    }
+}
+
+/// The tier's budget: `given` (remembered in the directory if `writable`
+/// and new), else the remembered one. A damaged budget file is ignored
+/// with a warning; a budget that cannot be remembered is still used.
+fn budget(layout: &Layout, given: Option<u64>, writable: bool) -> Option<u64> {
+    let remembered = match layout::read_budget(layout) {
+        Ok(b) => b,
+        Err(reason) => {
+            eprintln!(
+                "ndcache: warning: ignoring the budget file {} ({reason}); {}",
+                layout.budget().display(),
+                if given.is_some() {
+                    "replacing it"
+                } else {
+                    "the cache has no budget until one is set"
+                }
+            );
+            None
+        }
+    };
+    match given {
+        Some(n) => {
+            if writable && remembered != Some(n) {
+                let text = format!("{n}\n");
+                let _ = write_small_file(&layout.budget(), text.as_bytes());
+            }
+            Some(n)
+        }
+        None => remembered,
     }
 }
 
@@ -209,7 +301,10 @@ fn prepare_dir(layout: &Layout) -> Result<()> {
 /// Writes a small file through a temporary name.
 fn write_small_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = layout::temp_path(dir, "tag");
+    let stem = path
+        .file_name()
+        .map_or("file".into(), |n| n.to_string_lossy());
+    let tmp = layout::temp_path(dir, &stem);
     fs::write(&tmp, bytes)?;
     fs::rename(&tmp, path).inspect_err(|_| {
         let _ = fs::remove_file(&tmp);
@@ -375,6 +470,8 @@ impl DiskTier {
             max_bytes: None,
             background: true,
             require_writable: false,
+            create: true,
+            read_only: false,
         }
     }
 
@@ -424,7 +521,10 @@ impl DiskTier {
                         self.inner.remove_files(key);
                     }
                     Miss::Absent => {
-                        if self.inner.remove_if_orphan(key) {
+                        // A payload without its sidecar that no process is
+                        // writing (no one holds the key's lock): an orphan.
+                        if self.inner.layout.payload(key).exists() && self.inner.remove_orphan(key)
+                        {
                             Counters::bump(&c.corrupt);
                         }
                     }

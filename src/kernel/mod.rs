@@ -98,9 +98,20 @@ impl Kernel for FnKernel {
 }
 
 /// A kernel resolved for one call: the kernel, its canonical parameters and
-/// their encoding for the call key.
+/// their encoding for the call key. Made by [`Registry::prepare`], which
+/// checks the kernel's name, the number of inputs and the parameters before
+/// any input is read.
+///
+/// ```
+/// use ndcache::{Params, Registry};
+/// let reg = Registry::with_builtins();
+/// let sum = reg.prepare("sum", 1, &Params::new().axis(0))?;
+/// assert_eq!(sum.kernel().name(), "sum");
+/// assert!(reg.prepare("sum", 1, &Params::new().set("ddof", 1.0)).is_err());
+/// # Ok::<(), ndcache::Error>(())
+/// ```
 #[derive(Debug, Clone)]
-pub(crate) struct Prepared {
+pub struct Prepared {
     /// The kernel.
     pub(crate) kernel: Arc<dyn Kernel>,
     /// The parameters with defaults filled in.
@@ -110,8 +121,14 @@ pub(crate) struct Prepared {
 }
 
 impl Prepared {
-    /// Runs the kernel on `inputs` (after checking their number and shapes).
-    pub(crate) fn compute(&self, inputs: &[AnyView<'_>]) -> Result<AnyArray> {
+    /// The kernel.
+    pub fn kernel(&self) -> &dyn Kernel {
+        self.kernel.as_ref()
+    }
+
+    /// Runs the kernel on `inputs` (after checking their number and shapes),
+    /// with no cache.
+    pub fn compute(&self, inputs: &[AnyView<'_>]) -> Result<AnyArray> {
         check_arity(self.kernel.as_ref(), inputs.len())?;
         for v in inputs {
             check_shape(v.shape(), v.dtype().size())?;
@@ -297,8 +314,8 @@ impl Registry {
     }
 
     /// Resolves a call: finds the kernel, checks the number of inputs and
-    /// canonicalizes the parameters.
-    pub(crate) fn prepare(&self, name: &str, arity: usize, params: &Params) -> Result<Prepared> {
+    /// canonicalizes the parameters; an error names what was wrong.
+    pub fn prepare(&self, name: &str, arity: usize, params: &Params) -> Result<Prepared> {
         let kernel = Arc::clone(self.get(name)?);
         check_arity(kernel.as_ref(), arity)?;
         let (params, param_bytes) = params.canonicalize(kernel.name(), kernel.params())?;

@@ -419,27 +419,44 @@ fn corrupt_deleted_sidecar_past_the_grace_period() {
     fx.assert_clean(0);
 }
 
-/// A payload whose sidecar is missing may be a write in progress: the
-/// writer renames the payload into place first and the sidecar last. For
-/// ten minutes after the payload's last modification the tier therefore
-/// neither serves it (no sidecar, no hit) nor calls it corrupt; `verify`
-/// counts it as in progress (the program prints nothing about it), and a
-/// lookup recomputes the result and completes the entry. Past the grace it
-/// is an orphan: see `corrupt_deleted_sidecar_past_the_grace_period`.
+/// A payload whose sidecar is missing is a write in progress only while
+/// some process holds its key's lock: the writer renames the payload into
+/// place first and the sidecar last, under the lock. Then `verify` counts it
+/// as being written (exit 0). Once no one holds the lock it is an orphan
+/// however young it is (a crash between the renames, a deleted sidecar):
+/// `verify` counts it as damaged (exit 1), `verify --repair` removes it, and
+/// a lookup never serves it but recomputes the result and completes the
+/// entry. (An orphan older than the grace: see
+/// `corrupt_deleted_sidecar_past_the_grace_period`.)
 #[test]
-fn a_fresh_payload_without_sidecar_is_never_served_and_is_recomputed() {
+fn a_payload_without_sidecar_is_being_written_only_while_its_key_is_locked() {
     let fx = Fixture::new();
     let x = fx.input("x.npy", ramp(500));
     let xa = read_npy(&x).unwrap();
     fx.apply("exp", &[&x], &fx.path("y0.npy"), &[]);
     let (payload, sidecar) = single_entry(&fx.cache);
+    let key: ndcache::Fingerprint = key_of(&payload).parse().unwrap();
+
+    // A lookup recomputes the result and completes the entry.
     let lib = fx.library();
     fs::remove_file(&sidecar).unwrap();
+    let r = lib.call("exp", &[xa.arg()], &Params::new()).unwrap();
+    let raw = lib.call_raw("exp", &[xa.arg()], &Params::new()).unwrap();
+    assert!(r.array().bitwise_eq(&raw));
+    let k = lib.kernel_info("exp").unwrap();
+    assert_eq!((k.disk_hits, k.computed), (0, 1));
+    lib.flush();
+    let d = lib.info().disk.unwrap();
+    assert_eq!((d.hits, d.writes), (0, 1), "{d}");
+    assert!(sidecar.exists(), "the entry is complete again");
+    drop(lib);
+    fx.assert_clean(1);
 
-    let report = DiskTier::open(&fx.cache, None)
-        .unwrap()
-        .verify(false, |_| {})
-        .unwrap();
+    // This process holds the key's lock: another process is writing it.
+    fs::remove_file(&sidecar).unwrap();
+    let tier = DiskTier::open(&fx.cache, None).unwrap();
+    let held = tier.lock(key).unwrap();
+    let report = tier.verify(false, |_| {}).unwrap();
     assert_eq!(report.ok, 0);
     assert!(report.corrupt.is_empty(), "{report:?}");
     assert_eq!(report.in_progress, 1);
@@ -449,28 +466,30 @@ fn a_fresh_payload_without_sidecar_is_never_served_and_is_recomputed() {
         v.last_line(),
         "0 ok, 0 corrupt, 1 being written (a payload whose sidecar has not come yet)"
     );
+    let v = fx.verify(true);
+    assert_eq!(v.code, Some(0), "{}{}", v.stdout, v.stderr);
+    assert!(payload.exists(), "--repair removed a write in progress");
 
-    let r = lib.call("exp", &[xa.arg()], &Params::new()).unwrap();
-    let raw = lib.call_raw("exp", &[xa.arg()], &Params::new()).unwrap();
-    assert!(r.array().bitwise_eq(&raw));
-    let k = lib.kernel_info("exp").unwrap();
-    assert_eq!((k.disk_hits, k.computed), (0, 1));
-    lib.flush();
-    let d = lib.info().disk.unwrap();
-    assert_eq!((d.hits, d.corrupt, d.writes), (0, 0, 1), "{d}");
-    assert!(sidecar.exists(), "the entry is complete again");
-    fx.assert_clean(1);
-
-    // Past the grace it is an orphan: opening a tier leaves it for `verify`
-    // to report (and for lookups and `gc` to remove).
-    orphan(&payload, &sidecar);
-    let t = DiskTier::open(&fx.cache, None).unwrap();
-    assert!(payload.exists());
-    assert_eq!(t.verify(false, |_| {}).unwrap().corrupt.len(), 1);
-    let gc = t.gc(u64::MAX, |_| {}).unwrap();
-    assert_eq!(gc.stale_files, 1);
+    // The writer is gone: an orphan, though only seconds old.
+    drop(held);
+    let v = fx.verify(false);
+    assert_eq!(v.code, Some(1), "{}{}", v.stdout, v.stderr);
+    assert_eq!(v.last_line(), "0 ok, 1 corrupt", "{}", v.stdout);
+    assert!(v.stdout.contains("the sidecar is missing"), "{}", v.stdout);
+    assert!(payload.exists(), "verify without --repair removes nothing");
+    let v = fx.verify(true);
+    assert_eq!(v.code, Some(0), "{}{}", v.stdout, v.stderr);
+    assert_eq!(v.last_line(), "0 ok, 1 corrupt (removed)", "{}", v.stdout);
     assert!(!payload.exists());
-    assert_eq!(t.stats().corrupt, 1, "gc counts the orphan it removed");
+    fx.assert_clean(0);
+
+    // `gc` removes young orphans too.
+    fx.apply("exp", &[&x], &fx.path("y1.npy"), &[]);
+    fs::remove_file(&sidecar).unwrap();
+    let r = run(&["gc", "--max-bytes", "1G", "--cache-dir", s(&fx.cache)]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert!(!payload.exists(), "{}", r.stdout);
+    fx.assert_clean(0);
 }
 
 // --------------------------------------------------------------- processes
@@ -824,4 +843,344 @@ fn bad_input_gives_one_error_line_and_no_output() {
     assert!(r.stderr.contains("a-directory"), "{}", r.stderr);
     assert_eq!(listing(), before, "a temporary file was left behind");
     assert_eq!(fs::read_dir(&dir_out).unwrap().count(), 0);
+}
+
+// ------------------------------------------------------ no surprises (#8)
+
+/// Every file and directory under `dir` with its length and modification
+/// time: a directory's time changes when a file is created or removed in
+/// it, even if the file is gone again (a probe).
+fn snapshot(dir: &Path) -> Vec<(PathBuf, u64, SystemTime)> {
+    let mut out = Vec::new();
+    let Ok(rd) = fs::read_dir(dir) else {
+        return out;
+    };
+    for e in rd {
+        let p = e.unwrap().path();
+        let m = fs::symlink_metadata(&p).unwrap();
+        out.push((p.clone(), m.len(), m.modified().unwrap()));
+        if m.is_dir() {
+            out.extend(snapshot(&p));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// `ndcache ls | head -1`: the reader goes away after one line, and the
+/// program, which still has most of its output to write, ends quietly with
+/// exit code 0 (no panic on `EPIPE`).
+#[cfg(unix)]
+#[test]
+fn ls_into_a_pipe_closed_early_exits_quietly() {
+    let fx = Fixture::new();
+    let tier = DiskTier::builder(&fx.cache)
+        .background_writes(false)
+        .build()
+        .unwrap();
+    let a = AnyArray::from(ramp(3));
+    for i in 0..2000u32 {
+        let key = ndcache::call_key("pipe", "1", &i.to_le_bytes(), &[]);
+        let info = ndcache::disk::EntryInfo::new("negative", "1", Duration::ZERO);
+        tier.put(key, &a, info, None);
+    }
+    drop(tier);
+    let args = ["ls", "--cache-dir", s(&fx.cache)];
+    let full = run(&args);
+    assert_eq!(full.code, Some(0), "{}", full.stderr);
+    // Well beyond a pipe's buffer (64 KiB on Linux): the writer must meet
+    // the closed pipe.
+    assert!(full.stdout.len() > 3 << 16, "{}", full.stdout.len());
+
+    for _ in 0..3 {
+        let mut ls = Command::new(EXE)
+            .args(args)
+            .env_remove("NDCACHE_DIR")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn ndcache");
+        let head = Command::new("head")
+            .arg("-1")
+            .stdin(Stdio::from(ls.stdout.take().unwrap()))
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn head");
+        let head = head.wait_with_output().unwrap();
+        let ls = ls.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&ls.stderr);
+        assert_eq!(
+            String::from_utf8_lossy(&head.stdout),
+            full.stdout.lines().next().unwrap().to_owned() + "\n"
+        );
+        assert_eq!(ls.status.code(), Some(0), "{stderr}");
+        assert!(stderr.is_empty(), "{stderr}");
+    }
+}
+
+/// `ls`, `stats`, `verify` (and the maintenance commands) on a directory
+/// that is not a cache say so and create nothing in it: no `v1/`, no
+/// `CACHEDIR.TAG`.
+#[test]
+fn commands_refuse_a_directory_that_is_not_a_cache() {
+    let fx = Fixture::new();
+    let empty = fx.path("empty");
+    fs::create_dir(&empty).unwrap();
+    let photos = fx.path("photos");
+    fs::create_dir_all(photos.join("2024")).unwrap();
+    fs::write(photos.join("a.jpg"), "jpeg").unwrap();
+    fs::write(photos.join("2024").join("b.jpg"), "jpeg").unwrap();
+    let missing = fx.path("missing");
+    let commands: [&[&str]; 6] = [
+        &["ls"],
+        &["stats"],
+        &["verify"],
+        &["verify", "--repair"],
+        &["gc", "--max-bytes", "1G"],
+        &["clear"],
+    ];
+    for dir in [&empty, &photos, &missing] {
+        let before = snapshot(dir);
+        for cmd in commands {
+            let mut args = cmd.to_vec();
+            args.extend(["--cache-dir", s(dir)]);
+            let r = run(&args);
+            assert_eq!(r.code, Some(2), "{args:?}: {}{}", r.stdout, r.stderr);
+            assert_eq!(r.stderr.lines().count(), 1, "{args:?}: {}", r.stderr);
+            assert!(r.stderr.starts_with("ndcache: error: "), "{}", r.stderr);
+            assert!(
+                r.stderr
+                    .contains("is not an ndcache cache (no v1/ directory)"),
+                "{args:?}: {}",
+                r.stderr
+            );
+            assert!(r.stderr.contains(s(dir)), "{args:?}: {}", r.stderr);
+            assert!(r.stdout.is_empty(), "{args:?}: {}", r.stdout);
+            assert_eq!(snapshot(dir), before, "{args:?} changed {}", dir.display());
+        }
+        assert!(!dir.join("v1").exists());
+    }
+    assert!(!missing.exists());
+}
+
+/// The read-only commands do not write in a cache either: no probe file,
+/// no `CACHEDIR.TAG` put back, no temporary file of a dead writer removed
+/// (that is `gc`'s job), no orphan payload removed (that is `--repair`'s).
+#[test]
+fn ls_stats_and_verify_write_nothing_in_a_cache() {
+    let fx = Fixture::new();
+    let x = fx.input("x.npy", ramp(100));
+    fx.apply("exp", &[&x], &fx.path("y.npy"), &[]);
+    let (payload, _) = single_entry(&fx.cache);
+    fs::remove_file(fx.cache.join("v1").join("CACHEDIR.TAG")).unwrap();
+    let old_temp = payload.with_file_name(".x.npy.1.1.tmp");
+    fs::write(&old_temp, "half").unwrap();
+    let two_hours_ago = SystemTime::now() - Duration::from_secs(7200);
+    fs::File::options()
+        .write(true)
+        .open(&old_temp)
+        .unwrap()
+        .set_modified(two_hours_ago)
+        .unwrap();
+    let before = snapshot(&fx.cache);
+    for cmd in ["ls", "stats", "verify"] {
+        let r = run(&[cmd, "--cache-dir", s(&fx.cache)]);
+        assert_eq!(r.code, Some(0), "{cmd}: {}{}", r.stdout, r.stderr);
+        assert_eq!(snapshot(&fx.cache), before, "{cmd} wrote in the cache");
+    }
+}
+
+/// The budget is remembered by the cache directory: `apply --max-bytes`
+/// (and the library's `max_bytes`) set it, opening without one uses it,
+/// `stats` shows it. A damaged budget file is ignored with a warning.
+#[test]
+fn the_cache_directory_remembers_its_budget() {
+    let fx = Fixture::new();
+    let x = fx.input("x.npy", ramp(100));
+    let out = fx.path("y.npy");
+    let stats = || {
+        let r = run(&["stats", "--cache-dir", s(&fx.cache)]);
+        assert_eq!(r.code, Some(0), "{}", r.stderr);
+        r
+    };
+    let budget_line = |r: &Run| {
+        r.stdout
+            .lines()
+            .find(|l| l.starts_with("budget "))
+            .unwrap_or_else(|| panic!("no budget line in {}", r.stdout))
+            .to_owned()
+    };
+
+    fx.apply("exp", &[&x], &out, &[]);
+    let st = stats();
+    assert_eq!(budget_line(&st), "budget     none", "{}", st.stdout);
+    assert!(st.stdout.contains("entries    1\n"), "{}", st.stdout);
+    assert_eq!(DiskTier::open(&fx.cache, None).unwrap().max_bytes(), None);
+
+    fx.apply("exp", &[&x], &out, &["--max-bytes", "5MiB"]);
+    let st = stats();
+    assert_eq!(
+        budget_line(&st),
+        "budget     5.0 MiB (5242880 bytes)",
+        "{}",
+        st.stdout
+    );
+    // Remembered: by the program, by the library.
+    fx.apply("exp", &[&x], &out, &[]);
+    assert_eq!(budget_line(&stats()), "budget     5.0 MiB (5242880 bytes)");
+    assert_eq!(
+        DiskTier::open(&fx.cache, None).unwrap().max_bytes(),
+        Some(5 << 20)
+    );
+    let lib = fx.library();
+    assert_eq!(lib.info().disk.unwrap().max_bytes, Some(5 << 20));
+    drop(lib);
+    // An explicit budget wins, and is remembered in turn.
+    fx.apply("exp", &[&x], &out, &["--max-bytes", "2G"]);
+    assert_eq!(
+        budget_line(&stats()),
+        "budget     2.0 GiB (2147483648 bytes)"
+    );
+    let t = DiskTier::builder(&fx.cache)
+        .max_bytes(3 << 20)
+        .build()
+        .unwrap();
+    assert_eq!(t.max_bytes(), Some(3 << 20));
+    drop(t);
+    assert_eq!(
+        DiskTier::open(&fx.cache, None).unwrap().max_bytes(),
+        Some(3 << 20)
+    );
+
+    // A damaged budget file: a warning, no budget, no panic; the next
+    // explicit budget replaces it.
+    let file = fx.cache.join("v1").join("budget");
+    assert_eq!(fs::read_to_string(&file).unwrap(), "3145728\n");
+    for bad in [
+        &b""[..],
+        b"\n",
+        b"lots\n",
+        b"0\n",
+        b"-5\n",
+        b"+5\n",
+        b" 5\n",
+        b"5 MiB\n",
+        b"5\n\n",
+        b"99999999999999999999999\n",
+        b"\x00\xff\xfe",
+    ] {
+        fs::write(&file, bad).unwrap();
+        let st = stats();
+        assert_eq!(budget_line(&st), "budget     none", "{bad:?}");
+        assert!(st.stderr.contains("warning"), "{bad:?}: {}", st.stderr);
+        assert!(st.stderr.contains("budget"), "{bad:?}: {}", st.stderr);
+        assert_eq!(
+            DiskTier::open(&fx.cache, None).unwrap().max_bytes(),
+            None,
+            "{bad:?}"
+        );
+        assert_eq!(fs::read(&file).unwrap(), bad, "a read changed the file");
+    }
+    fx.apply("exp", &[&x], &out, &["--max-bytes", "1.5G"]);
+    assert_eq!(fs::read_to_string(&file).unwrap(), "1610612736\n");
+    fs::write(&file, "5242880").unwrap(); // no newline: fine
+    assert_eq!(
+        DiskTier::open(&fx.cache, None).unwrap().max_bytes(),
+        Some(5 << 20)
+    );
+}
+
+/// `apply` checks the kernel, its arity and its parameters before reading
+/// any input, and refuses options that cannot apply.
+#[test]
+fn apply_checks_its_arguments_first() {
+    let fx = Fixture::new();
+    let missing = fx.path("missing.npy");
+    let out = fx.path("out.npy");
+    let r = run(&[
+        "apply",
+        "exp",
+        s(&missing),
+        "--out",
+        s(&out),
+        "--axis",
+        "0",
+        "--cache-dir",
+        s(&fx.cache),
+    ]);
+    assert_eq!(r.code, Some(2), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("invalid parameter 'axis'"),
+        "{}",
+        r.stderr
+    );
+    assert!(!r.stderr.contains("missing.npy"), "{}", r.stderr);
+
+    let x = fx.input("x.npy", ramp(10));
+    let r = run(&[
+        "apply",
+        "exp",
+        s(&x),
+        "--out",
+        s(&out),
+        "--no-cache",
+        "--max-bytes",
+        "5M",
+    ]);
+    assert_eq!(r.code, Some(2), "{}", r.stderr);
+    assert!(r.stderr.contains("--no-cache"), "{}", r.stderr);
+    assert!(r.stderr.contains("--max-bytes"), "{}", r.stderr);
+    assert!(!out.exists());
+
+    let r = run(&["gc", "--max-bytes", "12Q", "--cache-dir", s(&fx.cache)]);
+    assert_eq!(r.code, Some(2), "{}", r.stderr);
+    assert!(r.stderr.contains("invalid size '12Q'"), "{}", r.stderr);
+}
+
+/// The outcome line says what the call did: computed and stored, a disk
+/// hit, computed but not stored (larger than the whole budget).
+#[test]
+fn apply_reports_what_the_call_did() {
+    let fx = Fixture::new();
+    let x = fx.input("x.npy", ramp(1000));
+    let out = fx.path("y.npy");
+    let dir = s(&fx.cache).to_owned();
+    let e = fx.apply("exp", &[&x], &out, &[]);
+    assert!(
+        e.contains(&format!("miss (computed, stored in {dir})")),
+        "{e}"
+    );
+    let e = fx.apply("exp", &[&x], &out, &[]);
+    assert!(e.contains(&format!("hit (disk, {dir})")), "{e}");
+    let e = fx.apply("negative", &[&x], &out, &["--max-bytes", "1K"]);
+    assert!(e.contains("miss (computed; not stored"), "{e}");
+    assert!(e.contains("larger than the budget"), "{e}");
+}
+
+/// An entry `verify` cannot read may be fine or not: it is not removed,
+/// and the exit code says the cache is not known to be clean. Permission
+/// bits do not stop root, so this only runs when they stop reads.
+#[cfg(unix)]
+#[test]
+fn verify_fails_on_unreadable_entries() {
+    use std::os::unix::fs::PermissionsExt;
+    let fx = Fixture::new();
+    let x = fx.input("x.npy", ramp(100));
+    fx.apply("exp", &[&x], &fx.path("y.npy"), &[]);
+    let (payload, _) = single_entry(&fx.cache);
+    fs::set_permissions(&payload, fs::Permissions::from_mode(0o000)).unwrap();
+    if fs::read(&payload).is_ok() {
+        fs::set_permissions(&payload, fs::Permissions::from_mode(0o644)).unwrap();
+        eprintln!("skipping: permission bits do not stop reads here (root)");
+        return;
+    }
+    let v = fx.verify(false);
+    let v2 = fx.verify(true);
+    fs::set_permissions(&payload, fs::Permissions::from_mode(0o644)).unwrap();
+    assert_eq!(v.code, Some(1), "{}{}", v.stdout, v.stderr);
+    assert!(v.stdout.contains("unreadable"), "{}", v.stdout);
+    assert_eq!(v2.code, Some(1), "{}{}", v2.stdout, v2.stderr);
+    assert!(payload.exists());
+    fx.assert_clean(1);
 }

@@ -520,6 +520,7 @@ fn mask_libm(
             AnyArray::F64(x) => x.to_owned(),
             AnyArray::I32(x) => x.mapv(f64::from).into_owned(),
             AnyArray::I64(x) => x.mapv(|e| e as f64).into_owned(),
+            _ => unreachable!("a dtype this test does not know"),
         };
         v.broadcast(IxDyn(&shape))
             .unwrap()
@@ -656,6 +657,7 @@ fn outputs(reg: &Registry, name: &str, shape: Shape, label: &str) -> Vec<AnyArra
                 AnyArray::F64(a) => a.t().to_owned().into(),
                 AnyArray::I32(a) => a.t().to_owned().into(),
                 AnyArray::I64(a) => a.t().to_owned().into(),
+                _ => unreachable!("a dtype this test does not know"),
             };
             outs.push(run(reg, name, &[&t], &none));
         }
@@ -790,6 +792,7 @@ fn outputs(reg: &Registry, name: &str, shape: Shape, label: &str) -> Vec<AnyArra
                     .into(),
                 AnyArray::I32(a) => a.mapv(|v| v % 50).into_owned().into(),
                 AnyArray::I64(a) => a.mapv(|v| v % 50).into_owned().into(),
+                _ => unreachable!("a dtype this test does not know"),
             };
             outs.push(run(reg, name, &[&dup], &none));
         }

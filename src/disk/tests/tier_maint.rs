@@ -241,3 +241,70 @@ fn entries_verify_and_clear() {
         "writes work after clear removed the directories"
     );
 }
+
+/// A payload without its sidecar (a crash between the two renames, or a
+/// deleted sidecar) is an orphan as soon as no process holds its key's
+/// lock, however young it is: `verify` counts it as damaged (and reading
+/// it creates nothing, not even a lock file), `gc` and `verify --repair`
+/// remove it. Only a payload whose key is locked is a write in progress.
+#[test]
+fn an_unlocked_payload_without_sidecar_is_an_orphan() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = DiskTier::builder(dir.path())
+        .background_writes(false)
+        .build()
+        .unwrap();
+    let (orphan, busy) = (key(1), key(2));
+    for k in [orphan, busy, key(3)] {
+        t.put(k, &sample(DType::I64, &[300]), info(), None);
+    }
+    for k in [orphan, busy] {
+        fs::remove_file(t.inner.layout.sidecar(k)).unwrap();
+    }
+    // Another handle on the lock file stands for a writer between its two
+    // renames (flock excludes handles even within one process).
+    let held = t.lock(busy).unwrap();
+
+    let r = t.verify(false, |_| {}).unwrap();
+    assert_eq!(r.ok, 1, "{r:?}");
+    let damaged: Vec<_> = r.corrupt.iter().map(|p| (p.key, p.removed)).collect();
+    assert_eq!(damaged, vec![(orphan, false)], "{r:?}");
+    assert!(r.corrupt[0].reason.contains("sidecar is missing"), "{r:?}");
+    assert_eq!(r.in_progress, 1, "{r:?}");
+    assert!(t.inner.layout.payload(orphan).exists(), "verify removed it");
+    assert!(
+        !t.inner.layout.lock(orphan).exists(),
+        "verify created a lock file"
+    );
+
+    let gc = t.gc(u64::MAX, |_| {}).unwrap();
+    assert_eq!(gc.stale_files, 1, "{gc:?}");
+    assert!(gc.removed.is_empty(), "{gc:?}");
+    assert!(!t.inner.layout.payload(orphan).exists());
+    assert!(
+        t.inner.layout.payload(busy).exists(),
+        "gc removed a write in progress"
+    );
+    assert!(t.contains_key(key(3)));
+    assert_eq!(t.stats().corrupt, 1, "gc counts the orphan it removed");
+
+    // The writer died without its sidecar: now the payload is an orphan.
+    drop(held);
+    let r = t.verify(true, |_| {}).unwrap();
+    let damaged: Vec<_> = r.corrupt.iter().map(|p| (p.key, p.removed)).collect();
+    assert_eq!(damaged, vec![(busy, true)], "{r:?}");
+    assert_eq!(r.in_progress, 0);
+    assert!(!t.inner.layout.payload(busy).exists());
+    let r = t.verify(false, |_| {}).unwrap();
+    assert_eq!((r.ok, r.corrupt.len(), r.in_progress), (1, 0, 0), "{r:?}");
+    let locks: Vec<_> = files_under(&dir.path().join("v1"))
+        .into_iter()
+        .filter(|(p, _)| p.extension().is_some_and(|e| e == "lock"))
+        .collect();
+    assert!(locks.is_empty(), "{locks:?}");
+
+    // A lookup of an orphan is a miss, and the next write completes the entry.
+    assert!(t.get(orphan).is_none());
+    t.put(orphan, &sample(DType::I64, &[300]), info(), None);
+    assert!(t.get(orphan).is_some());
+}
