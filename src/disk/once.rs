@@ -110,7 +110,7 @@ impl DiskTier {
     /// let (first, how) = tier.get_or_insert_with(key, "exp", "1", compute)?;
     /// assert!(matches!(how, Fetched::Computed { stored: true, .. }));
     /// tier.flush();
-    /// let (again, how) = tier.get_or_insert_with(key, "exp", "1", || unreachable!())?;
+    /// let (again, how) = tier.get_or_insert_with(key, "exp", "1", compute)?; // not called
     /// assert!(matches!(how, Fetched::Loaded(_)));
     /// assert!(again.bitwise_eq(&first));
     /// # Ok::<(), Box<dyn std::error::Error>>(())

@@ -34,7 +34,9 @@ pub(crate) struct Job {
 struct State {
     jobs: VecDeque<Job>,
     pending_bytes: u64,
-    busy: bool,
+    /// Jobs taken off the queue and being written (by the writer thread, or
+    /// by callers draining inline when no thread could be spawned).
+    busy: usize,
     shutdown: bool,
 }
 
@@ -92,7 +94,7 @@ impl Writer {
     /// Waits until every queued entry is written.
     pub fn flush(&self) {
         let mut st = self.shared.state();
-        while !st.jobs.is_empty() || st.busy {
+        while !st.jobs.is_empty() || st.busy > 0 {
             st = self.shared.wait(st);
         }
     }
@@ -143,7 +145,7 @@ fn run(shared: &Shared, inner: &Inner, wait: bool) {
         let Some(job) = st.jobs.pop_front() else {
             return; // shut down (or, without `wait`, done)
         };
-        st.busy = true;
+        st.busy += 1;
         drop(st);
         let bytes = job.value.nbytes();
         // A bug in the write path must not leave `flush` waiting forever.
@@ -151,7 +153,7 @@ fn run(shared: &Shared, inner: &Inner, wait: bool) {
             inner.write_failed_panic();
         }
         let mut st = shared.state();
-        st.busy = false;
+        st.busy -= 1;
         st.pending_bytes -= bytes;
         drop(st);
         shared.changed.notify_all();

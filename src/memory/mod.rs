@@ -290,8 +290,15 @@ where
     }
 
     /// Looks `key` up in a locked shard, counting a hit or a miss, and
-    /// removing the entry if it has expired.
-    fn lookup(&self, shard: &mut Shard<K, V>, key: &K, now: Option<Duration>) -> Option<V> {
+    /// removing the entry if it has expired: into `expired`, for the caller
+    /// to drop once the shard is unlocked (a value may be a big array).
+    fn lookup(
+        &self,
+        shard: &mut Shard<K, V>,
+        key: &K,
+        now: Option<Duration>,
+        expired: &mut Option<Entry<V>>,
+    ) -> Option<V> {
         let found = shard.lru.get_mut(key).map(|e| match (e.expires_at, now) {
             (Some(at), Some(now)) if now >= at => None,
             _ => {
@@ -309,6 +316,7 @@ where
             Some(None) => {
                 if let Some(e) = shard.lru.pop(key) {
                     self.account_removed(&e);
+                    *expired = Some(e);
                 }
                 shard.counters.expirations += 1;
             }
@@ -340,7 +348,11 @@ where
     pub fn get(&self, key: &K) -> Option<V> {
         let now = self.now_if_ttl();
         let mut shard = lock(&self.shards[self.shard_index(key)]);
-        self.lookup(&mut shard, key, now)
+        let mut expired = None;
+        let v = self.lookup(&mut shard, key, now, &mut expired);
+        drop(shard);
+        drop(expired);
+        v
     }
 
     /// Whether `key` is present and not expired. Counts nothing and does not
@@ -661,7 +673,15 @@ where
         loop {
             let now = self.now_if_ttl();
             let mut shard = lock(&self.shards[idx]);
-            if let Some(v) = self.lookup(&mut shard, &key, now) {
+            let mut expired = None;
+            let found = self.lookup(&mut shard, &key, now, &mut expired);
+            if expired.is_some() {
+                // Dropped with the shard unlocked; then look again.
+                drop(shard);
+                drop(expired);
+                shard = lock(&self.shards[idx]);
+            }
+            if let Some(v) = found {
                 return Start::Found(Ok(v));
             }
             if let Some(flight) = shard.inflight.get(&key) {

@@ -258,9 +258,14 @@ fn a_byte_bounded_tier_evicts_in_global_lru_order() {
     }
 }
 
-/// A kernel that counts its runs per input, takes a little while and runs
-/// in parallel inside (so its leader steals sweep items while it waits).
+/// A kernel that counts its runs per input and runs in parallel inside, in
+/// nested `join`s that sleep: whoever runs a half waits in a `join` and
+/// picks up other pool work meanwhile (a sweep item of the same key, on
+/// the leader's thread or on the thread that stole a half).
 fn counting_parallel_registry(runs: Arc<Mutex<HashMap<u64, usize>>>) -> Registry {
+    fn nap() {
+        std::thread::sleep(Duration::from_micros(500));
+    }
     let mut reg = Registry::new();
     reg.register_fn(
         "count",
@@ -271,60 +276,77 @@ fn counting_parallel_registry(runs: Arc<Mutex<HashMap<u64, usize>>>) -> Registry
         move |inputs, _| {
             let x = inputs[0].typed::<f64>()?;
             *runs.lock().unwrap().entry(x[0].to_bits()).or_default() += 1;
-            let v: Vec<f64> = x.iter().copied().collect();
-            let y: Vec<f64> = v
-                .par_iter()
-                .with_min_len(1)
-                .map(|a| {
-                    std::thread::sleep(Duration::from_micros(20));
-                    a.exp()
-                })
-                .collect();
-            Ok(AnyArray::from(Array1::from(y)))
+            let half = || {
+                nap();
+                rayon::join(nap, nap);
+            };
+            rayon::join(half, half);
+            Ok(AnyArray::from(x.mapv(f64::exp)))
         },
     )
     .unwrap();
     reg
 }
 
-/// A parameter sweep on the rayon pool over a disk-backed cache, where
-/// items share keys and the kernel itself runs in parallel: it must end,
-/// give every item the right result, and run the kernel at most once per
-/// key in the process. (Before the disk tier owned its get -> lock -> get
-/// -> compute -> put protocol, a leader that stole an item of its own key
-/// waited on its own lock file for ever.)
+/// Parameter sweeps on the rayon pool over a disk-backed cache, where
+/// items share keys and the kernel itself runs in parallel: as a
+/// `par_iter`, and as jobs spawned into the pool from outside (every pool
+/// thread then steals sweep items from the pool's queue while it waits in a
+/// `join`). Each round must end, give every item the right result, and run
+/// the kernel at most once per key in the process. (Before the disk tier
+/// owned its protocol, a thread that picked up an item of a key computed
+/// below it on its own stack, or below the `join` half it ran, waited on a
+/// lock file held by that computation for ever.)
 fn disk_sweep(threads: usize) {
     let summary = within(30, "disk-tier sweep", move || {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap();
+        let pool = Arc::new(
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap(),
+        );
         let mut extra_runs = 0;
         for round in 0..100u64 {
             let dir = tempfile::tempdir().unwrap();
             let runs = Arc::new(Mutex::new(HashMap::new()));
-            let cache = ArrayCache::builder()
-                .registry(counting_parallel_registry(runs.clone()))
-                .disk(dir.path())
-                .build()
-                .unwrap();
-            // 12 items, 6 keys: neighbours share a key (pairs), and the
-            // pair layout shifts with the round.
-            let items: Vec<u64> = (0..12u64).map(|i| (i + round % 2) / 2).collect();
-            let inputs: Vec<Array1<f64>> = items
-                .iter()
-                .map(|&k| Array1::from_elem(8 + (round % 3) as usize, k as f64 + 0.5))
+            let cache = Arc::new(
+                ArrayCache::builder()
+                    .registry(counting_parallel_registry(runs.clone()))
+                    .disk(dir.path())
+                    .build()
+                    .unwrap(),
+            );
+            // 12 items, 6 or 7 keys: neighbours share a key, and the pairs
+            // shift with the round.
+            let inputs: Vec<Array1<f64>> = (0..12u64)
+                .map(|i| (i + round % 2) / 2)
+                .map(|k| Array1::from_elem(8 + (round % 3) as usize, k as f64 + 0.5))
                 .collect();
-            let out: Vec<Vec<f64>> = pool.install(|| {
-                inputs
-                    .par_iter()
-                    .with_min_len(1)
-                    .map(|x| {
-                        let r = cache.call("count", &[x.arg()], &Params::new()).unwrap();
-                        r.typed::<f64>().unwrap().iter().copied().collect()
-                    })
-                    .collect()
-            });
+            let call = |cache: &ArrayCache, x: &Array1<f64>| -> Vec<f64> {
+                let r = cache.call("count", &[x.arg()], &Params::new()).unwrap();
+                r.typed::<f64>().unwrap().iter().copied().collect()
+            };
+            let out: Vec<Vec<f64>> = if round % 2 == 0 {
+                pool.install(|| {
+                    inputs
+                        .par_iter()
+                        .with_min_len(1)
+                        .map(|x| call(&cache, x))
+                        .collect()
+                })
+            } else {
+                let (tx, rx) = mpsc::channel();
+                for (i, x) in inputs.iter().enumerate() {
+                    let (cache, x, tx) = (cache.clone(), x.clone(), tx.clone());
+                    pool.spawn(move || tx.send((i, call(&cache, &x))).unwrap());
+                }
+                let mut out = vec![Vec::new(); inputs.len()];
+                for _ in 0..inputs.len() {
+                    let (i, y) = rx.recv().unwrap();
+                    out[i] = y;
+                }
+                out
+            };
             for (x, y) in inputs.iter().zip(&out) {
                 let want: Vec<f64> = x.iter().map(|a| a.exp()).collect();
                 assert_eq!(&want, y, "round {round}: wrong result");
