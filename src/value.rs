@@ -145,13 +145,14 @@ impl AnyArray {
     }
 
     /// Whether both arrays share the same data buffer (a hit returns the
-    /// very array that was cached).
+    /// very array that was cached). Two empty arrays share nothing (their
+    /// pointers may be equal and dangling), so this is false for them.
     pub fn ptr_eq(&self, other: &AnyArray) -> bool {
         match (self, other) {
-            (AnyArray::F32(a), AnyArray::F32(b)) => a.as_ptr() == b.as_ptr(),
-            (AnyArray::F64(a), AnyArray::F64(b)) => a.as_ptr() == b.as_ptr(),
-            (AnyArray::I32(a), AnyArray::I32(b)) => a.as_ptr() == b.as_ptr(),
-            (AnyArray::I64(a), AnyArray::I64(b)) => a.as_ptr() == b.as_ptr(),
+            (AnyArray::F32(a), AnyArray::F32(b)) => same_buffer(a, b),
+            (AnyArray::F64(a), AnyArray::F64(b)) => same_buffer(a, b),
+            (AnyArray::I32(a), AnyArray::I32(b)) => same_buffer(a, b),
+            (AnyArray::I64(a), AnyArray::I64(b)) => same_buffer(a, b),
             _ => false,
         }
     }
@@ -373,7 +374,7 @@ impl Keyed {
     /// The cache trusts it: two different arrays given the same fingerprint
     /// would share cache entries. Use it only with fingerprints produced by
     /// ndcache for this very array.
-    pub fn with_fingerprint(array: AnyArray, fingerprint: Fingerprint) -> Self {
+    pub(crate) fn with_fingerprint(array: AnyArray, fingerprint: Fingerprint) -> Self {
         Keyed { array, fingerprint }
     }
 
@@ -474,6 +475,14 @@ impl AsArg for Keyed {
     }
 }
 
+/// Whether two non-empty arrays of the same shape view the same memory.
+fn same_buffer<T>(a: &ArcArray<T, IxDyn>, b: &ArcArray<T, IxDyn>) -> bool {
+    !a.is_empty()
+        && a.as_ptr() == b.as_ptr()
+        && a.shape() == b.shape()
+        && a.strides() == b.strides()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -505,5 +514,15 @@ mod tests {
         assert_eq!(k.fingerprint(), crate::fingerprint(&x));
         assert_eq!(k.arg().known_fingerprint(), Some(k.fingerprint()));
         assert_eq!(x.arg().known_fingerprint(), None);
+    }
+
+    #[test]
+    fn empty_arrays_do_not_share_a_buffer() {
+        let a = AnyArray::from(ndarray::Array1::<f64>::zeros(0));
+        let b = AnyArray::from(ndarray::Array1::<f64>::zeros(0));
+        assert!(!a.ptr_eq(&b));
+        let c = AnyArray::from(ndarray::array![1.0f64, 2.0]);
+        assert!(c.ptr_eq(&c.clone()));
+        assert!(!c.ptr_eq(&AnyArray::from(ndarray::array![1.0f64, 2.0])));
     }
 }
