@@ -31,5 +31,8 @@ fuzz_target!(|data: &[u8]| {
         Some(i) if i == 0 || text.as_bytes()[i - 1] == b'\n' => &text[..i],
         _ => text,
     };
-    check(&format!("{body}end xxh3-64:{:016x}\n", xxh3_64(body.as_bytes())));
+    check(&format!(
+        "{body}end xxh3-64:{:016x}\n",
+        xxh3_64(body.as_bytes())
+    ));
 });
