@@ -130,7 +130,7 @@ impl Inner {
         let mut f = npy::from_file(payload, len).map_err(from_npy)?;
         let h = &f.header;
         if h.dtype != meta.dtype
-            || h.big_endian
+            || h.big_endian != cfg!(target_endian = "big")
             || h.fortran_order
             || h.shape != meta.shape
             || f.prefix.len() as u64 + f.data_len != len

@@ -177,6 +177,21 @@ impl EntryMeta {
     }
 }
 
+/// Entry points for the fuzz targets in `fuzz/` (compiled only by
+/// `cargo fuzz`, which sets `--cfg fuzzing`; not part of the API).
+#[cfg(fuzzing)]
+impl EntryMeta {
+    #[doc(hidden)]
+    pub fn fuzz_parse(text: &str) -> Result<EntryMeta, String> {
+        Self::parse(text)
+    }
+
+    #[doc(hidden)]
+    pub fn fuzz_to_text(&self) -> String {
+        self.to_text()
+    }
+}
+
 fn duration_ns(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }

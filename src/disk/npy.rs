@@ -1,21 +1,74 @@
-//! Reading and writing `.npy` files (format versions 1.0, 2.0 and 3.0).
+//! Reading and writing `.npy` files (format versions 1.0, 2.0 and 3.0),
+//! through the `ndarray-npy` crate.
 //!
-//! The header is a Python dict literal, parsed here by a small strict parser
-//! (no `eval`, no pickle): `{'descr': '<f8', 'fortran_order': False, 'shape': (2, 3), }`.
 //! Only `float32`, `float64`, `int32` and `int64` are read, in either byte
 //! order and either memory order; every other dtype (object, structured,
-//! complex, bool, ...) is refused before any data is read.
+//! complex, bool, ...) is refused before any data is read. Nothing is ever
+//! unpickled or evaluated: `ndarray-npy` parses the header dict as a Python
+//! literal.
 //!
-//! Files are always written in C order, little-endian, version 1.0 (2.0 when
-//! the header does not fit in 65535 bytes), with the header padded so that
-//! the data starts at a multiple of 64 bytes, as numpy does.
+//! Files are written in C order, in the machine's byte order (little-endian
+//! on every supported target), version 1.0 (2.0 when the header does not fit
+//! in 65535 bytes), with the header padded so that the data starts at a
+//! multiple of 64 bytes, as numpy does.
+//!
+//! # What `ndarray-npy` does, and what stays here
+//!
+//! `ndarray-npy` parses and formats the header dict
+//! ([`Header`](ndarray_npy::npy::header::Header)), reads the data into the
+//! array's final buffer ([`ReadNpyExt`], which also swaps the bytes of a
+//! big-endian file and keeps a Fortran-order file's layout without a copy),
+//! and writes C-order arrays ([`WriteNpyExt`]). The hand-written parts are
+//! what it cannot do:
+//!
+//! * **The preamble and the size guards.** The magic string, version and
+//!   header length are read here, and the header length is checked against
+//!   [`MAX_HEADER_LEN`] (10000 bytes, numpy's default limit) and the
+//!   file's length before anything is allocated for it (`ndarray-npy`
+//!   allocates whatever a version 2.0 file's 32-bit length claims, up to
+//!   4 GiB). After the header is parsed, the file must hold every data byte
+//!   the shape announces, and the shape must fit in memory, before the data
+//!   buffer is allocated: `ReadNpyExt` allocates the whole array first, so
+//!   a 100-byte file claiming a 2^60-element shape would otherwise be an
+//!   allocation failure (an abort), and a zero-length shape whose other axes
+//!   overflow `isize` (`(0, 2**62, 4)`) would be a panic inside it.
+//! * **Bracket depth.** A header nesting brackets deeper than
+//!   [`MAX_HEADER_DEPTH`] (4) is refused before the literal parser sees it:
+//!   that parser backtracks exponentially in the depth of unclosed
+//!   brackets (found by fuzzing: 15 unclosed `{` in a 145-byte file took
+//!   minutes). A supported header nests two levels.
+//! * **numpy's leniency.** numpy reads headers without the final newline
+//!   and the descrs `=f8`, `|f8` and `f8` (native byte order);
+//!   `ndarray-npy` refuses both. The header text is handed to it with a
+//!   newline added if missing, and the data is read under a canonical
+//!   header ([`Header::to_bytes`](ndarray_npy::npy::header::Header::to_bytes)
+//!   with `<f8`/`>f8`) chained before the file's data bytes. Bytes after the
+//!   data are ignored, as numpy does (`ndarray-npy` refuses them): the data
+//!   reader stops at the announced length.
+//! * **The dtype dispatch.** `ndarray-npy` needs the element type at compile
+//!   time; the descr is matched here to pick `f32`/`f64`/`i32`/`i64` (and
+//!   to name an unsupported dtype in the error).
+//! * **Hashing while reading and writing.** The disk tier verifies the xxh3
+//!   of every payload byte: the data reader hashes each 256 KiB piece right
+//!   after reading it, while it is in the CPU cache, so a verified hit still
+//!   reads the bytes once, into the array's final buffer (`ViewNpyExt` would
+//!   give a borrowed view of a byte buffer, and an owned array from it costs
+//!   a second copy of the payload).
+//! * **Writing a non-C-order array in C order.** `WriteNpyExt` writes a
+//!   Fortran-order array as a Fortran-order file and gathers any other
+//!   strided array one element per `write` call; the disk tier's payloads are
+//!   C order, so such arrays are gathered here in 64 Ki-element pieces.
+//! * **Atomic files.** [`write_npy_atomic`] writes a temporary file in the
+//!   same directory, syncs it and renames it into place.
 
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::path::Path;
 
 use crate::hash::Xxh3;
-use ndarray::{ArcArray, ArrayViewD, IxDyn, ShapeBuilder};
+use ndarray::{ArrayD, ArrayViewD};
+use ndarray_npy::npy::header::{Header as NpyHeader, Layout, ParseHeaderError, ReadHeaderError};
+use ndarray_npy::{ReadNpyError, ReadNpyExt, ReadableElement, WritableElement, WriteNpyExt};
 
 use super::layout::temp_path;
 use crate::element::{DType, Element};
@@ -24,15 +77,29 @@ use crate::value::{AnyArray, Wrap};
 
 const MAGIC: &[u8; 6] = b"\x93NUMPY";
 
-/// Headers longer than this are refused (numpy's own limit is 10000 bytes
-/// unless asked otherwise; this one only guards against absurd allocations).
-const MAX_HEADER_LEN: usize = 1 << 20;
+/// Headers longer than this are refused before anything is allocated for
+/// them: numpy's own default limit (`max_header_size`), far above the
+/// longest header of a supported array (64 axes: about 1500 bytes).
+pub(crate) const MAX_HEADER_LEN: usize = 10_000;
+
+/// Headers nesting brackets deeper than this are refused before they are
+/// parsed. A supported header nests two levels (`{'shape': (2, 3)}`), an
+/// unsupported structured dtype three or four (refused by name after
+/// parsing). `ndarray-npy`'s literal parser (pest, through `py_literal`)
+/// backtracks exponentially in the depth of unclosed brackets: fuzzing
+/// found a 145-byte file whose 15 unclosed `{` took minutes to refuse, and
+/// each level about triples the time.
+pub(crate) const MAX_HEADER_DEPTH: usize = 4;
 
 /// Bytes read per piece when the data is also hashed (well inside a core's L2).
 const READ_CHUNK_BYTES: usize = 256 << 10;
 
-/// Elements gathered per write when the array is not contiguous.
+/// Elements gathered per write when the array is not in C order.
 const WRITE_CHUNK_ELEMS: usize = 1 << 16;
+
+/// The element types read and written here.
+trait NpyElement: Element + ReadableElement + WritableElement {}
+impl<T: Element + ReadableElement + WritableElement> NpyElement for T {}
 
 /// Why a `.npy` file could not be read; the caller adds the path.
 #[derive(Debug)]
@@ -85,12 +152,48 @@ impl Header {
                 acc.checked_mul(d as u64)
             })
     }
+
+    /// Whether an array of this shape can exist: the product of the axis
+    /// lengths, zero ones left out, times the element size, fits in `isize`
+    /// (ndarray's rule, checked before `ndarray-npy` builds the array).
+    fn fits_in_memory(&self) -> bool {
+        self.shape
+            .iter()
+            .filter(|&&d| d != 0)
+            .try_fold(self.dtype.size(), |acc, &d| acc.checked_mul(d))
+            .is_some_and(|n| n <= isize::MAX as usize)
+    }
+
+    /// The header `ndarray-npy` reads the data under: the same shape and
+    /// memory order, the descr spelled `<f8` or `>f8`, a final newline.
+    fn canonical<T: NpyElement>(&self, parsed: &NpyHeader) -> Result<Vec<u8>, NpyError> {
+        let explicit = parsed
+            .type_descriptor
+            .as_string()
+            .is_some_and(|s| s.starts_with(['<', '>']));
+        // `=`, `|` and no mark all mean the native byte order, which is the
+        // descr `ndarray-npy` writes for `T`.
+        let type_descriptor = if explicit {
+            parsed.type_descriptor.clone()
+        } else {
+            T::type_descriptor()
+        };
+        NpyHeader {
+            type_descriptor,
+            layout: parsed.layout,
+            shape: self.shape.clone(),
+        }
+        .to_bytes()
+        .map_err(|e| NpyError::Format(format!("cannot re-encode the .npy header: {e}")))
+    }
 }
 
 /// An open `.npy` file positioned at its first data byte.
 pub(crate) struct NpyFile {
     pub file: File,
     pub header: Header,
+    /// The header as `ndarray-npy` parsed it.
+    parsed: NpyHeader,
     /// Every byte before the data (magic, version, length, header text).
     pub prefix: Vec<u8>,
     pub data_len: u64,
@@ -116,9 +219,9 @@ pub(crate) fn from_file(mut file: File, file_len: u64) -> Result<NpyFile, NpyErr
         ));
     }
     let (major, minor) = (prefix[6], prefix[7]);
-    let header_len = match major {
-        1 => u16::from_le_bytes([prefix[8], prefix[9]]) as usize,
-        2 | 3 => {
+    let header_len = match (major, minor) {
+        (1, 0) => u16::from_le_bytes([prefix[8], prefix[9]]) as usize,
+        (2 | 3, 0) => {
             prefix.resize(12, 0);
             read_exact_or(&mut file, &mut prefix[10..], "header length")?;
             u32::from_le_bytes([prefix[8], prefix[9], prefix[10], prefix[11]]) as usize
@@ -135,12 +238,16 @@ pub(crate) fn from_file(mut file: File, file_len: u64) -> Result<NpyFile, NpyErr
         )));
     }
     let start = prefix.len();
+    // The header cannot extend past the end of the file: checked before
+    // allocating, so a short file claiming a long header costs nothing.
+    if (start + header_len) as u64 > file_len {
+        return Err(NpyError::Format(
+            "truncated .npy file (it ends inside the header)".into(),
+        ));
+    }
     prefix.resize(start + header_len, 0);
     read_exact_or(&mut file, &mut prefix[start..], "header")?;
-    // Versions 1 and 2 are latin-1, 3 is UTF-8: everything that matters is
-    // ASCII, so a lossy decoding only affects the text of error messages.
-    let text = String::from_utf8_lossy(&prefix[start..]);
-    let header = parse_header(&text).map_err(NpyError::Format)?;
+    let (header, parsed) = parse_header_bytes(major, &prefix[start..]).map_err(NpyError::Format)?;
     let data_len = header
         .data_len()
         .ok_or_else(|| NpyError::Format(format!("shape {:?} is too large", header.shape)))?;
@@ -150,9 +257,16 @@ pub(crate) fn from_file(mut file: File, file_len: u64) -> Result<NpyFile, NpyErr
             "truncated .npy file: the header announces {data_len} data bytes, the file holds {available}"
         )));
     }
+    if !header.fits_in_memory() {
+        return Err(NpyError::Format(format!(
+            "shape {:?} is too large for this machine",
+            header.shape
+        )));
+    }
     Ok(NpyFile {
         file,
         header,
+        parsed,
         prefix,
         data_len,
     })
@@ -161,67 +275,62 @@ pub(crate) fn from_file(mut file: File, file_len: u64) -> Result<NpyFile, NpyErr
 impl NpyFile {
     /// Reads the data into a new array (one read into the final buffer),
     /// feeding the bytes as stored to `hasher` if given.
-    pub fn read_array(mut self, hasher: Option<&mut Xxh3>) -> Result<AnyArray, NpyError> {
+    pub fn read_array(self, hasher: Option<&mut Xxh3>) -> Result<AnyArray, NpyError> {
         match self.header.dtype {
-            DType::F32 => read_typed::<f32>(&mut self, hasher),
-            DType::F64 => read_typed::<f64>(&mut self, hasher),
-            DType::I32 => read_typed::<i32>(&mut self, hasher),
-            DType::I64 => read_typed::<i64>(&mut self, hasher),
+            DType::F32 => read_typed::<f32>(self, hasher),
+            DType::F64 => read_typed::<f64>(self, hasher),
+            DType::I32 => read_typed::<i32>(self, hasher),
+            DType::I64 => read_typed::<i64>(self, hasher),
         }
     }
 }
 
-fn read_typed<T: Element>(
-    f: &mut NpyFile,
+/// Reads at most `left` bytes, at most [`READ_CHUNK_BYTES`] per call, and
+/// hashes each piece right after reading it, while it is still in the CPU
+/// cache: the checksum then costs no extra trip to memory.
+struct DataReader<'a> {
+    file: &'a mut File,
+    left: u64,
+    hasher: Option<&'a mut Xxh3>,
+}
+
+impl Read for DataReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = buf.len().min(READ_CHUNK_BYTES);
+        let n = usize::try_from(self.left).map_or(n, |left| n.min(left));
+        let n = self.file.read(&mut buf[..n])?;
+        self.left -= n as u64;
+        if let Some(h) = self.hasher.as_deref_mut() {
+            h.update(&buf[..n]);
+        }
+        Ok(n)
+    }
+}
+
+fn read_typed<T: NpyElement>(
+    mut f: NpyFile,
     hasher: Option<&mut Xxh3>,
 ) -> Result<AnyArray, NpyError> {
-    let n = usize::try_from(f.data_len)
-        .map_err(|_| NpyError::Format("the array does not fit in memory".into()))?
-        / T::DTYPE.size();
-    // `vec![0; n]` comes from calloc: fresh pages are not written twice.
-    let mut data = vec![T::default(); n];
-    let bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut data);
-    match hasher {
-        // Hash each piece right after reading it, while it is still in the
-        // CPU cache: the checksum then costs no extra trip to memory.
-        Some(h) => {
-            for piece in bytes.chunks_mut(READ_CHUNK_BYTES) {
-                read_exact_or(&mut f.file, piece, "data")?;
-                h.update(piece);
-            }
-        }
-        None => read_exact_or(&mut f.file, bytes, "data")?,
-    }
-    if f.header.big_endian != cfg!(target_endian = "big") {
-        swap_bytes(&mut data);
-    }
-    let shape = IxDyn(&f.header.shape);
-    let array = if f.header.fortran_order {
-        ArcArray::from_shape_vec(shape.f(), data)
-    } else {
-        ArcArray::from_shape_vec(shape, data)
+    let canonical = f.header.canonical::<T>(&f.parsed)?;
+    let data = DataReader {
+        file: &mut f.file,
+        left: f.data_len,
+        hasher,
     };
-    // The data length matches the shape, so the only possible error is a
-    // shape whose size overflows (with a zero-length axis, numpy allows it).
-    let array = array.map_err(|_| {
-        NpyError::Format(format!(
+    // The file holds the data (checked in `from_file`) and the shape fits
+    // in memory, so `ndarray-npy` allocates only what the file backs.
+    let array = ArrayD::<T>::read_npy(canonical.as_slice().chain(data)).map_err(|e| match e {
+        ReadNpyError::Io(e) => NpyError::Io("read", e),
+        ReadNpyError::MissingData => {
+            NpyError::Format("truncated .npy file (it ends inside the data)".into())
+        }
+        ReadNpyError::LengthOverflow => NpyError::Format(format!(
             "shape {:?} is too large for this machine",
             f.header.shape
-        ))
+        )),
+        other => NpyError::Format(format!("invalid .npy data: {other}")),
     })?;
-    Ok(T::wrap_arc(array))
-}
-
-fn swap_bytes<T: Element>(data: &mut [T]) {
-    match T::DTYPE.size() {
-        4 => bytemuck::cast_slice_mut::<T, u32>(data)
-            .iter_mut()
-            .for_each(|x| *x = x.swap_bytes()),
-        8 => bytemuck::cast_slice_mut::<T, u64>(data)
-            .iter_mut()
-            .for_each(|x| *x = x.swap_bytes()),
-        _ => unreachable!("every supported dtype is 4 or 8 bytes wide"),
-    }
+    Ok(T::wrap_arc(array.into_shared()))
 }
 
 /// Reads a `.npy` file of `float32`, `float64`, `int32` or `int64` elements.
@@ -286,163 +395,189 @@ pub(crate) fn create_temp(dir: &Path, stem: &str) -> Result<(std::path::PathBuf,
     }
 }
 
+/// Passes writes through, hashing and counting every byte.
+struct HashWriter<'a, W> {
+    inner: &'a mut W,
+    hasher: Xxh3,
+    len: u64,
+}
+
+impl<W: Write> Write for HashWriter<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.len += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 /// Writes the whole `.npy` file to `w` and returns its length and the
 /// xxh3-128 of every byte written.
 pub(crate) fn write_array(w: &mut impl Write, array: &AnyArray) -> io::Result<(u64, u128)> {
-    let header = header_bytes(array.dtype(), array.shape());
-    let mut hasher = Xxh3::new();
-    hasher.update(&header);
-    w.write_all(&header)?;
-    crate::dispatch_array!(array, a => write_data(w, a.view(), &mut hasher))?;
-    Ok((header.len() as u64 + array.nbytes(), hasher.digest128()))
+    let mut w = HashWriter {
+        inner: w,
+        hasher: Xxh3::new(),
+        len: 0,
+    };
+    crate::dispatch_array!(array, a => write_typed(&mut w, a.view()))?;
+    Ok((w.len, w.hasher.digest128()))
 }
 
-fn write_data<T: Element>(
-    w: &mut impl Write,
-    view: ArrayViewD<'_, T>,
-    hasher: &mut Xxh3,
-) -> io::Result<()> {
-    if cfg!(target_endian = "little") {
-        if let Some(s) = view.as_slice() {
-            let bytes = bytemuck::cast_slice(s);
-            hasher.update(bytes);
-            return w.write_all(bytes);
-        }
+fn write_typed<T: NpyElement>(w: &mut impl Write, view: ArrayViewD<'_, T>) -> io::Result<()> {
+    if view.is_standard_layout() {
+        // Header and data in two `write_all`s.
+        return view.write_npy(w).map_err(|e| match e {
+            ndarray_npy::WriteNpyError::Io(e) => e,
+            other => io::Error::other(other),
+        });
     }
+    w.write_all(&typed_header::<T>(view.shape()))?;
     let mut buf: Vec<T> = Vec::with_capacity(WRITE_CHUNK_ELEMS.min(view.len()));
-    let mut flush = |buf: &mut Vec<T>| -> io::Result<()> {
-        let bytes = bytemuck::cast_slice(buf);
-        hasher.update(bytes);
-        w.write_all(bytes)?;
-        buf.clear();
-        Ok(())
-    };
     for &x in view.iter() {
-        buf.push(x.to_le());
+        buf.push(x);
         if buf.len() == WRITE_CHUNK_ELEMS {
-            flush(&mut buf)?;
+            w.write_all(bytemuck::cast_slice(&buf))?;
+            buf.clear();
         }
     }
-    flush(&mut buf)
+    w.write_all(bytemuck::cast_slice(&buf))
 }
 
-/// The magic, version, length and padded header of a C-order little-endian
-/// array, `len % 64 == 0` as numpy writes it.
+/// The magic, version, length and padded header of a C-order array of `T`
+/// in the machine's byte order, `len % 64 == 0`, as `ndarray-npy` writes it.
+fn typed_header<T: NpyElement>(shape: &[usize]) -> Vec<u8> {
+    NpyHeader {
+        type_descriptor: T::type_descriptor(),
+        layout: Layout::Standard,
+        shape: shape.to_vec(),
+    }
+    .to_bytes()
+    // Only a header longer than 4 GiB fails: a shape of hundreds of
+    // millions of axes, which no array in memory has.
+    .expect("the .npy header of an array in memory fits in 4 GiB")
+}
+
+/// The header [`write_array`] writes for an array of this dtype and shape.
 pub(crate) fn header_bytes(dtype: DType, shape: &[usize]) -> Vec<u8> {
-    let shape_text = match shape {
-        [] => "()".to_string(),
-        [d] => format!("({d},)"),
-        dims => {
-            let parts: Vec<String> = dims.iter().map(|d| d.to_string()).collect();
-            format!("({})", parts.join(", "))
-        }
-    };
-    let dict = format!(
-        "{{'descr': '{}', 'fortran_order': False, 'shape': {shape_text}, }}",
-        dtype.descr()
-    );
-    let build = |preamble: usize| {
-        let unpadded = preamble + dict.len() + 1;
-        let pad = (64 - unpadded % 64) % 64;
-        dict.len() + pad + 1
-    };
-    let (version, preamble, text_len) = match build(10) {
-        n if n <= u16::MAX as usize => (1u8, 10, n),
-        _ => (2u8, 12, build(12)),
-    };
-    let mut out = Vec::with_capacity(preamble + text_len);
-    out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&[version, 0]);
-    if version == 1 {
-        out.extend_from_slice(&(text_len as u16).to_le_bytes());
-    } else {
-        out.extend_from_slice(&(text_len as u32).to_le_bytes());
+    match dtype {
+        DType::F32 => typed_header::<f32>(shape),
+        DType::F64 => typed_header::<f64>(shape),
+        DType::I32 => typed_header::<i32>(shape),
+        DType::I64 => typed_header::<i64>(shape),
     }
-    out.extend_from_slice(dict.as_bytes());
-    out.resize(preamble + text_len - 1, b' ');
-    out.push(b'\n');
-    out
 }
 
-/// A value in the header dict.
-#[derive(Debug)]
-enum Value {
-    Str(String),
-    Bool(bool),
-    Tuple(Vec<usize>),
-    /// Anything else, kept as source text for error messages.
-    Other(String),
-}
-
-/// Parses the header dict strictly: exactly the keys `descr`,
-/// `fortran_order` and `shape`, once each.
+/// Parses header text (the dict, as in a version 3.0 file).
+#[cfg(test)]
 pub(crate) fn parse_header(text: &str) -> Result<Header, String> {
-    let mut p = Parser {
-        s: text.as_bytes(),
-        i: 0,
-    };
-    let (mut descr, mut fortran, mut shape) = (None, None, None);
-    p.ws();
-    p.expect(b'{')?;
-    loop {
-        p.ws();
-        if p.eat(b'}') {
-            break;
-        }
-        let key = match p.value()? {
-            Value::Str(s) => s,
-            other => return Err(format!("unexpected header key {other:?}")),
-        };
-        p.ws();
-        p.expect(b':')?;
-        p.ws();
-        let value = p.value()?;
-        let slot = match key.as_str() {
-            "descr" => &mut descr,
-            "fortran_order" => &mut fortran,
-            "shape" => &mut shape,
-            _ => return Err(format!("unexpected key '{key}' in the .npy header")),
-        };
-        if slot.replace(value).is_some() {
-            return Err(format!("key '{key}' appears twice in the .npy header"));
-        }
-        p.ws();
-        if !p.eat(b',') {
-            p.ws();
-            p.expect(b'}')?;
-            break;
-        }
+    parse_header_bytes(3, text.as_bytes()).map(|(h, _)| h)
+}
+
+/// Parses the header text of a file of format version `major` (ASCII for
+/// versions 1 and 2, UTF-8 for 3) with `ndarray-npy`, then checks what
+/// ndcache supports.
+fn parse_header_bytes(major: u8, text: &[u8]) -> Result<(Header, NpyHeader), String> {
+    let depth = max_depth(text);
+    if depth > MAX_HEADER_DEPTH {
+        return Err(format!(
+            "malformed .npy header: brackets nested {depth} deep (the limit is {MAX_HEADER_DEPTH})"
+        ));
     }
-    if !text[p.i..].bytes().all(|b| b.is_ascii_whitespace()) {
-        return Err("unexpected text after the .npy header dict".into());
+    // `ndarray-npy` reads a whole file's preamble; numpy does not require
+    // the final newline, `ndarray-npy` does.
+    let newline = !text.ends_with(b"\n");
+    let len = text.len() + usize::from(newline);
+    let mut framed = Vec::with_capacity(12 + len);
+    framed.extend_from_slice(MAGIC);
+    framed.extend_from_slice(&[if major == 3 { 3 } else { 2 }, 0]);
+    framed.extend_from_slice(&(len as u32).to_le_bytes());
+    framed.extend_from_slice(text);
+    if newline {
+        framed.push(b'\n');
     }
-    let missing = |k: &str| format!("the .npy header has no '{k}'");
-    let (dtype, big_endian) = match descr.ok_or_else(|| missing("descr"))? {
-        Value::Str(s) => parse_descr(&s)?,
-        Value::Other(raw) => return Err(unsupported(&raw)),
-        v => return Err(format!("invalid 'descr' {v:?} in the .npy header")),
+    let parsed = NpyHeader::from_reader(&mut framed.as_slice()).map_err(|e| match e {
+        ReadHeaderError::Parse(e) => header_error(e),
+        ReadHeaderError::Io(e) => format!("malformed .npy header: {e}"),
+    })?;
+    let (dtype, big_endian) = match parsed.type_descriptor.as_string() {
+        Some(s) => parse_descr(s)?,
+        None => return Err(unsupported(&parsed.type_descriptor.to_string())),
     };
-    let fortran_order = match fortran.ok_or_else(|| missing("fortran_order"))? {
-        Value::Bool(b) => b,
-        v => return Err(format!("invalid 'fortran_order' {v:?} in the .npy header")),
-    };
-    let shape = match shape.ok_or_else(|| missing("shape"))? {
-        Value::Tuple(t) => t,
-        v => return Err(format!("invalid 'shape' {v:?} in the .npy header")),
-    };
-    if shape.len() > crate::kernel::MAX_DIMS {
+    if parsed.shape.len() > crate::kernel::MAX_DIMS {
         return Err(format!(
             "the .npy header has {} dimensions; at most {} are supported, as in numpy",
-            shape.len(),
+            parsed.shape.len(),
             crate::kernel::MAX_DIMS
         ));
     }
-    Ok(Header {
+    let header = Header {
         dtype,
         big_endian,
-        fortran_order,
-        shape,
-    })
+        fortran_order: parsed.layout.is_fortran(),
+        shape: parsed.shape.clone(),
+    };
+    Ok((header, parsed))
+}
+
+/// The deepest nesting of brackets, quotes ignored: an over-estimate when
+/// a string holds brackets (`'<M8[s]'` counts one level), never an
+/// under-estimate (tracking quotes would have to follow escapes exactly as
+/// the literal parser does).
+fn max_depth(text: &[u8]) -> usize {
+    let (mut depth, mut max) = (0usize, 0);
+    for &c in text {
+        match c {
+            b'[' | b'{' | b'(' => {
+                depth += 1;
+                max = max.max(depth);
+            }
+            b']' | b'}' | b')' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    max
+}
+
+/// What was wrong with the header, in ndcache's words.
+fn header_error(e: ParseHeaderError) -> String {
+    match e {
+        ParseHeaderError::MissingKey(k) => {
+            // ndarray-npy 0.10 names the missing shape "shaper".
+            let k = if k == "shaper" { "shape".into() } else { k };
+            format!("the .npy header has no '{k}'")
+        }
+        ParseHeaderError::UnknownKey(k) => format!("unexpected key {k} in the .npy header"),
+        ParseHeaderError::IllegalValue { key, value } if key == "shape" => {
+            if value.is_tuple() {
+                format!("invalid shape {value} in the .npy header (not non-negative integers)")
+            } else {
+                format!("invalid 'shape' {value} in the .npy header: not a tuple")
+            }
+        }
+        ParseHeaderError::IllegalValue { key, value } => {
+            format!("invalid '{key}' {value} in the .npy header")
+        }
+        ParseHeaderError::MetaNotDict(v) => format!("the .npy header is not a dict: {v}"),
+        ParseHeaderError::NonAscii => {
+            "the .npy header is not ASCII (only version 3.0 headers may be UTF-8)".into()
+        }
+        ParseHeaderError::DictParse(e) => {
+            // pest's report spans several lines and quotes the header: one
+            // line, at most 200 characters.
+            let words: Vec<String> = e.to_string().split_whitespace().map(String::from).collect();
+            let mut text = words.join(" ");
+            if let Some((cut, _)) = text.char_indices().nth(200) {
+                text.truncate(cut);
+                text.push_str("...");
+            }
+            format!("malformed .npy header (not a Python dict literal): {text}")
+        }
+        other => format!("malformed .npy header: {other}"),
+    }
 }
 
 fn unsupported(descr: &str) -> String {
@@ -470,139 +605,4 @@ fn parse_descr(s: &str) -> Result<(DType, bool), String> {
         _ => cfg!(target_endian = "big"),
     };
     Ok((dtype, big_endian))
-}
-
-struct Parser<'a> {
-    s: &'a [u8],
-    i: usize,
-}
-
-impl Parser<'_> {
-    fn peek(&self) -> Option<u8> {
-        self.s.get(self.i).copied()
-    }
-
-    fn ws(&mut self) {
-        while self.peek().is_some_and(|c| c.is_ascii_whitespace()) {
-            self.i += 1;
-        }
-    }
-
-    fn eat(&mut self, c: u8) -> bool {
-        if self.peek() == Some(c) {
-            self.i += 1;
-            true
-        } else {
-            false
-        }
-    }
-
-    fn expect(&mut self, c: u8) -> Result<(), String> {
-        if self.eat(c) {
-            Ok(())
-        } else {
-            Err(format!(
-                "malformed .npy header: expected '{}' at byte {}",
-                c as char, self.i
-            ))
-        }
-    }
-
-    fn value(&mut self) -> Result<Value, String> {
-        let start = self.i;
-        match self.peek() {
-            Some(q @ (b'\'' | b'"')) => {
-                self.i += 1;
-                let body = self.i;
-                while self.peek().is_some_and(|c| c != q && c != b'\\') {
-                    self.i += 1;
-                }
-                let s = String::from_utf8_lossy(&self.s[body..self.i]).into_owned();
-                self.expect(q)?;
-                Ok(Value::Str(s))
-            }
-            Some(b'(') => {
-                self.i += 1;
-                self.tuple()
-            }
-            Some(b'[' | b'{') => {
-                self.skip_nested()?;
-                Ok(Value::Other(self.text(start)))
-            }
-            _ => {
-                while self
-                    .peek()
-                    .is_some_and(|c| c.is_ascii_alphanumeric() || c == b'_')
-                {
-                    self.i += 1;
-                }
-                match &self.s[start..self.i] {
-                    b"True" => Ok(Value::Bool(true)),
-                    b"False" => Ok(Value::Bool(false)),
-                    b"" => Err(format!("malformed .npy header at byte {start}")),
-                    _ => Ok(Value::Other(self.text(start))),
-                }
-            }
-        }
-    }
-
-    fn text(&self, start: usize) -> String {
-        String::from_utf8_lossy(&self.s[start..self.i]).into_owned()
-    }
-
-    /// After `(`: `)`, `n,)`, `n, m)`, `n, m,)` with non-negative integers.
-    fn tuple(&mut self) -> Result<Value, String> {
-        let mut dims = Vec::new();
-        let mut trailing_comma = false;
-        loop {
-            self.ws();
-            if self.eat(b')') {
-                break;
-            }
-            let start = self.i;
-            while self.peek().is_some_and(|c| c.is_ascii_digit()) {
-                self.i += 1;
-            }
-            let digits = std::str::from_utf8(&self.s[start..self.i]).unwrap_or("");
-            let d: usize = digits
-                .parse()
-                .map_err(|_| format!("invalid shape in the .npy header at byte {start}"))?;
-            dims.push(d);
-            self.ws();
-            trailing_comma = self.eat(b',');
-            if !trailing_comma {
-                self.ws();
-                self.expect(b')')?;
-                break;
-            }
-        }
-        // `(3)` is the integer 3 in Python, not a tuple.
-        if dims.len() == 1 && !trailing_comma {
-            return Err("invalid shape in the .npy header: not a tuple".into());
-        }
-        Ok(Value::Tuple(dims))
-    }
-
-    /// Skips a bracketed structure (a structured dtype's list), honouring quotes.
-    fn skip_nested(&mut self) -> Result<(), String> {
-        let mut depth = 0usize;
-        let mut quote = None;
-        while let Some(c) = self.peek() {
-            self.i += 1;
-            match (quote, c) {
-                (Some(q), _) if c == q => quote = None,
-                (Some(_), _) => {}
-                (None, b'\'' | b'"') => quote = Some(c),
-                (None, b'[' | b'{' | b'(') => depth += 1,
-                (None, b']' | b'}' | b')') => {
-                    depth -= 1;
-                    if depth == 0 {
-                        return Ok(());
-                    }
-                }
-                _ => {}
-            }
-        }
-        Err("malformed .npy header: unbalanced brackets".into())
-    }
 }

@@ -152,7 +152,7 @@ fn big_headers_use_version_2() {
     assert_eq!(&small[6..8], &[1, 0]);
     assert_eq!(
         std::str::from_utf8(&small[10..]).unwrap().trim_end(),
-        "{'descr': '<f8', 'fortran_order': False, 'shape': (3, 4), }"
+        "{'descr': '<f8', 'fortran_order': False, 'shape': (3, 4)}"
     );
 }
 
@@ -215,14 +215,16 @@ fn truncated_and_garbage_files_are_refused() {
     for (header, why) in [
         ("{'descr': '<f8', 'fortran_order': False}", "no 'shape'"),
         ("{'descr': '<f8', 'fortran_order': False, 'shape': (8,), 'x': 1}", "unexpected key"),
-        ("{'descr': '<f8', 'descr': '<f8', 'fortran_order': False, 'shape': (8,)}", "twice"),
-        ("{'descr': '<f8', 'fortran_order': False, 'shape': (8)}", "not a tuple"),
+        // `(8)` is the integer 8 in Python; ndarray-npy's literal parser has no
+        // parenthesized expressions, so it is a syntax error here.
+        ("{'descr': '<f8', 'fortran_order': False, 'shape': (8)}", "not a Python dict literal"),
+        ("{'descr': '<f8', 'fortran_order': False, 'shape': 8}", "not a tuple"),
         ("{'descr': '<f8', 'fortran_order': False, 'shape': [8]}", "invalid 'shape'"),
         ("{'descr': '<f8', 'fortran_order': False, 'shape': (-8,)}", "invalid shape"),
         ("{'descr': '<f8', 'fortran_order': 0, 'shape': (8,)}", "invalid 'fortran_order'"),
-        ("{'descr': '<f8', 'fortran_order': False, 'shape': (8,)} x", "after the .npy header"),
-        ("['descr', '<f8']", "expected '{'"),
-        ("{'descr': '<f8', 'fortran_order': False, 'shape': (8,)", "expected '}'"),
+        ("{'descr': '<f8', 'fortran_order': False, 'shape': (8,)} x", "malformed .npy header"),
+        ("['descr', '<f8']", "not a dict"),
+        ("{'descr': '<f8', 'fortran_order': False, 'shape': (8,)", "malformed .npy header"),
         (
             "{'descr': '<f8', 'fortran_order': False, 'shape': (4294967296, 4294967296, 4294967296)}",
             "too large",
@@ -233,6 +235,21 @@ fn truncated_and_garbage_files_are_refused() {
         let reason = format_reason(read_bytes(d, "h.npy", &npy_file(1, header, &data)).unwrap_err());
         assert!(reason.contains(why), "{header}: {reason}");
     }
+}
+
+#[test]
+fn duplicate_header_keys_keep_the_last_as_numpy_does() {
+    // numpy evaluates the header as a Python dict literal, where a repeated
+    // key keeps its last value; ndarray-npy does the same.
+    let dir = tempfile::tempdir().unwrap();
+    let h = "{'descr': '<i8', 'descr': '<f8', 'fortran_order': False, 'shape': (1,)}";
+    let a = read_bytes(
+        dir.path(),
+        "dup.npy",
+        &npy_file(1, h, &2.5f64.to_le_bytes()),
+    )
+    .unwrap();
+    assert!(a.bitwise_eq(&AnyArray::from(ndarray::arr1(&[2.5f64]))));
 }
 
 #[test]
@@ -378,4 +395,97 @@ fn numpy_reads_what_we_write() {
             .collect());
         assert_eq!(raw, want, "{line}");
     }
+}
+
+/// Reads `bytes` as a file; the error's reason. The crate forbids unsafe
+/// code, so allocations are not counted here: a guard that failed would
+/// make the reader ask for 2^56 to 2^63 bytes, which aborts the test
+/// process (or panics on capacity overflow) rather than returning an error.
+/// The fuzz targets run with `-malloc_limit_mb` for the same property.
+fn refused(dir: &Path, bytes: &[u8]) -> String {
+    let path = dir.join("guard.npy");
+    fs::write(&path, bytes).unwrap();
+    let e = read_npy(&path).unwrap_err();
+    let msg = e.to_string();
+    assert!(msg.starts_with(&path.display().to_string()), "{msg}");
+    format_reason(e)
+}
+
+#[test]
+fn huge_shapes_are_errors_not_allocations() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let data = [0u8; 64];
+    for (shape, why) in [
+        // 2^60 elements, as one axis and as two; 2^56 (2^59 bytes, which
+        // calloc cannot give: an abort if it were asked).
+        ("(72057594037927936,)", "truncated .npy file: the header announces 576460752303423488 data bytes, the file holds 64"),
+        ("(1152921504606846976,)", "truncated .npy file: the header announces 9223372036854775808 data bytes, the file holds 64"),
+        ("(1073741824, 1073741824)", "truncated .npy file: the header announces 9223372036854775808 data bytes, the file holds 64"),
+        // 2^60 elements of 8 bytes overflow u64.
+        ("(1152921504606846976, 16)", "is too large"),
+        // No data at all, but the other axes overflow isize: ndarray-npy
+        // 0.10 would panic building the array (found reading its source).
+        ("(0, 4611686018427387904, 4)", "is too large for this machine"),
+        ("(4611686018427387904, 0, 4)", "is too large for this machine"),
+    ] {
+        let h = format!("{{'descr': '<f8', 'fortran_order': False, 'shape': {shape}, }}\n");
+        let reason = refused(d, &npy_file(1, &h, &data));
+        assert!(reason.contains(why), "{shape}: {reason}");
+    }
+    // A zero-length axis with others that fit is a valid empty array.
+    let h = "{'descr': '<f8', 'fortran_order': True, 'shape': (0, 1099511627776), }\n";
+    let a = read_bytes(d, "empty.npy", &npy_file(1, h, &[])).unwrap();
+    assert_eq!(a.shape(), &[0, 1 << 40]);
+}
+
+#[test]
+fn huge_and_deep_headers_are_errors_not_allocations() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // A version 2.0 header length of 4 GiB - 1.
+    let mut v2 = b"\x93NUMPY\x02\x00\xff\xff\xff\xff{'descr'".to_vec();
+    let reason = refused(d, &v2);
+    assert_eq!(
+        reason,
+        "the .npy header is 4294967295 bytes long (the limit is 10000)"
+    );
+    // Under the limit, but longer than the file.
+    v2[8..12].copy_from_slice(&5_000u32.to_le_bytes());
+    let reason = refused(d, &v2);
+    assert_eq!(reason, "truncated .npy file (it ends inside the header)");
+    // Brackets nested deeper than any dtype: refused before parsing.
+    let deep = format!(
+        "{{'descr': {}'<f8'{}, 'fortran_order': False, 'shape': (1,), }}\n",
+        "[".repeat(2_000),
+        "]".repeat(2_000)
+    );
+    let reason = refused(d, &npy_file(2, &deep, &[0; 8]));
+    assert_eq!(
+        reason,
+        "malformed .npy header: brackets nested 2001 deep (the limit is 4)"
+    );
+    // Quotes do not hide brackets from the count (an escaped quote would
+    // otherwise make the rest of the header look like a string).
+    let sneaky = format!(
+        "{{'descr': '\\'', 'shape': {}1{}, 'fortran_order': False}}\n",
+        "(".repeat(1000),
+        ",)".repeat(1000)
+    );
+    let reason = refused(d, &npy_file(1, &sneaky, &[0; 8]));
+    assert!(reason.contains("brackets nested 1001 deep"), "{reason}");
+    // Found by fuzzing (tests/fuzz_regressions/npy_read/timeout-f0bf...):
+    // unclosed brackets made the literal parser backtrack exponentially
+    // (15 of them took minutes). Five levels are refused, at once.
+    let h = "{'descr': '<f4', 'fortran_order': False, 'shape': (2,{{{13)J }";
+    let start = std::time::Instant::now();
+    let reason = refused(d, &npy_file(1, h, &[0; 16]));
+    assert!(
+        reason.contains("brackets nested 5 deep (the limit is 4)"),
+        "{reason}"
+    );
+    let h = "{'descr': '<f4', 'fortran_order': False, 'shape': (2,{{13)J }";
+    let reason = refused(d, &npy_file(1, h, &[0; 16]));
+    assert!(reason.contains("not a Python dict literal"), "{reason}");
+    assert!(start.elapsed().as_secs() < 5, "{:?}", start.elapsed());
 }
