@@ -1,10 +1,7 @@
 //! The CLI's size arguments (`--max-bytes 500M`), parsed by
-//! `ndcache::parse_size` (src/size.rs): never panics, and a plain number of
-//! bytes parses to itself.
-//!
-//! Not in fuzz/Cargo.toml's [[bin]] list yet: `parse_size` moves from
-//! src/bin/ndcache.rs into the library on another branch. Enable the
-//! commented-out [[bin]] entry once `ndcache::parse_size` exists.
+//! `ndcache::parse_size` (src/size.rs): never panics, a plain number of
+//! bytes parses to itself, a whole number of KiB (`12K`, `12KiB`) to 1024
+//! times itself, and an error has a message.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -19,6 +16,15 @@ fuzz_target!(|data: &[u8]| {
             if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) {
                 if let Ok(v) = t.parse::<u64>() {
                     assert_eq!(n, v, "{s:?}");
+                }
+            }
+            for unit in ["K", "k", "KiB", "KB", "kb"] {
+                if let Some(digits) = t.strip_suffix(unit) {
+                    if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+                        if let Some(v) = digits.parse::<u64>().ok().and_then(|v| v.checked_mul(1024)) {
+                            assert_eq!(n, v, "{s:?}");
+                        }
+                    }
                 }
             }
         }
