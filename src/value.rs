@@ -145,8 +145,9 @@ impl AnyArray {
     }
 
     /// Whether both arrays share the same data buffer (a hit returns the
-    /// very array that was cached). Two empty arrays share nothing (their
-    /// pointers may be equal and dangling), so this is false for them.
+    /// very array that was cached). Arrays of different shapes or strides
+    /// never do; empty arrays hold no data, so two empty arrays of one shape
+    /// count as sharing it.
     pub fn ptr_eq(&self, other: &AnyArray) -> bool {
         match (self, other) {
             (AnyArray::F32(a), AnyArray::F32(b)) => same_buffer(a, b),
@@ -475,12 +476,9 @@ impl AsArg for Keyed {
     }
 }
 
-/// Whether two non-empty arrays of the same shape view the same memory.
+/// Whether two arrays of the same shape and strides view the same memory.
 fn same_buffer<T>(a: &ArcArray<T, IxDyn>, b: &ArcArray<T, IxDyn>) -> bool {
-    !a.is_empty()
-        && a.as_ptr() == b.as_ptr()
-        && a.shape() == b.shape()
-        && a.strides() == b.strides()
+    a.as_ptr() == b.as_ptr() && a.shape() == b.shape() && a.strides() == b.strides()
 }
 
 #[cfg(test)]
@@ -517,10 +515,10 @@ mod tests {
     }
 
     #[test]
-    fn empty_arrays_do_not_share_a_buffer() {
+    fn ptr_eq_needs_the_same_buffer_shape_and_strides() {
         let a = AnyArray::from(ndarray::Array1::<f64>::zeros(0));
-        let b = AnyArray::from(ndarray::Array1::<f64>::zeros(0));
-        assert!(!a.ptr_eq(&b));
+        let b = AnyArray::from(ndarray::Array2::<f64>::zeros((0, 3)));
+        assert!(!a.ptr_eq(&b), "empty arrays of different shapes");
         let c = AnyArray::from(ndarray::array![1.0f64, 2.0]);
         assert!(c.ptr_eq(&c.clone()));
         assert!(!c.ptr_eq(&AnyArray::from(ndarray::array![1.0f64, 2.0])));
