@@ -34,6 +34,10 @@ fn bench(c: &mut Criterion) {
         .num_threads(1)
         .build()
         .unwrap();
+    let two_threads = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .unwrap();
     let mut g = c.benchmark_group("cached_vs_raw");
     for kernel in ["add", "exp", "sum", "sort"] {
         for n in [1000usize, 100_000, 1_000_000] {
@@ -91,6 +95,18 @@ fn bench(c: &mut Criterion) {
                     |()| cache.call(kernel, &args, &p).unwrap(),
                     BatchSize::PerIteration,
                 )
+            });
+            // The same miss from a rayon pool thread (a sweep's item): it
+            // runs isolated, on a thread of its own (see src/isolate.rs).
+            g.bench_function(BenchmarkId::new(format!("{kernel}/miss_on_pool"), n), |b| {
+                let args = keyed(arity);
+                two_threads.install(|| {
+                    b.iter_batched(
+                        || cache.clear(),
+                        |()| cache.call(kernel, &args, &p).unwrap(),
+                        BatchSize::PerIteration,
+                    )
+                })
             });
         }
     }
