@@ -316,10 +316,10 @@ impl ArrayCacheBuilder {
 /// `ArrayCache` is `Send + Sync`; share it with an `Arc`. Concurrent calls
 /// with the same key compute once (single-flight), in this process and, with
 /// a disk tier, across processes sharing the directory, on rayon pool
-/// threads too: a miss of a pool thread runs on a thread of its own (its
-/// parallel work on a pool of ndcache's that runs only kernels), so that a
-/// parameter sweep (`par_iter` over calls, some sharing a key) neither
-/// deadlocks nor computes a key twice. Such a miss costs a thread spawn.
+/// threads too: a miss of a pool thread runs on a pool of ndcache's that
+/// runs only cache misses and their kernels (`ndcache-compute-*`), so that
+/// a parameter sweep (`par_iter` over calls, some sharing a key) neither
+/// deadlocks nor computes a key twice.
 ///
 /// # Panics
 ///

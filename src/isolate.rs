@@ -6,21 +6,23 @@
 //! wait closes a cycle with it. Neither can wait for the other (the
 //! computation is suspended below them on the same stack), so each would
 //! have to compute the key again. [`run_isolated`] breaks the tie: the
-//! computation runs on a scoped thread outside the caller's pool, with its
-//! parallel work on a pool of its own ([`compute_pool`]) that runs nothing
-//! but kernels, so it finishes whatever the caller's pool does. The caller
-//! meanwhile keeps its pool busy ([`rayon::yield_now`]) and picks up the
-//! result. Other pool threads may then wait for the key: see the memory
-//! tier's flight module.
+//! computation (and the flight's whole leadership: compute, store, wake)
+//! runs on a pool of ndcache's own ([`compute_pool`]) that runs nothing but
+//! leaderships and their kernels, so it finishes whatever the caller's pool
+//! does. The caller meanwhile keeps its own pool busy (rayon's cross-pool
+//! `install` runs the caller's pool work while it waits). Other pool
+//! threads may then wait for the key: see the memory tier's flight module.
 //!
-//! The cost is a thread spawn per miss of a pool thread (tens of
-//! microseconds), paid only by misses, and only on pool threads.
+//! Leaderships can stack on one compute thread (one picks up another while
+//! its kernel waits in a `join`), so compute threads never wait for an
+//! isolated flight: they compute it themselves, as pool threads did before.
+//! Only a kernel that asks the cache for other keys (a user kernel) can
+//! meet one.
+//!
+//! The cost is the hand-over to the compute pool, paid only by misses, and
+//! only on pool threads (see the bench `cached_vs_raw/<kernel>/miss_on_pool`).
 
-use std::sync::{Mutex, OnceLock};
-use std::thread;
-use std::time::Duration;
-
-use crate::sync::lock;
+use std::sync::OnceLock;
 
 /// The pool that runs the kernels of isolated misses.
 pub(crate) fn compute_pool() -> Option<&'static rayon::ThreadPool> {
@@ -44,47 +46,19 @@ pub(crate) fn should_isolate() -> bool {
     rayon::current_thread_index().is_some() && pool.current_thread_index().is_none()
 }
 
-/// Runs `f` on a scoped thread whose parallel work goes to the compute
-/// pool, while this (pool) thread runs other pool work; returns `f`'s
-/// result. `f` is the whole of a flight's leadership (compute, store, wake
-/// the waiters), so a job this thread picks up meanwhile may wait for the
+/// Runs `f` on the compute pool while this (pool) thread runs other work
+/// of its own pool (rayon's cross-pool `install`), and returns `f`'s result.
+/// `f` is the whole of a flight's leadership (compute, store, wake the
+/// waiters), so a job this thread picks up meanwhile may wait for the
 /// flight. Panics of `f` propagate.
 pub(crate) fn run_isolated<R: Send>(f: impl FnOnce() -> R + Send) -> R {
-    let Some(pool) = compute_pool() else {
-        return f();
-    };
-    let slot = Mutex::new(Some(f));
-    let caller = thread::current();
-    let spawned = thread::scope(|s| {
-        let slot = &slot;
-        let h = thread::Builder::new()
-            .name("ndcache-miss".into())
-            .spawn_scoped(s, move || {
-                let f = lock(slot).take()?;
-                let r = pool.install(f);
-                caller.unpark();
-                Some(r)
-            })
-            .ok()?;
-        while !h.is_finished() {
-            if !matches!(rayon::yield_now(), Some(rayon::Yield::Executed)) {
-                // Woken by the computation's end; the timeout bounds how
-                // late new pool work is noticed.
-                thread::park_timeout(Duration::from_millis(1));
-            }
-        }
-        match h.join() {
-            Ok(r) => r,
-            Err(p) => std::panic::resume_unwind(p),
-        }
-    });
-    match spawned {
-        Some(r) => r,
-        // No thread could be had (out of resources): compute here, as
-        // before isolation existed.
-        None => match lock(&slot).take() {
-            Some(f) => f(),
-            None => unreachable!("the computation ran or is still here"),
-        },
+    match compute_pool() {
+        Some(pool) => pool.install(f),
+        None => f(),
     }
+}
+
+/// Whether the current thread is one of the compute pool's.
+pub(crate) fn on_compute_pool() -> bool {
+    compute_pool().is_some_and(|p| p.current_thread_index().is_some())
 }

@@ -11,9 +11,10 @@
 //! completion cannot depend on any pool thread's stack:
 //!
 //! - a flight led by a thread outside every pool, or
-//! - an *isolated* flight: its computation runs on a thread of its own, so
-//!   its leader picks up other work only while it polls for the result
-//!   (the array cache isolates every miss led by a pool thread).
+//! - an *isolated* flight: its computation runs on ndcache's compute pool
+//!   (see `crate::isolate`), which no other pool's stack can hold up (the
+//!   array cache isolates every miss led by a pool thread); compute-pool
+//!   threads themselves do not wait for isolated flights.
 //!
 //! Otherwise (a pool thread meeting a flight led, not isolated, by a pool
 //! thread) it computes the value itself: at most once per thread.
@@ -115,7 +116,15 @@ impl<V: Clone> Flight<V> {
     /// Whether the current thread may wait for this flight (see the module
     /// docs).
     pub(crate) fn may_wait(&self) -> bool {
-        !(self.leader_in_pool && !self.isolated && in_pool())
+        if !in_pool() {
+            return true;
+        }
+        if self.isolated {
+            // Its leadership runs on the compute pool, where leaderships
+            // stack: a compute thread must not wait for one.
+            return !crate::isolate::on_compute_pool();
+        }
+        !self.leader_in_pool
     }
 
     /// Publishes the outcome and wakes every waiter.
