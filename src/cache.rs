@@ -470,11 +470,7 @@ impl ArrayCache {
             source = Some(from);
             Ok(entry)
         };
-        let outcome = if crate::isolate::should_isolate() {
-            self.memory.try_get_or_insert_isolated(key, miss)
-        } else {
-            self.memory.try_get_or_insert_with(key, miss)
-        };
+        let outcome = self.memory.try_get_or_insert_isolated(key, miss);
         match outcome {
             Ok(entry) => {
                 if source.is_none() {

@@ -113,6 +113,11 @@ impl<V: Clone> Flight<V> {
         Arc::as_ptr(self) as *const () as usize
     }
 
+    /// Whether the computation runs on the compute pool (see the module docs).
+    pub(crate) fn is_isolated(&self) -> bool {
+        self.isolated
+    }
+
     /// Whether the current thread may wait for this flight (see the module
     /// docs).
     pub(crate) fn may_wait(&self) -> bool {
@@ -175,22 +180,15 @@ struct FrameSlot {
     flight: usize,
     helper: bool,
     poisoned: bool,
-    /// False while the computation runs on another thread (isolated).
-    active: bool,
 }
 
 thread_local! {
     static FRAMES: RefCell<Vec<FrameSlot>> = const { RefCell::new(Vec::new()) };
 }
 
-/// The number of active frames of `flight` on this thread's stack.
+/// The number of frames of `flight` on this thread's stack.
 pub(crate) fn frames_of(flight: usize) -> usize {
-    FRAMES.with(|f| {
-        f.borrow()
-            .iter()
-            .filter(|s| s.active && s.flight == flight)
-            .count()
-    })
+    FRAMES.with(|f| f.borrow().iter().filter(|s| s.flight == flight).count())
 }
 
 /// Marks every helper frame of `flight` on this thread as recursion.
@@ -219,7 +217,6 @@ impl Frame {
                 flight,
                 helper,
                 poisoned: false,
-                active: true,
             });
             Frame { depth: f.len() }
         })

@@ -648,9 +648,10 @@ where
         }
     }
 
-    /// [`try_get_or_insert_with`](Self::try_get_or_insert_with) for a
-    /// rayon pool thread: on a miss, `f` runs on a thread of its own (see
-    /// [`crate::isolate`]), so that other pool threads may wait for it.
+    /// [`try_get_or_insert_with`](Self::try_get_or_insert_with) whose
+    /// misses, when they are led by a rayon pool thread, run on the compute
+    /// pool (see [`crate::isolate`]), so that other pool threads may wait
+    /// for them. Decided only when a flight starts: hits pay nothing.
     pub(crate) fn try_get_or_insert_isolated<E, F>(&self, key: K, f: F) -> Result<V, FlightError<E>>
     where
         E: Clone + Send + Sync + 'static,
@@ -659,13 +660,17 @@ where
         match self.start(key, true) {
             Start::Found(r) => r,
             Start::Help(id) => help(id, f),
-            Start::Lead(guard) => crate::isolate::run_isolated(move || guard.run(f)),
+            Start::Lead(guard) if guard.flight.is_isolated() => {
+                crate::isolate::run_isolated(move || guard.run(f))
+            }
+            Start::Lead(guard) => guard.run(f),
         }
     }
 
     /// Looks `key` up; on a miss joins its flight (waits for it, or is told
-    /// to compute as a helper) or starts one.
-    fn start<E>(&self, key: K, isolated: bool) -> Start<'_, K, V, E>
+    /// to compute as a helper) or starts one, isolated if `may_isolate`
+    /// and [`crate::isolate::should_isolate`] says so.
+    fn start<E>(&self, key: K, may_isolate: bool) -> Start<'_, K, V, E>
     where
         E: Clone + Send + Sync + 'static,
     {
@@ -712,6 +717,7 @@ where
                     },
                 }
             }
+            let isolated = may_isolate && crate::isolate::should_isolate();
             let flight = Arc::new(Flight::new(isolated));
             shard.inflight.insert(key.clone(), Arc::clone(&flight));
             return Start::Lead(LeaderGuard {
