@@ -17,6 +17,14 @@ use crate::key::{call_key, Fingerprint};
 use crate::memory::{CacheStats, Clock, FlightError, MemoryTier};
 use crate::value::{AnyArray, AnyView, Arg, Keyed};
 
+/// What a computation is called in the tiers: its name and version (a
+/// kernel's, or an expression's).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Label<'a> {
+    pub(crate) name: &'a str,
+    pub(crate) version: &'a str,
+}
+
 /// The memory budget of an [`ArrayCache`] when none is given: 1 GiB.
 pub const DEFAULT_MAX_BYTES: u64 = 1 << 30;
 
@@ -460,13 +468,35 @@ impl ArrayCache {
     ) -> Result<(Keyed, Source)> {
         let kernel = prepared.kernel.as_ref();
         let key = call_key(kernel.name(), kernel.version(), &prepared.param_bytes, fps);
-        let counters = self.kernels.get(kernel.name());
+        let label = Label {
+            name: kernel.name(),
+            version: kernel.version(),
+        };
+        self.get_or_compute(key, label, || {
+            let views: Vec<AnyView<'_>> = inputs.iter().map(Arg::view).collect();
+            prepared.compute(&views)
+        })
+    }
+
+    /// The tier chain for one key, whatever computes it (a registry call,
+    /// an expression): memory, then disk (when there is one), then
+    /// `compute`, with single-flight in the process and across processes.
+    /// The result carries `key.derive()`. `label` names the computation in
+    /// the disk tier's sidecar, in errors and in the per-kernel counters (a
+    /// label that is not a registered kernel is counted nowhere per kernel).
+    pub(crate) fn get_or_compute(
+        &self,
+        key: Fingerprint,
+        label: Label<'_>,
+        compute: impl FnOnce() -> Result<AnyArray> + Send,
+    ) -> Result<(Keyed, Source)> {
+        let counters = self.kernels.get(label.name);
         if let Some(c) = counters {
             c.calls.fetch_add(1, Ordering::Relaxed);
         }
         let mut source = None;
         let miss = || {
-            let (entry, from) = self.load_or_compute(prepared, inputs, key)?;
+            let (entry, from) = self.load_or_compute(key, label, compute)?;
             source = Some(from);
             Ok(entry)
         };
@@ -484,30 +514,29 @@ impl ArrayCache {
             }
             Err(FlightError::Failed(e)) => Err(e),
             Err(FlightError::Panicked) => Err(Error::Panicked {
-                what: kernel.name().to_owned(),
+                what: label.name.to_owned(),
                 message: "the computation this call waited for panicked".to_owned(),
             }),
             Err(FlightError::Reentrant) => Err(Error::Reentrant {
-                what: kernel.name().to_owned(),
+                what: label.name.to_owned(),
             }),
         }
     }
 
-    /// Runs the kernel, catching a panic once so that every caller gets the
-    /// same [`Error::Panicked`].
-    fn compute(&self, prepared: &Prepared, inputs: &[Arg<'_>]) -> Result<(AnyArray, Duration)> {
-        let kernel = prepared.kernel.as_ref();
-        let views: Vec<AnyView<'_>> = inputs.iter().map(Arg::view).collect();
+    /// Runs a computation, catching a panic once so that every caller gets
+    /// the same [`Error::Panicked`], and counts it.
+    fn compute(
+        &self,
+        label: Label<'_>,
+        compute: impl FnOnce() -> Result<AnyArray> + Send,
+    ) -> Result<(AnyArray, Duration)> {
         let start = Instant::now();
-        let array =
-            crate::sync::catch_panic(|| prepared.compute(&views)).map_err(|message| {
-                Error::Panicked {
-                    what: kernel.name().to_owned(),
-                    message,
-                }
-            })??;
+        let array = crate::sync::catch_panic(compute).map_err(|message| Error::Panicked {
+            what: label.name.to_owned(),
+            message,
+        })??;
         let cost = start.elapsed();
-        if let Some(c) = self.kernels.get(kernel.name()) {
+        if let Some(c) = self.kernels.get(label.name) {
             c.computed.fetch_add(1, Ordering::Relaxed);
             c.compute_nanos
                 .fetch_add(cost.as_nanos() as u64, Ordering::Relaxed);
@@ -516,29 +545,27 @@ impl ArrayCache {
     }
 
     /// The memory miss path: the disk tier's get-or-compute if there is a
-    /// disk tier, else the kernel.
+    /// disk tier, else the computation.
     fn load_or_compute(
         &self,
-        prepared: &Prepared,
-        inputs: &[Arg<'_>],
         key: Fingerprint,
+        label: Label<'_>,
+        compute: impl FnOnce() -> Result<AnyArray> + Send,
     ) -> Result<(Entry, Source)> {
-        let kernel = prepared.kernel.as_ref();
         let entry = |array: AnyArray, cost: Duration| Entry {
             result: Keyed::with_fingerprint(array, key.derive()),
             cost,
         };
         let Some(disk) = &self.disk else {
-            let (array, cost) = self.compute(prepared, inputs)?;
+            let (array, cost) = self.compute(label, compute)?;
             return Ok((entry(array, cost), Source::Computed { stored: false }));
         };
-        let (array, fetched) =
-            disk.get_or_insert_with(key, kernel.name(), kernel.version(), || {
-                self.compute(prepared, inputs).map(|(array, _)| array)
-            })?;
+        let (array, fetched) = disk.get_or_insert_with(key, label.name, label.version, || {
+            self.compute(label, compute).map(|(array, _)| array)
+        })?;
         Ok(match fetched {
             Fetched::Loaded(meta) => {
-                if let Some(c) = self.kernels.get(kernel.name()) {
+                if let Some(c) = self.kernels.get(label.name) {
                     c.disk_hits.fetch_add(1, Ordering::Relaxed);
                     c.saved_nanos
                         .fetch_add(meta.compute_time.as_nanos() as u64, Ordering::Relaxed);
