@@ -411,6 +411,22 @@ impl ArrayCache {
         }
     }
 
+    /// Fingerprints a view, counting the bytes hashed.
+    pub(crate) fn fingerprint_view(&self, v: &AnyView<'_>) -> Fingerprint {
+        self.bytes_hashed.fetch_add(v.nbytes(), Ordering::Relaxed);
+        v.fingerprint()
+    }
+
+    /// Whether the memory tier holds `key` (counts nothing).
+    pub(crate) fn memory_contains(&self, key: Fingerprint) -> bool {
+        self.memory.contains_key(&key)
+    }
+
+    /// The memory tier's result for `key`, counted as a hit or a miss.
+    pub(crate) fn memory_get(&self, key: Fingerprint) -> Option<AnyArray> {
+        self.memory.get(&key).map(|e| e.result.into_array())
+    }
+
     /// Calls kernel `name` on `inputs` with `params`, through the cache.
     ///
     /// Returns the shared result, carrying a fingerprint derived from the

@@ -142,6 +142,11 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// An expression that cannot be evaluated as built (a scalar out of
+    /// range for the array's dtype, a kernel whose result is not the
+    /// declared type).
+    #[error("invalid expression: {0}")]
+    Expr(String),
     /// A builder was given inconsistent or out-of-range options.
     #[error("invalid configuration: {0}")]
     Config(String),

@@ -52,6 +52,7 @@ mod cache;
 pub mod disk;
 mod element;
 mod error;
+pub mod expr;
 mod hash;
 mod isolate;
 pub mod kernel;
@@ -67,6 +68,7 @@ pub use cache::{
 };
 pub use element::{DType, Element};
 pub use error::{Error, Result};
+pub use expr::{Evaluated, Expr};
 pub use kernel::{Kernel, ParamKind, ParamSpec, ParamValue, Params, Registry};
 pub use key::{
     call_key, fingerprint, Fingerprint, ParseFingerprintError, CHUNK_BYTES, KEY_FORMAT_VERSION,

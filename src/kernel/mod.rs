@@ -5,9 +5,9 @@
 //! maps names to kernels; [`Registry::with_builtins`] holds numpy's ufuncs,
 //! reductions, `cumsum` and `sort` for f32, f64, i32 and i64.
 
-mod elementwise;
+pub(crate) mod elementwise;
 mod params;
-mod reduce;
+pub(crate) mod reduce;
 
 pub use params::{ParamKind, ParamSpec, ParamValue, Params};
 
@@ -212,6 +212,10 @@ fn check_arity(k: &dyn Kernel, got: usize) -> Result<()> {
 #[derive(Clone, Default)]
 pub struct Registry {
     kernels: BTreeMap<String, Arc<dyn Kernel>>,
+    /// Whether the builtins are registered (then the names of the fusable
+    /// elementwise builtins and reductions are theirs: a name cannot be
+    /// registered twice).
+    builtins: bool,
 }
 
 impl fmt::Debug for Registry {
@@ -230,6 +234,7 @@ impl Registry {
     pub fn with_builtins() -> Self {
         let mut r = Registry::new();
         builtins::register(&mut r);
+        r.builtins = true;
         r
     }
 
@@ -324,6 +329,12 @@ impl Registry {
             params,
             param_bytes,
         })
+    }
+
+    /// Whether `name` is one of the builtins (and not a user kernel of
+    /// that name in a registry without them).
+    pub(crate) fn is_builtin(&self, name: &str) -> bool {
+        self.builtins && self.kernels.contains_key(name)
     }
 
     /// Runs a kernel with no cache.

@@ -165,6 +165,19 @@ pub struct Params {
     values: BTreeMap<String, ParamValue>,
 }
 
+impl fmt::Display for Params {
+    /// `axis=-1, keepdims=true` (names in order; empty for no parameters).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, (name, value)) in self.values.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "{name}={value}")?;
+        }
+        Ok(())
+    }
+}
+
 impl Params {
     /// No parameters (every parameter takes its default).
     pub fn new() -> Self {

@@ -3,6 +3,7 @@
 mod cache;
 mod cli;
 mod examples;
+mod expressions;
 mod fuzz_regressions;
 mod golden;
 mod interop;

@@ -195,7 +195,7 @@ where
 
 /// Marks the first `n` elements of `out`'s spare capacity as initialized.
 #[allow(unsafe_code)]
-fn set_len_initialized<O: Element>(out: &mut Vec<O>, n: usize) {
+pub(super) fn set_len_initialized<O: Element>(out: &mut Vec<O>, n: usize) {
     debug_assert!(n <= out.capacity());
     // SAFETY: the tasks of a plan partition the output exactly (their runs
     // are consecutive and their lengths sum to `n`, as `rest` ended empty),

@@ -33,6 +33,7 @@
 //! `trig` (sin and cos).
 
 mod engine;
+pub(crate) mod fused;
 mod math;
 mod ops;
 mod plan;

@@ -50,6 +50,27 @@ pub(super) trait Map2<A, B, O>: Sync {
     fn call(&self, a: A, b: B) -> O;
 }
 
+/// Where a loop writes one result: a slot of uninitialized output memory,
+/// or an element of a reused scratch buffer.
+pub(super) trait Slot<O>: Send {
+    /// Stores `v`.
+    fn put(&mut self, v: O);
+}
+
+impl<O: Send> Slot<O> for MaybeUninit<O> {
+    #[inline(always)]
+    fn put(&mut self, v: O) {
+        self.write(v);
+    }
+}
+
+impl<O: crate::element::Element> Slot<O> for O {
+    #[inline(always)]
+    fn put(&mut self, v: O) {
+        *self = v;
+    }
+}
+
 /// One input of a binary loop: a run of elements, or one element repeated.
 #[derive(Clone, Copy, Debug)]
 pub(super) enum Operand<'a, A> {
@@ -121,55 +142,55 @@ fn detect() -> Level {
 }
 
 #[inline(always)]
-fn map1_body<A: Copy, O, F: Map1<A, O>>(x: &[A], out: &mut [MaybeUninit<O>], f: &F) {
+fn map1_body<A: Copy, O, S: Slot<O>, F: Map1<A, O>>(x: &[A], out: &mut [S], f: &F) {
     // Every element of `out` must be written (the engine relies on it to
     // mark the output initialized): a shorter input is a bug, not a silent
     // hole. Checked once per call, outside the loop.
     assert_eq!(x.len(), out.len(), "input and output runs differ");
     for (o, &v) in out.iter_mut().zip(x) {
-        o.write(f.call(v));
+        o.put(f.call(v));
     }
     // A second pass, so that the first stays branch-free; its check is a
     // vectorized OR, and the slow path runs only when some element needs it.
     if F::FIXUP && x.iter().fold(false, |any, &v| any | f.needs_exact(v)) {
         for (o, &v) in out.iter_mut().zip(x) {
             if f.needs_exact(v) {
-                o.write(f.exact(v));
+                o.put(f.exact(v));
             }
         }
     }
 }
 
 #[inline(always)]
-fn map2_body<A: Copy, B: Copy, O: Copy, F: Map2<A, B, O>>(
+fn map2_body<A: Copy, B: Copy, O: Copy, S: Slot<O>, F: Map2<A, B, O>>(
     a: Operand<'_, A>,
     b: Operand<'_, B>,
-    out: &mut [MaybeUninit<O>],
+    out: &mut [S],
     f: &F,
 ) {
     match (a, b) {
         (Operand::Slice(a), Operand::Slice(b)) => {
             assert!(a.len() == out.len() && b.len() == out.len(), "runs differ");
             for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
-                o.write(f.call(x, y));
+                o.put(f.call(x, y));
             }
         }
         (Operand::Slice(a), Operand::Scalar(y)) => {
             assert_eq!(a.len(), out.len(), "runs differ");
             for (o, &x) in out.iter_mut().zip(a) {
-                o.write(f.call(x, y));
+                o.put(f.call(x, y));
             }
         }
         (Operand::Scalar(x), Operand::Slice(b)) => {
             assert_eq!(b.len(), out.len(), "runs differ");
             for (o, &y) in out.iter_mut().zip(b) {
-                o.write(f.call(x, y));
+                o.put(f.call(x, y));
             }
         }
         (Operand::Scalar(x), Operand::Scalar(y)) => {
             let v = f.call(x, y);
             for o in out.iter_mut() {
-                o.write(v);
+                o.put(v);
             }
         }
     }
@@ -216,15 +237,15 @@ macro_rules! multiversion {
 
 multiversion! {
     /// `out[i] = f(x[i])`, with the loop compiled for `level`.
-    fn map1<A: Copy, O: Copy, F: Map1<A, O>>(x: &[A], out: &mut [MaybeUninit<O>], f: &F) => map1_body;
+    fn map1<A: Copy, O: Copy, S: Slot<O>, F: Map1<A, O>>(x: &[A], out: &mut [S], f: &F) => map1_body;
     v3: map1_v3, v4: map1_v4
 }
 
 multiversion! {
     /// `out[i] = f(a[i], b[i])` (a scalar operand repeats), with the loop
     /// compiled for `level`.
-    fn map2<A: Copy, B: Copy, O: Copy, F: Map2<A, B, O>>(
-        a: Operand<'_, A>, b: Operand<'_, B>, out: &mut [MaybeUninit<O>], f: &F
+    fn map2<A: Copy, B: Copy, O: Copy, S: Slot<O>, F: Map2<A, B, O>>(
+        a: Operand<'_, A>, b: Operand<'_, B>, out: &mut [S], f: &F
     ) => map2_body;
     v3: map2_v3, v4: map2_v4
 }

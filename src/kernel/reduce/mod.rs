@@ -42,6 +42,7 @@
 
 mod cumsum;
 mod float;
+pub(crate) mod fused;
 mod geometry;
 mod ops;
 mod pairwise;

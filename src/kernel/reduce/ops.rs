@@ -363,7 +363,11 @@ fn fast<T: Num, const MAX: bool>(a: T, v: T) -> T {
 
 /// Folds a lane of integers in `i64` with an associative, commutative
 /// wrapping operation (so any chunking gives the same result).
-fn int_fold<T: Int>(x: &[T], id: i64, op: impl Fn(i64, i64) -> i64 + Send + Sync + Copy) -> i64 {
+pub(super) fn int_fold<T: Int>(
+    x: &[T],
+    id: i64,
+    op: impl Fn(i64, i64) -> i64 + Send + Sync + Copy,
+) -> i64 {
     let serial = |c: &[T]| c.iter().fold(id, |acc, &v| op(acc, v.widen()));
     if x.len() >= 2 * INT_CHUNK {
         x.par_chunks(INT_CHUNK).map(serial).reduce(|| id, op)
@@ -390,7 +394,7 @@ fn int_rows<T: Int>(
 
 /// The max (`MAX`) or min of a lane (the default for an empty lane, which
 /// callers reject before).
-fn extreme_lane<T: Num, const MAX: bool>(x: &[T]) -> T {
+pub(super) fn extreme_lane<T: Num, const MAX: bool>(x: &[T]) -> T {
     if x.len() >= 2 * GRAIN {
         // `pick` is associative, and the chunks' NaNs are canonical.
         let pick = if MAX { T::max_pick } else { T::min_pick };

@@ -21,11 +21,11 @@ use super::geometry::TILE;
 pub(super) const BLOCK: usize = 128;
 
 /// Lanes at least this long sum their two halves in parallel.
-const PAR_MIN: usize = 1 << 15;
+pub(super) const PAR_MIN: usize = 1 << 15;
 
 /// Where numpy splits a lane of `n > BLOCK` values.
 #[inline]
-fn split(n: usize) -> usize {
+pub(super) fn split(n: usize) -> usize {
     let half = n / 2;
     half - half % 8
 }
@@ -39,7 +39,9 @@ where
     F::ZERO + pairwise(x, map)
 }
 
-fn pairwise<T, F>(x: &[T], map: &(impl Fn(T) -> F + Sync)) -> F
+/// numpy's pairwise tree over `x` without the final `0.0 +`: the sum of a
+/// piece of a longer lane (see [`sum`]).
+pub(super) fn pairwise<T, F>(x: &[T], map: &(impl Fn(T) -> F + Sync)) -> F
 where
     T: Copy + Sync,
     F: Float,

@@ -1,0 +1,894 @@
+//! Fused evaluation: a program of elementwise operations run over
+//! cache-sized tiles of the output, without materializing intermediates
+//! (numexpr's idea).
+//!
+//! A [`Program`] is a list of typed instructions in SSA form: load a
+//! frontier input, cast, apply a unary or binary builtin. Each instruction
+//! has a register holding one tile of its values (or, for a broadcast
+//! scalar, one value), in a per-thread scratch reused from tile to tile.
+//! The instructions call the very loops the registry's kernels use
+//! ([`simd::map1`], [`simd::map2`] with the `ops` functions, the same
+//! feature level and the same casts), so every element of a fused result
+//! is the bits the chain of registry calls gives, and the last register of
+//! a tile is either copied to the output or handed to a trailing reduction
+//! (`reduce::fused`), which asks for ranges in the order that keeps the
+//! registry's bits too.
+//!
+//! Every node of a program has the output's size: a frontier input may
+//! broadcast (a row, a column, a scalar), but an operation on a smaller
+//! operand is computed before the program, on its own (recomputing `sin`
+//! of a row for every row of a matrix is what makes fusion slower than
+//! numpy elsewhere: numba#6387).
+
+use std::cell::RefCell;
+use std::mem::MaybeUninit;
+
+use rayon::prelude::*;
+
+use super::engine::set_len_initialized;
+use super::ops;
+use super::simd::{self, Level, Map1, Map2, Operand};
+use super::source::Cast;
+use crate::element::{DType, Element};
+use crate::kernel::reduce::fused::{Ranges, Reducible, Sink};
+use crate::value::{AnyArray, AnyView, Wrap};
+
+/// Runs `$body` with the type alias `$t` set to the element type of `$dtype`.
+macro_rules! dispatch_dtype {
+    ($dtype:expr, $t:ident => $body:expr) => {
+        match $dtype {
+            DType::F32 => {
+                type $t = f32;
+                $body
+            }
+            DType::F64 => {
+                type $t = f64;
+                $body
+            }
+            DType::I32 => {
+                type $t = i32;
+                $body
+            }
+            DType::I64 => {
+                type $t = i64;
+                $body
+            }
+        }
+    };
+}
+
+/// Elements per tile: a register of `f64` is 16 KiB, so a program of a
+/// dozen registers stays in L2.
+pub(crate) const TILE: usize = 2048;
+
+/// Tiles per parallel task.
+const TASK_TILES: usize = 8;
+
+/// An elementwise builtin that can be fused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum FOp {
+    /// `negative`
+    Neg,
+    /// `absolute`
+    Abs,
+    /// `square`
+    Square,
+    /// `sqrt`
+    Sqrt,
+    /// `exp`
+    Exp,
+    /// `expm1`
+    Expm1,
+    /// `log`
+    Log,
+    /// `log1p`
+    Log1p,
+    /// `sin`
+    Sin,
+    /// `cos`
+    Cos,
+    /// `tan`
+    Tan,
+    /// `tanh`
+    Tanh,
+    /// `add`
+    Add,
+    /// `subtract`
+    Sub,
+    /// `multiply`
+    Mul,
+    /// `divide`
+    Div,
+    /// `power` (of floats)
+    Pow,
+    /// `maximum`
+    Maximum,
+    /// `minimum`
+    Minimum,
+}
+
+impl FOp {
+    /// The fusable builtin called `name`.
+    pub(crate) fn of_kernel(name: &str) -> Option<FOp> {
+        Some(match name {
+            "negative" => FOp::Neg,
+            "absolute" => FOp::Abs,
+            "square" => FOp::Square,
+            "sqrt" => FOp::Sqrt,
+            "exp" => FOp::Exp,
+            "expm1" => FOp::Expm1,
+            "log" => FOp::Log,
+            "log1p" => FOp::Log1p,
+            "sin" => FOp::Sin,
+            "cos" => FOp::Cos,
+            "tan" => FOp::Tan,
+            "tanh" => FOp::Tanh,
+            "add" => FOp::Add,
+            "subtract" => FOp::Sub,
+            "multiply" => FOp::Mul,
+            "divide" => FOp::Div,
+            "power" => FOp::Pow,
+            "maximum" => FOp::Maximum,
+            "minimum" => FOp::Minimum,
+            _ => return None,
+        })
+    }
+
+    /// The number of operands.
+    pub(crate) fn arity(self) -> usize {
+        match self {
+            FOp::Add | FOp::Sub | FOp::Mul | FOp::Div | FOp::Pow | FOp::Maximum | FOp::Minimum => 2,
+            _ => 1,
+        }
+    }
+
+    /// The dtype the registry's kernel computes in (and returns) for
+    /// operands of these dtypes; `None` where it is not fused (integer
+    /// `power`, which checks its exponents before computing).
+    pub(crate) fn loop_dtype(self, inputs: &[DType]) -> Option<DType> {
+        let float_of = |d: DType| {
+            if d == DType::F32 {
+                DType::F32
+            } else {
+                DType::F64
+            }
+        };
+        Some(match self {
+            FOp::Neg | FOp::Abs | FOp::Square => inputs[0],
+            FOp::Sqrt
+            | FOp::Exp
+            | FOp::Expm1
+            | FOp::Log
+            | FOp::Log1p
+            | FOp::Sin
+            | FOp::Cos
+            | FOp::Tan
+            | FOp::Tanh => float_of(inputs[0]),
+            FOp::Add | FOp::Sub | FOp::Mul | FOp::Maximum | FOp::Minimum => {
+                inputs[0].promote(inputs[1])
+            }
+            FOp::Div => float_of(inputs[0].promote(inputs[1])),
+            FOp::Pow => match inputs[0].promote(inputs[1]) {
+                d if d.is_float() => d,
+                _ => return None,
+            },
+        })
+    }
+
+    /// The loop level the registry's kernel uses (a libm call per element
+    /// gains nothing from wider vectors).
+    fn level(self) -> Level {
+        match self {
+            FOp::Pow => Level::Base,
+            _ => simd::level(),
+        }
+    }
+
+    /// Roughly how expensive an element is: 0 for arithmetic, 1 for a
+    /// vectorized function, 2 for a libm call.
+    fn weight(self) -> u8 {
+        match self {
+            FOp::Neg | FOp::Abs | FOp::Square | FOp::Add | FOp::Sub | FOp::Mul => 0,
+            FOp::Maximum | FOp::Minimum => 0,
+            FOp::Pow => 2,
+            _ => 1,
+        }
+    }
+}
+
+/// One value of a dtype (a broadcast scalar operand).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Scalar {
+    /// `float32`
+    F32(f32),
+    /// `float64`
+    F64(f64),
+    /// `int32`
+    I32(i32),
+    /// `int64`
+    I64(i64),
+}
+
+/// One instruction; its operands are earlier registers.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) enum Instr {
+    /// Frontier input `i`, in its own dtype.
+    Input(usize),
+    /// Register `r` converted to this instruction's dtype.
+    Cast(usize),
+    /// A unary builtin.
+    Unary(FOp, usize),
+    /// A binary builtin.
+    Binary(FOp, usize, usize),
+}
+
+/// A compiled fused program: instructions in order, each with the dtype of
+/// its register; the last one is the result.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub(crate) struct Program {
+    instrs: Vec<(Instr, DType)>,
+    inputs: Vec<DType>,
+}
+
+impl Program {
+    /// An empty program.
+    pub(crate) fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds frontier input number `i` of dtype `dtype` (inputs are numbered
+    /// from 0 in the order they are added); returns its register.
+    pub(crate) fn input(&mut self, dtype: DType) -> usize {
+        self.inputs.push(dtype);
+        self.push(Instr::Input(self.inputs.len() - 1), dtype)
+    }
+
+    /// Adds `op` on registers `args` (casting them to the loop's dtype as
+    /// the registry's kernel does); `None` if `op` is not fused for these
+    /// dtypes.
+    pub(crate) fn op(&mut self, op: FOp, args: &[usize]) -> Option<usize> {
+        debug_assert_eq!(args.len(), op.arity());
+        let dtypes: Vec<DType> = args.iter().map(|&r| self.instrs[r].1).collect();
+        let dt = op.loop_dtype(&dtypes)?;
+        let mut cast = |r: usize| {
+            if self.instrs[r].1 == dt {
+                r
+            } else {
+                self.push(Instr::Cast(r), dt)
+            }
+        };
+        let instr = match *args {
+            [a] => Instr::Unary(op, cast(a)),
+            [a, b] => {
+                let (a, b) = (cast(a), cast(b));
+                Instr::Binary(op, a, b)
+            }
+            _ => return None,
+        };
+        Some(self.push(instr, dt))
+    }
+
+    fn push(&mut self, instr: Instr, dtype: DType) -> usize {
+        self.instrs.push((instr, dtype));
+        self.instrs.len() - 1
+    }
+
+    /// The result's dtype.
+    pub(crate) fn dtype(&self) -> DType {
+        self.instrs.last().map_or(DType::F64, |i| i.1)
+    }
+
+    /// The smallest output worth computing on several threads.
+    fn parallel_threshold(&self) -> usize {
+        let weight = self
+            .instrs
+            .iter()
+            .map(|(i, _)| match i {
+                Instr::Unary(op, _) | Instr::Binary(op, _, _) => op.weight(),
+                _ => 0,
+            })
+            .max()
+            .unwrap_or(0);
+        match weight {
+            0 => 1 << 17,
+            1 => 1 << 15,
+            _ => 1 << 12,
+        }
+    }
+}
+
+/// A frontier input bound to a run: how a tile of it is read.
+enum Bound<'a> {
+    /// As many elements as the output, in C order: read in place.
+    Slice(AnyView<'a>),
+    /// One element.
+    Scalar(Scalar),
+    /// Broadcast: copied row by row from a C-order array with these
+    /// element strides per output axis (0 along broadcast axes).
+    Gather { data: Held<'a>, strides: Vec<usize> },
+}
+
+/// C-order data of a frontier input: borrowed, or copied when the input
+/// was not in C order.
+enum Held<'a> {
+    Borrowed(AnyView<'a>),
+    Owned(AnyArray),
+}
+
+impl Held<'_> {
+    fn view(&self) -> AnyView<'_> {
+        match self {
+            Held::Borrowed(v) => v.reborrow(),
+            Held::Owned(a) => a.view(),
+        }
+    }
+}
+
+/// A program bound to its inputs and output shape, ready to run.
+pub(crate) struct Run<'p, 'a> {
+    program: &'p Program,
+    inputs: Vec<Bound<'a>>,
+    shape: Vec<usize>,
+    n: usize,
+}
+
+impl<'p, 'a> Run<'p, 'a> {
+    /// Binds `inputs` (one per frontier input, of the program's dtypes, each
+    /// broadcastable to `shape`) for an output of `shape`.
+    pub(crate) fn new(program: &'p Program, inputs: Vec<AnyView<'a>>, shape: &[usize]) -> Self {
+        assert_eq!(inputs.len(), program.inputs.len(), "one view per input");
+        let n: usize = shape.iter().product();
+        let inputs = inputs
+            .into_iter()
+            .zip(&program.inputs)
+            .map(|(v, &dt)| {
+                assert_eq!(v.dtype(), dt, "inputs have the program's dtypes");
+                bind(v, shape, n)
+            })
+            .collect();
+        Run {
+            program,
+            inputs,
+            shape: shape.to_vec(),
+            n,
+        }
+    }
+
+    /// The whole output, in C order.
+    pub(crate) fn elementwise(&self) -> AnyArray {
+        dispatch_dtype!(self.program.dtype(), T => self.collect::<T>())
+    }
+
+    /// `sink` over the last axis (`lanes` of `m` values) or over all values
+    /// (one lane of all), as a 1-D array of one result per lane.
+    pub(crate) fn reduce(&self, sink: Sink, lanes: usize, m: usize) -> AnyArray {
+        debug_assert_eq!(lanes * m, self.n);
+        dispatch_dtype!(self.program.dtype(), T => T::reduce(self, sink, lanes, m))
+    }
+
+    fn collect<T: Lane>(&self) -> AnyArray {
+        let n = self.n;
+        let mut out: Vec<T> = Vec::with_capacity(n);
+        {
+            let spare = &mut out.spare_capacity_mut()[..n];
+            let task = TILE * TASK_TILES;
+            let fill = |(t, run): (usize, &mut [MaybeUninit<T>])| {
+                with_scratch(|s| {
+                    let lo = t * task;
+                    for (k, out) in run.chunks_mut(TILE).enumerate() {
+                        let start = lo + k * TILE;
+                        self.exec(s, start, start + out.len());
+                        let root = self.program.instrs.len() - 1;
+                        match s.operand::<T>(root, self, start, start + out.len()) {
+                            Operand::Slice(x) => {
+                                for (o, &v) in out.iter_mut().zip(x) {
+                                    o.write(v);
+                                }
+                            }
+                            Operand::Scalar(v) => {
+                                for o in out.iter_mut() {
+                                    o.write(v);
+                                }
+                            }
+                        }
+                    }
+                })
+            };
+            if n >= self.program.parallel_threshold() && rayon::current_num_threads() > 1 {
+                spare.par_chunks_mut(task).enumerate().for_each(fill);
+            } else {
+                spare.chunks_mut(task).enumerate().for_each(fill);
+            }
+        }
+        set_len_initialized(&mut out, n);
+        AnyArray::new(
+            ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(&self.shape), out)
+                .expect("one element per index"),
+        )
+    }
+
+    /// Runs every instruction on elements `lo..hi` of the output.
+    fn exec(&self, s: &mut Scratch, lo: usize, hi: usize) {
+        let len = hi - lo;
+        s.vals.resize(self.program.instrs.len(), Val::Buf);
+        for (r, (instr, dt)) in self.program.instrs.iter().enumerate() {
+            let val = match *instr {
+                Instr::Input(i) => match &self.inputs[i] {
+                    Bound::Slice(_) => Val::InPlace(i),
+                    Bound::Scalar(v) => Val::Scalar(*v),
+                    Bound::Gather { data, strides } => {
+                        dispatch_dtype!(*dt, T => {
+                            let mut buf = s.take::<T>(r, len);
+                            let v = data.view();
+                            let src = T::unwrap_view(&v).expect("dtype checked at binding");
+                            let src = src.as_slice().expect("gathered inputs are in C order");
+                            gather(src, strides, &self.shape, lo, &mut buf[..len]);
+                            s.put::<T>(r, buf);
+                        });
+                        Val::Buf
+                    }
+                },
+                Instr::Cast(a) => {
+                    let from = self.program.instrs[a].1;
+                    dispatch_dtype!(*dt, T => cast_from::<T>(from, s, self, a, r, lo, hi))
+                }
+                Instr::Unary(op, a) => match dt {
+                    DType::F32 => unary_float::<f32>(op, s, self, a, r, lo, hi),
+                    DType::F64 => unary_float::<f64>(op, s, self, a, r, lo, hi),
+                    DType::I32 => unary_int::<i32>(op, s, self, a, r, lo, hi),
+                    DType::I64 => unary_int::<i64>(op, s, self, a, r, lo, hi),
+                },
+                Instr::Binary(op, a, b) => match dt {
+                    DType::F32 => binary_float::<f32>(op, s, self, [a, b], r, lo, hi),
+                    DType::F64 => binary_float::<f64>(op, s, self, [a, b], r, lo, hi),
+                    DType::I32 => binary_int::<i32>(op, s, self, [a, b], r, lo, hi),
+                    DType::I64 => binary_int::<i64>(op, s, self, [a, b], r, lo, hi),
+                },
+            };
+            s.vals[r] = val;
+        }
+    }
+}
+
+impl<T: Lane> Ranges<T> for Run<'_, '_> {
+    fn visit(&self, lo: usize, hi: usize, f: &mut dyn FnMut(&[T])) {
+        with_scratch(|s| {
+            self.exec(s, lo, hi);
+            let root = self.program.instrs.len() - 1;
+            match s.operand::<T>(root, self, lo, hi) {
+                Operand::Slice(x) => f(x),
+                Operand::Scalar(v) => f(&vec![v; hi - lo]),
+            }
+        })
+    }
+
+    fn tile(&self) -> usize {
+        TILE
+    }
+}
+
+fn bind<'a>(v: AnyView<'a>, shape: &[usize], n: usize) -> Bound<'a> {
+    if v.len() == 1 {
+        return Bound::Scalar(
+            crate::value::dispatch_view!(&v, a => a.iter().next().copied().expect("one element").scalar()),
+        );
+    }
+    let standard = crate::value::dispatch_view!(&v, a => a.is_standard_layout());
+    if v.len() == n && standard {
+        return Bound::Slice(v);
+    }
+    let data = if standard {
+        Held::Borrowed(v)
+    } else {
+        Held::Owned(
+            crate::value::dispatch_view!(&v, a => AnyArray::new(a.as_standard_layout().into_owned())),
+        )
+    };
+    // C-order strides of the input, aligned on the output's last axis; 0
+    // along broadcast and missing axes.
+    let own = data.view().shape().to_vec();
+    let mut strides = vec![0; shape.len()];
+    let mut step = 1;
+    for k in (0..own.len()).rev() {
+        let out_k = shape.len() - own.len() + k;
+        if own[k] != 1 {
+            strides[out_k] = step;
+        }
+        step *= own[k];
+    }
+    Bound::Gather { data, strides }
+}
+
+/// Copies elements `lo..lo + buf.len()` (C order) of an array of `shape`
+/// read from `src` with `strides` into `buf`, a row run at a time.
+fn gather<T: Copy>(src: &[T], strides: &[usize], shape: &[usize], lo: usize, buf: &mut [T]) {
+    let nd = shape.len();
+    let last = shape[nd - 1];
+    let sl = strides[nd - 1];
+    let mut idx = vec![0; nd];
+    let mut rest = lo;
+    for k in (0..nd).rev() {
+        idx[k] = rest % shape[k];
+        rest /= shape[k];
+    }
+    let mut off: usize = idx.iter().zip(strides).map(|(i, s)| i * s).sum();
+    let mut pos = 0;
+    while pos < buf.len() {
+        let run = (buf.len() - pos).min(last - idx[nd - 1]);
+        let dst = &mut buf[pos..pos + run];
+        match sl {
+            0 => dst.fill(src[off]),
+            1 => dst.copy_from_slice(&src[off..off + run]),
+            _ => {
+                for (j, d) in dst.iter_mut().enumerate() {
+                    *d = src[off + j * sl];
+                }
+            }
+        }
+        pos += run;
+        idx[nd - 1] += run;
+        off += run * sl;
+        if idx[nd - 1] == last {
+            off -= last * sl;
+            idx[nd - 1] = 0;
+            for k in (0..nd - 1).rev() {
+                idx[k] += 1;
+                off += strides[k];
+                if idx[k] < shape[k] {
+                    break;
+                }
+                off -= shape[k] * strides[k];
+                idx[k] = 0;
+            }
+        }
+    }
+}
+
+/// What a register holds for the current tile.
+#[derive(Debug, Clone, Copy)]
+enum Val {
+    /// Input `i`, read in place.
+    InPlace(usize),
+    /// One value for every element.
+    Scalar(Scalar),
+    /// Its buffer.
+    Buf,
+}
+
+/// Per-thread registers, reused from tile to tile and program to program.
+#[derive(Default)]
+struct Scratch {
+    vals: Vec<Val>,
+    f32: Vec<Vec<f32>>,
+    f64: Vec<Vec<f64>>,
+    i32: Vec<Vec<i32>>,
+    i64: Vec<Vec<i64>>,
+}
+
+impl Scratch {
+    /// Register `r`'s buffer, at least `len` long, taken out of the scratch.
+    fn take<T: Lane>(&mut self, r: usize, len: usize) -> Vec<T> {
+        let pool = T::pool(self);
+        if pool.len() <= r {
+            pool.resize_with(r + 1, Vec::new);
+        }
+        let mut buf = std::mem::take(&mut pool[r]);
+        if buf.len() < len {
+            buf.resize(len.max(TILE), T::default());
+        }
+        buf
+    }
+
+    fn put<T: Lane>(&mut self, r: usize, buf: Vec<T>) {
+        T::pool(self)[r] = buf;
+    }
+
+    /// Register `r` for elements `lo..hi`.
+    fn operand<'s, T: Lane>(
+        &'s self,
+        r: usize,
+        run: &'s Run<'_, '_>,
+        lo: usize,
+        hi: usize,
+    ) -> Operand<'s, T> {
+        match self.vals[r] {
+            Val::InPlace(i) => match &run.inputs[i] {
+                Bound::Slice(v) => {
+                    let x = T::unwrap_view(v).expect("dtype checked at binding");
+                    let x: &'s [T] = match x.to_slice() {
+                        Some(s) => s,
+                        None => unreachable!("in-place inputs are in C order"),
+                    };
+                    Operand::Slice(&x[lo..hi])
+                }
+                _ => unreachable!("only slices are read in place"),
+            },
+            Val::Scalar(v) => Operand::Scalar(T::of(v)),
+            Val::Buf => Operand::Slice(&T::pool_ref(self)[r][..hi - lo]),
+        }
+    }
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
+}
+
+fn with_scratch<R>(f: impl FnOnce(&mut Scratch) -> R) -> R {
+    SCRATCH.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut s) => f(&mut s),
+        // Re-entered (a task run while this thread waited): fresh registers.
+        Err(_) => f(&mut Scratch::default()),
+    })
+}
+
+/// An element type of registers.
+trait Lane: Element + Wrap + Reducible {
+    fn pool(s: &mut Scratch) -> &mut Vec<Vec<Self>>;
+    fn pool_ref(s: &Scratch) -> &Vec<Vec<Self>>;
+    fn of(v: Scalar) -> Self;
+    fn scalar(self) -> Scalar;
+}
+
+macro_rules! lane {
+    ($($t:ident => $v:ident),*) => {$(
+        impl Lane for $t {
+            fn pool(s: &mut Scratch) -> &mut Vec<Vec<Self>> { &mut s.$t }
+            fn pool_ref(s: &Scratch) -> &Vec<Vec<Self>> { &s.$t }
+            fn of(v: Scalar) -> Self {
+                match v {
+                    Scalar::$v(x) => x,
+                    other => unreachable!("register of {} holds {other:?}", stringify!($t)),
+                }
+            }
+            fn scalar(self) -> Scalar { Scalar::$v(self) }
+        }
+    )*};
+}
+
+lane!(f32 => F32, f64 => F64, i32 => I32, i64 => I64);
+
+/// Writes `f` of register `a` into register `r` (or a scalar).
+#[allow(clippy::too_many_arguments)]
+fn go1<T: Lane, F: Map1<T, T>>(
+    f: &F,
+    level: Level,
+    s: &mut Scratch,
+    run: &Run<'_, '_>,
+    a: usize,
+    r: usize,
+    lo: usize,
+    hi: usize,
+) -> Val {
+    let len = hi - lo;
+    let mut out = s.take::<T>(r, len);
+    let val = match s.operand::<T>(a, run, lo, hi) {
+        Operand::Slice(x) => {
+            simd::map1(level, x, &mut out[..len], f);
+            Val::Buf
+        }
+        Operand::Scalar(v) => Val::Scalar(
+            if f.needs_exact(v) {
+                f.exact(v)
+            } else {
+                f.call(v)
+            }
+            .scalar(),
+        ),
+    };
+    s.put(r, out);
+    val
+}
+
+/// Writes `f` of registers `a` and `b` into register `r` (or a scalar).
+#[allow(clippy::too_many_arguments)]
+fn go2<T: Lane, F: Map2<T, T, T>>(
+    f: &F,
+    level: Level,
+    s: &mut Scratch,
+    run: &Run<'_, '_>,
+    [a, b]: [usize; 2],
+    r: usize,
+    lo: usize,
+    hi: usize,
+) -> Val {
+    let len = hi - lo;
+    let mut out = s.take::<T>(r, len);
+    let (x, y) = (
+        s.operand::<T>(a, run, lo, hi),
+        s.operand::<T>(b, run, lo, hi),
+    );
+    let val = if let (Operand::Scalar(x), Operand::Scalar(y)) = (x, y) {
+        Val::Scalar(f.call(x, y).scalar())
+    } else {
+        simd::map2(level, x, y, &mut out[..len], f);
+        Val::Buf
+    };
+    s.put(r, out);
+    val
+}
+
+#[allow(clippy::too_many_arguments)]
+fn cast_from<T: Lane>(
+    from: DType,
+    s: &mut Scratch,
+    run: &Run<'_, '_>,
+    a: usize,
+    r: usize,
+    lo: usize,
+    hi: usize,
+) -> Val
+where
+    f32: Cast<T>,
+    f64: Cast<T>,
+    i32: Cast<T>,
+    i64: Cast<T>,
+{
+    dispatch_dtype!(from, S => cast::<S, T>(s, run, a, r, lo, hi))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn cast<S: Lane + Cast<T>, T: Lane>(
+    s: &mut Scratch,
+    run: &Run<'_, '_>,
+    a: usize,
+    r: usize,
+    lo: usize,
+    hi: usize,
+) -> Val {
+    let len = hi - lo;
+    let mut out = s.take::<T>(r, len);
+    let val = match s.operand::<S>(a, run, lo, hi) {
+        Operand::Slice(x) => {
+            for (o, &v) in out[..len].iter_mut().zip(x) {
+                *o = v.cast();
+            }
+            Val::Buf
+        }
+        Operand::Scalar(v) => Val::Scalar(Cast::<T>::cast(v).scalar()),
+    };
+    s.put(r, out);
+    val
+}
+
+macro_rules! float_dispatch {
+    ($unary:ident, $binary:ident) => {
+        #[allow(clippy::too_many_arguments)]
+        fn $unary<T: Lane>(
+            op: FOp,
+            s: &mut Scratch,
+            run: &Run<'_, '_>,
+            a: usize,
+            r: usize,
+            lo: usize,
+            hi: usize,
+        ) -> Val
+        where
+            ops::Neg: Map1<T, T>,
+            ops::Abs: Map1<T, T>,
+            ops::Square: Map1<T, T>,
+            ops::Sqrt: Map1<T, T>,
+            ops::Exp: Map1<T, T>,
+            ops::Expm1: Map1<T, T>,
+            ops::Log: Map1<T, T>,
+            ops::Log1p: Map1<T, T>,
+            ops::Sin: Map1<T, T>,
+            ops::Cos: Map1<T, T>,
+            ops::Tan: Map1<T, T>,
+            ops::Tanh: Map1<T, T>,
+        {
+            let l = op.level();
+            match op {
+                FOp::Neg => go1(&ops::Neg, l, s, run, a, r, lo, hi),
+                FOp::Abs => go1(&ops::Abs, l, s, run, a, r, lo, hi),
+                FOp::Square => go1(&ops::Square, l, s, run, a, r, lo, hi),
+                FOp::Sqrt => go1(&ops::Sqrt, l, s, run, a, r, lo, hi),
+                FOp::Exp => go1(&ops::Exp, l, s, run, a, r, lo, hi),
+                FOp::Expm1 => go1(&ops::Expm1, l, s, run, a, r, lo, hi),
+                FOp::Log => go1(&ops::Log, l, s, run, a, r, lo, hi),
+                FOp::Log1p => go1(&ops::Log1p, l, s, run, a, r, lo, hi),
+                FOp::Sin => go1(&ops::Sin, l, s, run, a, r, lo, hi),
+                FOp::Cos => go1(&ops::Cos, l, s, run, a, r, lo, hi),
+                FOp::Tan => go1(&ops::Tan, l, s, run, a, r, lo, hi),
+                FOp::Tanh => go1(&ops::Tanh, l, s, run, a, r, lo, hi),
+                _ => unreachable!("{op:?} is not unary"),
+            }
+        }
+
+        #[allow(clippy::too_many_arguments)]
+        fn $binary<T: Lane>(
+            op: FOp,
+            s: &mut Scratch,
+            run: &Run<'_, '_>,
+            ab: [usize; 2],
+            r: usize,
+            lo: usize,
+            hi: usize,
+        ) -> Val
+        where
+            ops::Add: Map2<T, T, T>,
+            ops::Sub: Map2<T, T, T>,
+            ops::Mul: Map2<T, T, T>,
+            ops::Div: Map2<T, T, T>,
+            ops::Pow: Map2<T, T, T>,
+            ops::Maximum: Map2<T, T, T>,
+            ops::Minimum: Map2<T, T, T>,
+        {
+            let l = op.level();
+            match op {
+                FOp::Add => go2(&ops::Add, l, s, run, ab, r, lo, hi),
+                FOp::Sub => go2(&ops::Sub, l, s, run, ab, r, lo, hi),
+                FOp::Mul => go2(&ops::Mul, l, s, run, ab, r, lo, hi),
+                FOp::Div => go2(&ops::Div, l, s, run, ab, r, lo, hi),
+                FOp::Pow => go2(&ops::Pow, l, s, run, ab, r, lo, hi),
+                FOp::Maximum => go2(&ops::Maximum, l, s, run, ab, r, lo, hi),
+                FOp::Minimum => go2(&ops::Minimum, l, s, run, ab, r, lo, hi),
+                _ => unreachable!("{op:?} is not binary"),
+            }
+        }
+    };
+}
+
+float_dispatch!(unary_float, binary_float);
+
+#[allow(clippy::too_many_arguments)]
+fn unary_int<T: Lane>(
+    op: FOp,
+    s: &mut Scratch,
+    run: &Run<'_, '_>,
+    a: usize,
+    r: usize,
+    lo: usize,
+    hi: usize,
+) -> Val
+where
+    ops::Neg: Map1<T, T>,
+    ops::Abs: Map1<T, T>,
+    ops::Square: Map1<T, T>,
+{
+    let l = op.level();
+    match op {
+        FOp::Neg => go1(&ops::Neg, l, s, run, a, r, lo, hi),
+        FOp::Abs => go1(&ops::Abs, l, s, run, a, r, lo, hi),
+        FOp::Square => go1(&ops::Square, l, s, run, a, r, lo, hi),
+        _ => unreachable!("{op:?} computes in floats"),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn binary_int<T: Lane>(
+    op: FOp,
+    s: &mut Scratch,
+    run: &Run<'_, '_>,
+    ab: [usize; 2],
+    r: usize,
+    lo: usize,
+    hi: usize,
+) -> Val
+where
+    ops::Add: Map2<T, T, T>,
+    ops::Sub: Map2<T, T, T>,
+    ops::Mul: Map2<T, T, T>,
+    ops::Maximum: Map2<T, T, T>,
+    ops::Minimum: Map2<T, T, T>,
+{
+    let l = op.level();
+    match op {
+        FOp::Add => go2(&ops::Add, l, s, run, ab, r, lo, hi),
+        FOp::Sub => go2(&ops::Sub, l, s, run, ab, r, lo, hi),
+        FOp::Mul => go2(&ops::Mul, l, s, run, ab, r, lo, hi),
+        FOp::Maximum => go2(&ops::Maximum, l, s, run, ab, r, lo, hi),
+        FOp::Minimum => go2(&ops::Minimum, l, s, run, ab, r, lo, hi),
+        _ => unreachable!("{op:?} computes in floats"),
+    }
+}
+
+/// The value of a scalar as a 0-d array (what the unfused chain passes to
+/// the registry).
+pub(crate) fn scalar_array(v: Scalar) -> AnyArray {
+    match v {
+        Scalar::F32(x) => AnyArray::new(ndarray::arr0(x)),
+        Scalar::F64(x) => AnyArray::new(ndarray::arr0(x)),
+        Scalar::I32(x) => AnyArray::new(ndarray::arr0(x)),
+        Scalar::I64(x) => AnyArray::new(ndarray::arr0(x)),
+    }
+}
