@@ -764,7 +764,8 @@ impl Weak {
     }
 }
 
-/// The element type of a weak scalar's operation with an array of `T`.
+/// The element type of a weak scalar's operation with an array of `T`:
+/// `S` is `f64` (a float literal) or `i64` (an integer literal).
 pub trait WeakWith<S>: Element {
     /// The result's element type for `+ - *`.
     type Arith: Element;
@@ -780,9 +781,7 @@ macro_rules! weak_with {
 
 weak_with! {
     f64: f32 => f32, f64 => f64, i32 => f64, i64 => f64;
-    f32: f32 => f32, f64 => f64, i32 => f64, i64 => f64;
     i64: f32 => f32, f64 => f64, i32 => i32, i64 => i64;
-    i32: f32 => f32, f64 => f64, i32 => i32, i64 => i64;
 }
 
 macro_rules! binary_ops {
@@ -909,9 +908,9 @@ macro_rules! scalar_ops {
     )*};
 }
 
+// Only `f64` and `i64`: with one impl per kind, a literal (`x * 2.0`,
+// `x + 1`) infers its type, as a Python scalar needs no annotation.
 scalar_ops! {
     f64 => Float as f64;
-    f32 => Float as f64;
     i64 => Int as i64;
-    i32 => Int as i64;
 }

@@ -204,7 +204,7 @@ fn leaf<'a>(inp: &'a Inputs, rng: &mut Rng) -> E<'a> {
 
 fn scalar<'a>(e: E<'a>, rng: &mut Rng) -> E<'a> {
     let f = [2.0, 0.5, -1.5, 3.0, 1e-3][rng.below(5)];
-    let i = [2i32, -3, 7, 0][rng.below(4)];
+    let i = [2i64, -3, 7, 0][rng.below(4)];
     match rng.below(8) {
         0 => each!(e, x => x + f),
         1 => each!(e, x => f * x),
@@ -377,4 +377,405 @@ fn fused_equals_the_unfused_chain_bitwise_on_random_trees() {
     // Most trees must evaluate (errors are compared too, but they should be
     // the exception: broadcasts here always agree).
     assert!(ok >= 140, "only {ok} of 160 trees evaluated");
+}
+
+fn linspace(n: usize, a: f64, b: f64) -> ndarray::Array1<f64> {
+    ndarray::Array1::linspace(a, b, n)
+}
+
+#[test]
+fn a_second_eval_of_an_equal_expression_hashes_nothing_when_inputs_are_keyed() {
+    let cache = ArrayCache::new();
+    let x = cache.keyed(linspace(50_000, 0.0, 3.0));
+    let y = cache.keyed(linspace(50_000, 1.0, 2.0));
+    let build = || {
+        let (x, y) = (
+            Expr::<f64, _>::keyed(&x).unwrap(),
+            Expr::<f64, _>::keyed(&y).unwrap(),
+        );
+        (2.0 * x.clone().sin().powi(2) + x.cos() * y).sum()
+    };
+    let hashed = cache.info().bytes_hashed;
+    let first = build().explain(&cache).unwrap();
+    assert_eq!(first.source, Source::Computed { stored: false });
+    assert_eq!(first.fused_groups, 1, "{first}");
+    // Built again, structurally equal: same key, a memory hit, nothing hashed.
+    let second = build().explain(&cache).unwrap();
+    assert_eq!(second.key, first.key);
+    assert_eq!(second.source, Source::Memory, "{second}");
+    assert_eq!((second.bytes_hashed, second.fused_groups), (0, 0));
+    assert_eq!(
+        cache.info().bytes_hashed,
+        hashed,
+        "no input byte hashed by either eval"
+    );
+    // The value is the unfused chain's, bit for bit.
+    let v = build().eval(&cache).unwrap();
+    let u = build().eval_unfused(cache.registry()).unwrap();
+    assert_eq!(v[[]].to_bits(), u[[]].to_bits());
+}
+
+#[test]
+fn views_are_hashed_once_per_eval_and_keys_are_the_registry_chains() {
+    let cache = ArrayCache::new();
+    let x = linspace(10_000, -2.0, 2.0);
+    // Computed through the string registry first...
+    let by_call = cache.call("exp", &[x.arg()], &Params::new()).unwrap();
+    let hashed = cache.info().bytes_hashed;
+    assert_eq!(hashed, 80_000);
+    // ... the same computation as an expression is the same entry.
+    let ex = Expr::from(&x);
+    let report = ex.clone().exp().explain(&cache).unwrap();
+    assert_eq!(report.source, Source::Memory, "{report}");
+    assert_eq!(report.key.derive(), by_call.fingerprint());
+    // x used three times is hashed once.
+    let report = (ex.clone().sin() + ex.clone().cos() * ex)
+        .explain(&cache)
+        .unwrap();
+    assert_eq!(report.bytes_hashed, 80_000, "{report}");
+}
+
+#[test]
+fn scalars_are_part_of_the_key_not_of_the_plan() {
+    let cache = ArrayCache::new();
+    // A structure no other test uses, so its first plan is compiled here.
+    let x = linspace(5_000, 0.0, 1.0);
+    let e = |s: f64| (Expr::from(&x).tanh() - s).log1p() * s;
+    let a = e(2.0).explain(&cache).unwrap();
+    let b = e(3.0).explain(&cache).unwrap();
+    assert_ne!(a.key, b.key, "scalars are in the key");
+    assert_eq!(b.source, Source::Computed { stored: false });
+    assert_eq!(
+        (a.plan_hits, b.plan_hits),
+        (0, 1),
+        "x*2 and x*3 share a plan:\n{a}\n{b}"
+    );
+    let v2 = e(2.0).eval(&cache).unwrap();
+    let v3 = e(3.0).eval(&cache).unwrap();
+    assert!(v2.iter().zip(v3.iter()).any(|(p, q)| p != q || p.is_nan()));
+    let info = plan_cache_info();
+    assert!(
+        info.hits >= 1 && info.misses >= 1 && info.entries >= 1,
+        "{info:?}"
+    );
+}
+
+#[test]
+fn a_checkpoint_is_stored_and_looked_up_on_its_own() {
+    let cache = ArrayCache::new();
+    let x = linspace(20_000, 0.0, 10.0);
+    let s = || Expr::from(&x).sin().checkpoint();
+    let first = (s() * 2.0).sum().explain(&cache).unwrap();
+    assert!(
+        first
+            .steps
+            .iter()
+            .any(|l| l.starts_with("checkpoint sin(") && l.ends_with("computed, not stored")),
+        "{first}"
+    );
+    // Another expression sharing the checkpoint reads it from memory.
+    let second = (s() + 1.0).max().explain(&cache).unwrap();
+    assert!(
+        second
+            .steps
+            .iter()
+            .any(|l| l.starts_with("checkpoint sin(") && l.ends_with("memory hit")),
+        "{second}"
+    );
+    assert_eq!(
+        cache.info().memory.currsize,
+        3,
+        "two roots and one checkpoint"
+    );
+}
+
+#[test]
+fn a_subexpression_used_twice_is_computed_once() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let calls = Arc::new(AtomicUsize::new(0));
+    let mut reg = Registry::with_builtins();
+    let counter = Arc::clone(&calls);
+    reg.register_elementwise_f64("counted", "1", "x + 1, counting calls", move |v| {
+        counter.fetch_add(1, Ordering::Relaxed);
+        v + 1.0
+    })
+    .unwrap();
+    let x = linspace(1_000, 0.0, 1.0);
+    // Built twice from scratch: structurally equal subtrees are one node.
+    let c = || {
+        Expr::from(&x)
+            .sin()
+            .apply::<f64, ndarray::Ix1>("counted", Params::new())
+    };
+    let e = c() * c() + c();
+    let fused = e.eval_raw(&reg).unwrap();
+    assert_eq!(
+        calls.load(Ordering::Relaxed),
+        1_000,
+        "the user kernel ran once per element"
+    );
+    let unfused = e.eval_unfused(&reg).unwrap();
+    assert_eq!(
+        calls.load(Ordering::Relaxed),
+        4_000,
+        "the unfused chain runs it three times"
+    );
+    assert!(AnyArray::new(fused).bitwise_eq(&AnyArray::new(unfused)));
+}
+
+#[test]
+fn disk_tier_serves_an_expression_to_another_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let x = linspace(30_000, -1.0, 1.0);
+    let e = || (-(Expr::from(&x) - 0.5).powi(2) / 0.02).exp().mean();
+    let a = ArrayCache::builder()
+        .disk(dir.path())
+        .disk_background_writes(false)
+        .build()
+        .unwrap();
+    let first = e().explain(&a).unwrap();
+    assert_eq!(first.source, Source::Computed { stored: true });
+    let b = ArrayCache::builder().disk(dir.path()).build().unwrap();
+    let again = e().explain(&b).unwrap();
+    assert_eq!(again.source, Source::Disk, "{again}");
+    assert_eq!(
+        e().eval(&a).unwrap()[[]].to_bits(),
+        e().eval(&b).unwrap()[[]].to_bits()
+    );
+}
+
+#[test]
+fn bad_expressions_are_clear_errors() {
+    let reg = Registry::with_builtins();
+    let a = linspace(3, 0.0, 1.0);
+    let b = linspace(4, 0.0, 1.0);
+    let err = (Expr::from(&a) + &b).eval_raw(&reg).unwrap_err();
+    let chain = (Expr::from(&a) + &b).eval_unfused(&reg).unwrap_err();
+    assert!(matches!(err, Error::Broadcast { .. }), "{err}");
+    assert_eq!(err.to_string(), chain.to_string());
+    let i = ndarray::array![1i32, 2, 3];
+    let err = (Expr::from(&i) + 10_000_000_000i64)
+        .eval_raw(&reg)
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "invalid expression: Python integer 10000000000 out of bounds for int32"
+    );
+    let err = Expr::from(&a)
+        .apply::<f64, ndarray::Ix1>("sortt", Params::new())
+        .eval_raw(&reg)
+        .unwrap_err();
+    assert!(err.to_string().contains("did you mean 'sort'"), "{err}");
+    let err = Expr::from(&a)
+        .apply::<f32, ndarray::Ix1>("sort", Params::new())
+        .eval_raw(&reg)
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("gave float64, the expression declared float32"),
+        "{err}"
+    );
+    let err = (Expr::from(&i).powi(-1)).eval_raw(&reg).unwrap_err();
+    assert!(err.to_string().contains("negative integer powers"), "{err}");
+}
+
+#[test]
+fn types_follow_numpy_promotion() {
+    let reg = Registry::with_builtins();
+    let f = ndarray::array![1.5f32, -2.0];
+    let i = ndarray::array![3i32, 4];
+    let d = ndarray::array![[0.5f64], [2.0]];
+    // f32 * weak float stays f32; i32 / i32 is f64; int32 sum is int64;
+    // a column against a row broadcasts to a matrix.
+    let a: ndarray::ArcArray<f32, ndarray::Ix1> = (Expr::from(&f) * 2.0).eval_raw(&reg).unwrap();
+    assert_eq!(a.to_vec(), vec![3.0f32, -4.0]);
+    let q: ndarray::ArcArray<f64, ndarray::Ix1> =
+        (Expr::from(&i) / Expr::from(&i)).eval_raw(&reg).unwrap();
+    assert_eq!(q.to_vec(), vec![1.0, 1.0]);
+    let s: ndarray::ArcArray<i64, ndarray::Ix0> =
+        (Expr::from(&i) * 2).sum().eval_raw(&reg).unwrap();
+    assert_eq!(s[[]], 14);
+    let m: ndarray::ArcArray<f64, ndarray::Ix2> = (Expr::from(&d) + &f).eval_raw(&reg).unwrap();
+    assert_eq!(m.shape(), &[2, 2]);
+    assert_eq!(m[[1, 0]], 3.5);
+    let k: ndarray::ArcArray<f64, ndarray::Ix1> =
+        Expr::from(&d).mean_axis(Axis(1)).eval_raw(&reg).unwrap();
+    assert_eq!(k.to_vec(), vec![0.5, 2.0]);
+}
+
+fn golden<T: ndarray_npy::ReadableElement>(name: &str) -> ArrayD<T> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(format!("tests/golden/expr/{name}.npy"));
+    ndarray_npy::read_npy(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Within `ulps` units in the last place of numpy's value, or of the
+/// array's largest magnitude for values that cancel (an expression's terms
+/// are that large), NaN matching NaN.
+fn close<T: Copy + Into<f64>>(
+    got: &ArrayD<T>,
+    want: &ArrayD<T>,
+    ulps: f64,
+    eps: f64,
+) -> Result<(), String> {
+    if got.shape() != want.shape() {
+        return Err(format!(
+            "shape {:?} vs numpy {:?}",
+            got.shape(),
+            want.shape()
+        ));
+    }
+    let scale = want
+        .iter()
+        .map(|&w| Into::<f64>::into(w).abs())
+        .filter(|w| w.is_finite())
+        .fold(f64::MIN_POSITIVE, f64::max);
+    for (k, (&g, &w)) in got.iter().zip(want.iter()).enumerate() {
+        let (g, w): (f64, f64) = (g.into(), w.into());
+        if g.is_nan() && w.is_nan() {
+            continue;
+        }
+        if (g - w).abs() > ulps * eps * w.abs().max(scale) && g != w {
+            return Err(format!("element {k}: {g} vs numpy {w}"));
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn expressions_match_numpy_golden_files() {
+    let cache = ArrayCache::new();
+    let x: ArrayD<f64> = golden("in_x");
+    let y: ArrayD<f64> = golden("in_y");
+    let xf: ArrayD<f32> = golden("in_xf");
+    let xi: ArrayD<i32> = golden("in_xi");
+    let m = x.view().into_shape_with_order(IxDyn(&[50, 100])).unwrap();
+    let row = y.slice_axis(Axis(0), ndarray::Slice::from(..100));
+    let (ex, ey) = (|| Expr::from(&x), || Expr::from(&y));
+    let e64 = f64::EPSILON;
+    let mut failures = Vec::new();
+    let mut check = |name: &str, r: Result<(), String>| {
+        if let Err(e) = r {
+            failures.push(format!("{name}: {e}"));
+        }
+    };
+    let f = |e: Expr<'_, f64, IxDyn>| e.eval(&cache).unwrap().into_array().into_owned();
+    check(
+        "poly",
+        close(
+            &f(((0.25 * ex() + 0.75) * ex() - 1.5) * ex() - 2.0),
+            &golden("poly"),
+            2.0,
+            e64,
+        ),
+    );
+    check(
+        "trig",
+        close(
+            &f(2.0 * ex().sin().powi(2) + ex().cos() * ey()),
+            &golden("trig"),
+            4.0,
+            e64,
+        ),
+    );
+    check(
+        "trig_sum",
+        close(
+            &f((2.0 * ex().sin().powi(2) + ex().cos() * ey())
+                .sum()
+                .into_dyn()),
+            &golden("trig_sum"),
+            64.0,
+            e64,
+        ),
+    );
+    check(
+        "gauss",
+        close(
+            &f((-(ex() - 0.5).powi(2) / 0.02).exp() * ey()),
+            &golden("gauss"),
+            4.0,
+            e64,
+        ),
+    );
+    check(
+        "int_mix",
+        close(
+            &f((Expr::from(&xi) * 3 - 7) + Expr::from(&xi) / (Expr::from(&xi).abs() + 1)),
+            &golden("int_mix"),
+            1.0,
+            e64,
+        ),
+    );
+    check(
+        "mean_rows",
+        close(
+            &f(
+                ((Expr::from(m.view()) / 4.0).exp() - Expr::from(row.view()))
+                    .mean_axis(Axis(1))
+                    .into_dyn(),
+            ),
+            &golden("mean_rows"),
+            8.0,
+            e64,
+        ),
+    );
+    check(
+        "max_keep",
+        close(
+            &f(
+                (Expr::from(m.view()).abs().log1p() * Expr::from(row.view()))
+                    .max_keepdims(Some(Axis(1)))
+                    .into_dyn(),
+            ),
+            &golden("max_keep"),
+            2.0,
+            e64,
+        ),
+    );
+    check(
+        "minimum_pow",
+        close(
+            &f(ex().abs().powf(1.5).minimum(ey() * 2.0)),
+            &golden("minimum_pow"),
+            2.0,
+            e64,
+        ),
+    );
+    check(
+        "var",
+        close(
+            &f((ex().sin() * ey()).var(1).into_dyn()),
+            &golden("var"),
+            64.0,
+            e64,
+        ),
+    );
+    let f32_mix = ((Expr::from(&xf) * 0.5).tanh() + Expr::from(&xf).abs().sqrt() * 2.0)
+        .eval(&cache)
+        .unwrap();
+    check(
+        "f32_mix",
+        close(
+            &f32_mix.into_array().into_owned(),
+            &golden("f32_mix"),
+            4.0,
+            f32::EPSILON as f64,
+        ),
+    );
+    let int_sum = (Expr::from(&xi) * Expr::from(&xi) - 5)
+        .sum()
+        .eval(&cache)
+        .unwrap();
+    let want: ArrayD<i64> = golden("int_sum");
+    check(
+        "int_sum",
+        if int_sum[[]] == want[[]] {
+            Ok(())
+        } else {
+            Err(format!("{} vs numpy {}", int_sum[[]], want[[]]))
+        },
+    );
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

@@ -1,0 +1,145 @@
+//! Fused expressions: ids `expr/<name>/<mode>/<n>`, float64.
+//!
+//! Expressions (numexpr's and the research note's benchmarks):
+//! - `poly`: `((0.25*x + 0.75)*x - 1.5)*x - 2`
+//! - `trig`: `2*sin(x)^2 + cos(x)*y`
+//! - `trig_sum`: `sum(2*sin(x)^2 + cos(x)*y)`
+//! - `gauss`: `exp(-(x - 0.5)^2 / 0.02) * y`
+//!
+//! Modes:
+//! - `unfused`: the chain of registry calls, every intermediate
+//!   materialized, no cache (numpy's way; [`Expr::eval_unfused`]);
+//! - `fused`: one fused pass, no cache ([`Expr::eval_raw`]);
+//! - `hit`: [`Expr::eval`] of the same expression through a cache holding
+//!   it, inputs keyed (nothing hashed: the key is a Merkle hash of the
+//!   expression);
+//!
+//! Before the timings, the bench prints each expression's `explain()` on
+//! its first fused evaluation, with the time its plan took to compile.
+//!
+//! Run: `cargo bench --bench expressions`, then
+//! `python3 benches/expressions_numpy.py` for numpy and numexpr (2 threads)
+//! on the same expressions and sizes.
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use ndarray::{Array1, Ix0, Ix1};
+use ndcache::{ArrayCache, Evaluated, Expr, Registry};
+
+fn data(n: usize, seed: u64) -> Array1<f64> {
+    let mut x = seed | 1;
+    Array1::from_shape_fn(n, |_| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        (x >> 11) as f64 / (1u64 << 53) as f64
+    })
+}
+
+fn poly<'a>(x: impl Into<Expr<'a, f64, Ix1>>) -> Expr<'a, f64, Ix1> {
+    let x: Expr<'a, f64, Ix1> = x.into();
+    ((0.25 * x.clone() + 0.75) * x.clone() - 1.5) * x - 2.0
+}
+
+fn trig<'a>(
+    x: impl Into<Expr<'a, f64, Ix1>>,
+    y: impl Into<Expr<'a, f64, Ix1>>,
+) -> Expr<'a, f64, Ix1> {
+    let (x, y): (Expr<'a, f64, Ix1>, Expr<'a, f64, Ix1>) = (x.into(), y.into());
+    2.0 * x.clone().sin().powi(2) + x.cos() * y
+}
+
+fn gauss<'a>(
+    x: impl Into<Expr<'a, f64, Ix1>>,
+    y: impl Into<Expr<'a, f64, Ix1>>,
+) -> Expr<'a, f64, Ix1> {
+    let (x, y): (Expr<'a, f64, Ix1>, Expr<'a, f64, Ix1>) = (x.into(), y.into());
+    (-(x - 0.5).powi(2) / 0.02).exp() * y
+}
+
+enum Built<'a> {
+    Array(Expr<'a, f64, Ix1>),
+    Scalar(Expr<'a, f64, Ix0>),
+}
+
+fn build<'a>(
+    name: &str,
+    x: impl Into<Expr<'a, f64, Ix1>>,
+    y: impl Into<Expr<'a, f64, Ix1>>,
+) -> Built<'a> {
+    match name {
+        "poly" => Built::Array(poly(x)),
+        "trig" => Built::Array(trig(x, y)),
+        "trig_sum" => Built::Scalar(trig(x, y).sum()),
+        "gauss" => Built::Array(gauss(x, y)),
+        _ => unreachable!(),
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let reg = Registry::with_builtins();
+    let mut g = c.benchmark_group("expr");
+    for n in [10_000usize, 1_000_000, 10_000_000] {
+        let x = data(n, 1);
+        let y = data(n, 2);
+        g.throughput(Throughput::Elements(n as u64));
+        if n >= 1_000_000 {
+            g.sample_size(20).measurement_time(Duration::from_secs(4));
+        } else {
+            g.sample_size(60).measurement_time(Duration::from_secs(2));
+        }
+        for name in ["poly", "trig", "trig_sum", "gauss"] {
+            let e = build(name, &x, &y);
+            if n == 10_000 {
+                let cache = ArrayCache::new();
+                let report = match &e {
+                    Built::Array(e) => e.explain(&cache).unwrap(),
+                    Built::Scalar(e) => e.explain(&cache).unwrap(),
+                };
+                eprintln!(
+                    "{name}: plan compile {:.1} us\n{report}",
+                    report.compile_time.as_secs_f64() * 1e6
+                );
+            }
+            g.bench_with_input(
+                BenchmarkId::new(format!("{name}/unfused"), n),
+                &n,
+                |b, _| {
+                    b.iter(|| match &e {
+                        Built::Array(e) => drop(black_box(e.eval_unfused(&reg).unwrap())),
+                        Built::Scalar(e) => drop(black_box(e.eval_unfused(&reg).unwrap())),
+                    })
+                },
+            );
+            g.bench_with_input(BenchmarkId::new(format!("{name}/fused"), n), &n, |b, _| {
+                b.iter(|| match &e {
+                    Built::Array(e) => drop(black_box(e.eval_raw(&reg).unwrap())),
+                    Built::Scalar(e) => drop(black_box(e.eval_raw(&reg).unwrap())),
+                })
+            });
+            // Inputs keyed once (as results of earlier work would be), the
+            // expression evaluated once to fill the cache; each iteration
+            // evaluates it again.
+            let cache = ArrayCache::builder().max_bytes(1 << 31).build().unwrap();
+            let xk: Evaluated<f64, Ix1> = Expr::from(&x).eval(&cache).unwrap();
+            let yk: Evaluated<f64, Ix1> = Expr::from(&y).eval(&cache).unwrap();
+            let keyed = build(name, &xk, &yk);
+            match &keyed {
+                Built::Array(e) => drop(e.eval(&cache).unwrap()),
+                Built::Scalar(e) => drop(e.eval(&cache).unwrap()),
+            }
+            g.bench_with_input(BenchmarkId::new(format!("{name}/hit"), n), &n, |b, _| {
+                b.iter(|| match &keyed {
+                    Built::Array(e) => drop(black_box(e.eval(&cache).unwrap())),
+                    Built::Scalar(e) => drop(black_box(e.eval(&cache).unwrap())),
+                })
+            });
+        }
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
