@@ -508,7 +508,7 @@ fn step7_expressions(scale: Scale, cache: &ArrayCache, x: &Array1<f64>) {
         t_unfused.as_secs_f64() / t_fused.as_secs_f64(),
         t_unfused.as_secs_f64() / t_hit.as_secs_f64()
     );
-    println!("   (the hit hashes x and y once per eval here; keyed inputs hash nothing: see examples/expressions.rs)");
+    println!("   (a hit of the same expression hashes nothing: its inputs cannot change while it borrows them)");
 }
 
 fn indent(s: &str) -> String {

@@ -121,6 +121,15 @@ impl<'c, 't> Evaluator<'c, 't> {
 
     /// The key of a node: what the chain of registry calls would use.
     fn key(&mut self, node: &Node<'_>) -> Result<Fingerprint> {
+        let registry_id = match node.kind {
+            Kind::Call { .. } => self.registry.id(),
+            _ => 0,
+        };
+        if let Some(&(id, k)) = node.key.get() {
+            if id == registry_id {
+                return Ok(k);
+            }
+        }
         if let Some(k) = self.keys.get(&node.sid) {
             return Ok(*k);
         }
@@ -150,6 +159,7 @@ impl<'c, 't> Evaluator<'c, 't> {
             }
         };
         self.keys.insert(node.sid, key);
+        let _ = node.key.set((registry_id, key));
         Ok(key)
     }
 

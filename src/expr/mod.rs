@@ -77,7 +77,7 @@ use std::borrow::Cow;
 use std::fmt;
 use std::marker::PhantomData;
 use std::ops::{Add, Deref, Div, Mul, Neg, Sub};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use ndarray::{ArcArray, ArrayBase, Axis, Data, DimMax, Dimension, Ix0, IxDyn, RemoveAxis};
 
@@ -104,6 +104,11 @@ pub(crate) struct Node<'a> {
     /// A structural id: equal for nodes that compute the same thing from
     /// the same inputs (views by address and layout; no data is hashed).
     pub(crate) sid: u128,
+    /// The node's key once computed, with the id of the registry it was
+    /// computed against (0 for inputs, whose key is their fingerprint). A
+    /// borrowed input cannot change while the expression borrows it, so an
+    /// expression evaluated again hashes nothing.
+    pub(crate) key: OnceLock<(u64, Fingerprint)>,
 }
 
 pub(crate) enum Kind<'a> {
@@ -168,6 +173,7 @@ impl<'a> Node<'a> {
             dtype,
             checkpoint: false,
             sid: h.digest128(),
+            key: OnceLock::new(),
         })
     }
 
@@ -519,6 +525,7 @@ impl<'a, T: Element, D: Dimension> Expr<'a, T, D> {
             dtype: self.node.dtype,
             checkpoint: true,
             sid: self.node.sid,
+            key: self.node.key.clone(),
         });
         Expr::wrap(node)
     }

@@ -128,6 +128,7 @@ fn compile(tokens: &[Token]) -> Program {
         };
         reg.push(r);
     }
+    prog.pair();
     prog
 }
 

@@ -209,13 +209,27 @@ fn check_arity(k: &dyn Kernel, got: usize) -> Result<()> {
 /// assert_eq!(err.to_string(), "unknown kernel 'exq'; did you mean 'exp'?");
 /// # Ok::<(), ndcache::Error>(())
 /// ```
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Registry {
     kernels: BTreeMap<String, Arc<dyn Kernel>>,
+    /// Changes whenever a kernel is added (a clone keeps it: same kernels),
+    /// so that keys computed against this registry can be remembered.
+    id: u64,
     /// Whether the builtins are registered (then the names of the fusable
     /// elementwise builtins and reductions are theirs: a name cannot be
     /// registered twice).
     builtins: bool,
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Registry::new()
+    }
+}
+
+fn next_registry_id() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 impl fmt::Debug for Registry {
@@ -227,7 +241,17 @@ impl fmt::Debug for Registry {
 impl Registry {
     /// An empty registry.
     pub fn new() -> Self {
-        Self::default()
+        Registry {
+            kernels: BTreeMap::new(),
+            id: next_registry_id(),
+            builtins: false,
+        }
+    }
+
+    /// The identity of this registry's contents: equal for clones, new
+    /// after every [`register`](Self::register).
+    pub(crate) fn id(&self) -> u64 {
+        self.id
     }
 
     /// A registry holding every builtin kernel.
@@ -250,6 +274,7 @@ impl Registry {
             return Err(Error::DuplicateKernel { name });
         }
         self.kernels.insert(name, kernel);
+        self.id = next_registry_id();
         Ok(())
     }
 

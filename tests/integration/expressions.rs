@@ -779,3 +779,35 @@ fn expressions_match_numpy_golden_files() {
     );
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+#[test]
+fn sin_and_cos_of_one_operand_fuse_into_one_pass_with_the_same_bits() {
+    let reg = Registry::with_builtins();
+    // Ordinary, tiny, huge (libm's fix-up path), infinite and NaN arguments.
+    let mut v: Vec<f64> = (0..40_000).map(|i| (i as f64 - 20_000.0) * 0.37).collect();
+    v.extend([
+        1e-12,
+        -3e-9,
+        6e5,
+        -1e300,
+        f64::INFINITY,
+        f64::NAN,
+        0.0,
+        -0.0,
+    ]);
+    let x = ndarray::Array1::from(v);
+    let xf = x.mapv(|a| a as f32);
+    let e = || Expr::from(&x).cos() * 3.0 - Expr::from(&x).sin();
+    let ef = || Expr::from(&xf).sin() / (Expr::from(&xf).cos() + 2.0);
+    for threads in [1, 4] {
+        pool(threads).install(|| {
+            let (a, b) = (e().eval_raw(&reg).unwrap(), e().eval_unfused(&reg).unwrap());
+            assert!(AnyArray::new(a).bitwise_eq(&AnyArray::new(b)));
+            let (a, b) = (
+                ef().eval_raw(&reg).unwrap(),
+                ef().eval_unfused(&reg).unwrap(),
+            );
+            assert!(AnyArray::new(a).bitwise_eq(&AnyArray::new(b)));
+        });
+    }
+}

@@ -27,7 +27,7 @@ use rayon::prelude::*;
 
 use super::engine::set_len_initialized;
 use super::ops;
-use super::simd::{self, Level, Map1, Map2, Operand};
+use super::simd::{self, Level, Map1, Map1x2, Map2, Operand};
 use super::source::Cast;
 use crate::element::{DType, Element};
 use crate::kernel::reduce::fused::{Ranges, Reducible, Sink};
@@ -220,6 +220,11 @@ pub(crate) enum Instr {
     Unary(FOp, usize),
     /// A binary builtin.
     Binary(FOp, usize, usize),
+    /// `sin` and `cos` of register `x` at once, into registers `sin` and
+    /// `cos` (one of which is this instruction's); see [`Program::pair`].
+    SinCos { x: usize, sin: usize, cos: usize },
+    /// A result written by an earlier [`Instr::SinCos`].
+    Paired,
 }
 
 /// A compiled fused program: instructions in order, each with the dtype of
@@ -266,6 +271,26 @@ impl Program {
             _ => return None,
         };
         Some(self.push(instr, dt))
+    }
+
+    /// Pairs `sin(r)` with `cos(r)` of the same register: both come from one
+    /// reduction of the argument (`trig::sincos`, the same bits as each),
+    /// which halves their cost. Call once, after the last [`op`](Self::op).
+    pub(crate) fn pair(&mut self) {
+        for i in 0..self.instrs.len() {
+            let Instr::Unary(FOp::Sin, x) = self.instrs[i].0 else {
+                continue;
+            };
+            let cos = self
+                .instrs
+                .iter()
+                .position(|(instr, _)| *instr == Instr::Unary(FOp::Cos, x));
+            if let Some(j) = cos {
+                let first = i.min(j);
+                self.instrs[first].0 = Instr::SinCos { x, sin: i, cos: j };
+                self.instrs[i.max(j)].0 = Instr::Paired;
+            }
+        }
     }
 
     fn push(&mut self, instr: Instr, dtype: DType) -> usize {
@@ -438,6 +463,16 @@ impl<'p, 'a> Run<'p, 'a> {
                     DType::I32 => unary_int::<i32>(op, s, self, a, r, lo, hi),
                     DType::I64 => unary_int::<i64>(op, s, self, a, r, lo, hi),
                 },
+                Instr::SinCos { x, sin, cos } => {
+                    let (vs, vc) = match dt {
+                        DType::F32 => sincos::<f32>(s, self, x, [sin, cos], lo, hi),
+                        _ => sincos::<f64>(s, self, x, [sin, cos], lo, hi),
+                    };
+                    s.vals[sin] = vs;
+                    s.vals[cos] = vc;
+                    continue;
+                }
+                Instr::Paired => continue,
                 Instr::Binary(op, a, b) => match dt {
                     DType::F32 => binary_float::<f32>(op, s, self, [a, b], r, lo, hi),
                     DType::F64 => binary_float::<f64>(op, s, self, [a, b], r, lo, hi),
@@ -705,6 +740,40 @@ fn go2<T: Lane, F: Map2<T, T, T>>(
     };
     s.put(r, out);
     val
+}
+
+/// `sin` and `cos` of register `x` into registers `sin` and `cos`.
+fn sincos<T: Lane>(
+    s: &mut Scratch,
+    run: &Run<'_, '_>,
+    x: usize,
+    [rs, rc]: [usize; 2],
+    lo: usize,
+    hi: usize,
+) -> (Val, Val)
+where
+    ops::SinCos: Map1x2<T, T>,
+{
+    let f = ops::SinCos;
+    let len = hi - lo;
+    let (mut out_s, mut out_c) = (s.take::<T>(rs, len), s.take::<T>(rc, len));
+    let vals = match s.operand::<T>(x, run, lo, hi) {
+        Operand::Slice(v) => {
+            simd::map1x2(simd::level(), v, &mut out_s[..len], &mut out_c[..len], &f);
+            (Val::Buf, Val::Buf)
+        }
+        Operand::Scalar(v) => {
+            let (a, b) = if f.needs_exact(v) {
+                f.exact(v)
+            } else {
+                f.call(v)
+            };
+            (Val::Scalar(a.scalar()), Val::Scalar(b.scalar()))
+        }
+    };
+    s.put(rs, out_s);
+    s.put(rc, out_c);
+    vals
 }
 
 #[allow(clippy::too_many_arguments)]

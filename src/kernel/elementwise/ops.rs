@@ -1,6 +1,6 @@
 //! Element functions with numpy's semantics, per dtype.
 
-use super::simd::{Map1, Map2};
+use super::simd::{Map1, Map1x2, Map2};
 use super::{math, trig};
 
 /// The arithmetic ufuncs on one element type, as numpy computes them on
@@ -285,4 +285,43 @@ trig_op! {
     Cos = trig::cos, cos;
     /// `numpy.tan`.
     Tan = trig::tan, tan;
+}
+
+/// `numpy.sin` and `numpy.cos` of the same operand at once (a fused
+/// program's pair): each result is [`Sin`]'s and [`Cos`]'s, bit for bit.
+pub(super) struct SinCos;
+
+impl Map1x2<f64, f64> for SinCos {
+    const FIXUP: bool = true;
+    #[inline(always)]
+    fn call(&self, a: f64) -> (f64, f64) {
+        trig::sincos(a)
+    }
+    #[inline(always)]
+    fn needs_exact(&self, a: f64) -> bool {
+        trig::needs_libm(a)
+    }
+    #[inline(never)]
+    #[cold]
+    fn exact(&self, a: f64) -> (f64, f64) {
+        (a.sin(), a.cos())
+    }
+}
+
+impl Map1x2<f32, f32> for SinCos {
+    const FIXUP: bool = true;
+    #[inline(always)]
+    fn call(&self, a: f32) -> (f32, f32) {
+        let (s, c) = trig::sincos(f64::from(a));
+        (s as f32, c as f32)
+    }
+    #[inline(always)]
+    fn needs_exact(&self, a: f32) -> bool {
+        trig::needs_libm(f64::from(a))
+    }
+    #[inline(never)]
+    #[cold]
+    fn exact(&self, a: f32) -> (f32, f32) {
+        (a.sin(), a.cos())
+    }
 }

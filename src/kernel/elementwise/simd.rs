@@ -71,6 +71,24 @@ impl<O: crate::element::Element> Slot<O> for O {
     }
 }
 
+/// A function of one element with two results, for [`map1x2`] (see
+/// [`Map1`]).
+pub(super) trait Map1x2<A, O>: Sync {
+    /// Whether some elements may need [`exact`](Self::exact).
+    const FIXUP: bool = false;
+    /// The results for one element.
+    fn call(&self, a: A) -> (O, O);
+    /// Whether [`call`](Self::call) does not handle `a`.
+    #[inline(always)]
+    fn needs_exact(&self, _a: A) -> bool {
+        false
+    }
+    /// The results for an element that `call` does not handle.
+    fn exact(&self, a: A) -> (O, O) {
+        self.call(a)
+    }
+}
+
 /// One input of a binary loop: a run of elements, or one element repeated.
 #[derive(Clone, Copy, Debug)]
 pub(super) enum Operand<'a, A> {
@@ -162,6 +180,33 @@ fn map1_body<A: Copy, O, S: Slot<O>, F: Map1<A, O>>(x: &[A], out: &mut [S], f: &
 }
 
 #[inline(always)]
+fn map1x2_body<A: Copy, O, S: Slot<O>, F: Map1x2<A, O>>(
+    x: &[A],
+    out1: &mut [S],
+    out2: &mut [S],
+    f: &F,
+) {
+    assert!(
+        x.len() == out1.len() && x.len() == out2.len(),
+        "input and output runs differ"
+    );
+    for ((o1, o2), &v) in out1.iter_mut().zip(out2.iter_mut()).zip(x) {
+        let (a, b) = f.call(v);
+        o1.put(a);
+        o2.put(b);
+    }
+    if F::FIXUP && x.iter().fold(false, |any, &v| any | f.needs_exact(v)) {
+        for ((o1, o2), &v) in out1.iter_mut().zip(out2.iter_mut()).zip(x) {
+            if f.needs_exact(v) {
+                let (a, b) = f.exact(v);
+                o1.put(a);
+                o2.put(b);
+            }
+        }
+    }
+}
+
+#[inline(always)]
 fn map2_body<A: Copy, B: Copy, O: Copy, S: Slot<O>, F: Map2<A, B, O>>(
     a: Operand<'_, A>,
     b: Operand<'_, B>,
@@ -239,6 +284,12 @@ multiversion! {
     /// `out[i] = f(x[i])`, with the loop compiled for `level`.
     fn map1<A: Copy, O: Copy, S: Slot<O>, F: Map1<A, O>>(x: &[A], out: &mut [S], f: &F) => map1_body;
     v3: map1_v3, v4: map1_v4
+}
+
+multiversion! {
+    /// `(out1[i], out2[i]) = f(x[i])`, with the loop compiled for `level`.
+    fn map1x2<A: Copy, O: Copy, S: Slot<O>, F: Map1x2<A, O>>(x: &[A], out1: &mut [S], out2: &mut [S], f: &F) => map1x2_body;
+    v3: map1x2_v3, v4: map1x2_v4
 }
 
 multiversion! {

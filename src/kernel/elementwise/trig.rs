@@ -122,6 +122,21 @@ pub(super) fn cos(x: f64) -> f64 {
     }
 }
 
+/// `(sin(x), cos(x))` from one reduction and one evaluation of the
+/// kernels: each is exactly [`sin`]'s and [`cos`]'s value (the same
+/// operations on the same operands), for half the work of both.
+#[inline(always)]
+pub(super) fn sincos(x: f64) -> (f64, f64) {
+    let (q, r, y) = reduce(x);
+    let (s, c) = (sin_kernel(r, y), cos_kernel(r, y));
+    let sv = if q & 1 == 0 { s } else { c };
+    let sv = if q & 2 == 0 { sv } else { -sv };
+    let sin = if x.abs() < SIN_TINY { x } else { sv };
+    let cv = if q & 1 == 0 { c } else { s };
+    let cos = if (q + 1) & 2 == 0 { cv } else { -cv };
+    (sin, cos)
+}
+
 /// tan(x) for |x| ≤ [`LIMIT`] (other values: see [`needs_libm`]): the
 /// quotient of the kernels, `sin r / cos r` or `−cos r / sin r` for odd
 /// quadrants.
@@ -193,6 +208,24 @@ mod tests {
             assert!(ulps(ours, libm) <= 2, "tan({x:e}) = {ours}, libm {libm}");
         }
         assert_eq!(tan(-0.0).to_bits(), (-0.0f64).to_bits());
+    }
+
+    #[test]
+    fn sincos_is_sin_and_cos_bit_for_bit() {
+        let mut x = 0x1234_5678_9abc_def1_u64;
+        for k in 0..200_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let scale = [1e-9, 1.0, 10.0, 1e3, 1e5, 5e5][k % 6];
+            let v = ((x >> 11) as f64 / (1u64 << 53) as f64 - 0.5) * 2.0 * scale;
+            let (s, c) = sincos(v);
+            assert_eq!(
+                (s.to_bits(), c.to_bits()),
+                (sin(v).to_bits(), cos(v).to_bits()),
+                "{v}"
+            );
+        }
     }
 
     #[test]
