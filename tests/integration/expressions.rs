@@ -416,7 +416,7 @@ fn a_second_eval_of_an_equal_expression_hashes_nothing_when_inputs_are_keyed() {
 }
 
 #[test]
-fn views_are_hashed_once_per_eval_and_keys_are_the_registry_chains() {
+fn views_are_hashed_once_and_keys_are_the_registry_chains() {
     let cache = ArrayCache::new();
     let x = linspace(10_000, -2.0, 2.0);
     // Computed through the string registry first...
@@ -428,11 +428,20 @@ fn views_are_hashed_once_per_eval_and_keys_are_the_registry_chains() {
     let report = ex.clone().exp().explain(&cache).unwrap();
     assert_eq!(report.source, Source::Memory, "{report}");
     assert_eq!(report.key.derive(), by_call.fingerprint());
-    // x used three times is hashed once.
-    let report = (ex.clone().sin() + ex.clone().cos() * ex)
-        .explain(&cache)
-        .unwrap();
+    drop(ex);
+    // x used three times (three leaves built apart) is hashed once...
+    let fx = || Expr::from(&x);
+    let e = fx().sin() + fx().cos() * fx();
+    let report = e.explain(&cache).unwrap();
     assert_eq!(report.bytes_hashed, 80_000, "{report}");
+    // ... and not again when the same expression is evaluated again: x
+    // cannot change while the expression borrows it.
+    let report = e.explain(&cache).unwrap();
+    assert_eq!(
+        (report.bytes_hashed, report.source),
+        (0, Source::Memory),
+        "{report}"
+    );
 }
 
 #[test]
