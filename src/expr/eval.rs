@@ -85,7 +85,7 @@ impl<'c, 't> Evaluator<'c, 't> {
     }
 
     /// The root through the cache: its key, then the tier chain.
-    pub(crate) fn root(mut self, node: &Node<'_>) -> Result<(Keyed, Source)> {
+    pub(crate) fn root(mut self, node: &Node<'_>) -> Result<(Keyed, Source, Fingerprint)> {
         let cache = self.cache.expect("a cached evaluation");
         match &node.kind {
             Kind::Call { name, .. } => {
@@ -97,7 +97,7 @@ impl<'c, 't> Evaluator<'c, 't> {
                 };
                 let (keyed, source) = cache.get_or_compute(key, label, || self.compute(node))?;
                 check_dtype(node, keyed.dtype())?;
-                Ok((keyed, source))
+                Ok((keyed, source, key))
             }
             _ => {
                 let key = self.key(node)?;
@@ -106,7 +106,7 @@ impl<'c, 't> Evaluator<'c, 't> {
                     Held::View(v) => v.to_shared(),
                     Held::Array(a) => a,
                 };
-                Ok((Keyed::with_fingerprint(array, key), Source::Memory))
+                Ok((Keyed::with_fingerprint(array, key), Source::Memory, key))
             }
         }
     }

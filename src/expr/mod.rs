@@ -597,7 +597,7 @@ impl<'a, T: Element, D: Dimension> Expr<'a, T, D> {
     /// Evaluates through `cache`: the whole expression is looked up
     /// (memory, then disk), and computed, fused, only on a miss.
     pub fn eval(&self, cache: &ArrayCache) -> Result<Evaluated<T, D>> {
-        let (keyed, _) = eval::Evaluator::cached(cache, None).root(&self.node)?;
+        let (keyed, _, _) = eval::Evaluator::cached(cache, None).root(&self.node)?;
         Evaluated::new(keyed)
     }
 
@@ -606,8 +606,8 @@ impl<'a, T: Element, D: Dimension> Expr<'a, T, D> {
     /// cache, bytes hashed.
     pub fn explain(&self, cache: &ArrayCache) -> Result<Explain> {
         let mut trace = explain::Trace::default();
-        let (keyed, source) = eval::Evaluator::cached(cache, Some(&mut trace)).root(&self.node)?;
-        Ok(trace.finish(&self.node, keyed.fingerprint(), source))
+        let (_, source, key) = eval::Evaluator::cached(cache, Some(&mut trace)).root(&self.node)?;
+        Ok(trace.finish(&self.node, key, source))
     }
 
     /// Evaluates with no cache at all (no hashing, no lookup), fused.
