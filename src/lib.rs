@@ -15,7 +15,24 @@
 //! - [`Registry`]: numpy's ufuncs and reductions by name, with numpy's
 //!   broadcasting, dtype promotion and NaN rules, deterministic on any
 //!   number of threads;
-//! - [`ArrayCache`]: the facade, key → memory → disk → compute.
+//! - [`ArrayCache`]: the facade, key → memory → disk → compute;
+//! - [`Expr`]: typed lazy expressions (`(x.sin() * 2.0 + &y).sum()`),
+//!   looked up whole and, on a miss, evaluated fused in one pass, with the
+//!   same bits as the chain of registry calls they stand for.
+//!
+//! # Example: a fused, cached expression
+//!
+//! ```
+//! use ndcache::{ArrayCache, Expr};
+//! let cache = ArrayCache::new();
+//! let x = ndarray::Array1::<f64>::linspace(0.0, 1.0, 1000);
+//! let gauss = (-(Expr::new(&x) - 0.5).powi(2) / 0.02).exp().mean();
+//! let first = gauss.eval(&cache)?;  // fused: no intermediate array
+//! let second = gauss.eval(&cache)?; // a memory hit, nothing hashed
+//! assert_eq!(first[()], second[()]);
+//! assert!((first[()] - 0.2506).abs() < 1e-3);
+//! # Ok::<(), ndcache::Error>(())
+//! ```
 //!
 //! # Example: memoize a recursive function
 //!

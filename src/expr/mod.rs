@@ -18,6 +18,9 @@
 //! (NEP 50): `Expr<f32> * 2.0` stays `f32`, `Expr<i32> * 2.0` is `f64`,
 //! `Expr<i32> + 1` stays `i32`. Dimensions broadcast like ndarray's
 //! ([`DimMax`]). Shape errors wait for evaluation and are the registry's.
+//! The element type must be known when the expression is built: an array
+//! made from untyped float literals (`Array1::linspace(0.0, 1.0, n)`)
+//! needs `Array1::<f64>::linspace`, or Rust cannot pick the result types.
 //!
 //! # Keys
 //!
@@ -56,9 +59,9 @@
 //! use ndarray::Array1;
 //! use ndcache::{ArrayCache, Expr};
 //! let cache = ArrayCache::new();
-//! let x = Array1::linspace(0.0, 1.0, 10_000);
-//! let y = Array1::linspace(1.0, 2.0, 10_000);
-//! let ex = Expr::from(&x);
+//! let x = Array1::<f64>::linspace(0.0, 1.0, 10_000);
+//! let y = Array1::<f64>::linspace(1.0, 2.0, 10_000);
+//! let ex = Expr::new(&x);
 //! let e = (2.0 * ex.sin().powi(2) + ex.cos() * &y).sum();
 //! let first = e.eval(&cache)?;          // fused, then stored
 //! let again = e.eval(&cache)?;          // a memory hit
@@ -398,6 +401,14 @@ where
     }
 }
 
+impl<'a, T: Element, D: Dimension> IntoExpr<'a> for ndarray::ArrayView<'a, T, D> {
+    type Elem = T;
+    type Dim = D;
+    fn into_expr(self) -> Expr<'a, T, D> {
+        Expr::from(self)
+    }
+}
+
 impl<'a, T: Element, D: Dimension> IntoExpr<'a> for &Evaluated<T, D> {
     type Elem = T;
     type Dim = D;
@@ -461,6 +472,14 @@ impl<'a, T: Element> Expr<'a, T, IxDyn> {
 }
 
 impl<'a, T: Element, D: Dimension> Expr<'a, T, D> {
+    /// An expression of an input: a reference to an array (borrowed, and
+    /// fingerprinted once when an evaluation needs its key), a view, an
+    /// [`Evaluated`] result (its derived key kept). Unlike `Expr::from`, it
+    /// infers the expression's type from the input.
+    pub fn new(input: impl IntoExpr<'a, Elem = T, Dim = D>) -> Self {
+        input.into_expr()
+    }
+
     fn wrap(node: Arc<Node<'a>>) -> Self {
         Expr {
             node,
@@ -502,14 +521,14 @@ impl<'a, T: Element, D: Dimension> Expr<'a, T, D> {
     }
 
     /// The same expression with a dynamic dimension.
-    pub fn into_dyn(self) -> Expr<'a, T, IxDyn> {
-        Expr::wrap(self.node)
+    pub fn to_dyn(&self) -> Expr<'a, T, IxDyn> {
+        Expr::wrap(Arc::clone(&self.node))
     }
 
     /// Marks this intermediate to be looked up and stored on its own when
     /// an expression containing it is evaluated through a cache (only the
     /// root is stored otherwise).
-    pub fn checkpoint(self) -> Self {
+    pub fn checkpoint(&self) -> Self {
         let node = Arc::new(Node {
             kind: match &self.node.kind {
                 Kind::View(v) => Kind::View(v.clone()),
@@ -534,64 +553,65 @@ impl<'a, T: Element, D: Dimension> Expr<'a, T, D> {
     /// `sort`, `cumsum`, a user kernel... The result's element type `U` and
     /// dimension `E` are the caller's word; evaluation checks the dtype.
     /// Not fused: the kernel runs on the materialized operand.
-    pub fn apply<U: Element, E: Dimension>(self, name: &str, params: Params) -> Expr<'a, U, E> {
+    pub fn apply<U: Element, E: Dimension>(&self, name: &str, params: Params) -> Expr<'a, U, E> {
         let name = Cow::Owned(name.to_owned());
         Expr::wrap(Node::new(
             Kind::Call { name, params },
-            vec![self.node],
+            vec![Arc::clone(&self.node)],
             U::DTYPE,
         ))
     }
 
     /// `numpy.absolute`, elementwise (integers wrap: `abs(MIN) == MIN`).
-    pub fn abs(self) -> Self {
-        self.call("absolute", Params::new())
+    pub fn abs(&self) -> Self {
+        self.clone().call("absolute", Params::new())
     }
 
     /// `numpy.square`, elementwise.
-    pub fn square(self) -> Self {
-        self.call("square", Params::new())
+    pub fn square(&self) -> Self {
+        self.clone().call("square", Params::new())
     }
 
     /// `self ** n` with numpy's fast path: `powi(2)` is `square`; otherwise
     /// `numpy.power` with a weak integer scalar (an integer array raised to
     /// a negative power is an error at evaluation).
-    pub fn powi(self, n: i32) -> Self {
+    pub fn powi(&self, n: i32) -> Self {
         if n == 2 {
             return self.square();
         }
-        self.with_scalar("power", Weak::Int(n.into()), false)
+        self.clone()
+            .with_scalar("power", Weak::Int(n.into()), false)
     }
 
     /// `numpy.maximum`, elementwise and broadcast (NaN propagates).
-    pub fn maximum<R>(self, other: R) -> Expr<'a, T::Out, <D as DimMax<R::Dim>>::Output>
+    pub fn maximum<R>(&self, other: R) -> Expr<'a, T::Out, <D as DimMax<R::Dim>>::Output>
     where
         R: IntoExpr<'a>,
         T: Promote<R::Elem>,
         D: DimMax<R::Dim>,
     {
-        self.call2("maximum", other)
+        self.clone().call2("maximum", other)
     }
 
     /// `numpy.minimum`, elementwise and broadcast (NaN propagates).
-    pub fn minimum<R>(self, other: R) -> Expr<'a, T::Out, <D as DimMax<R::Dim>>::Output>
+    pub fn minimum<R>(&self, other: R) -> Expr<'a, T::Out, <D as DimMax<R::Dim>>::Output>
     where
         R: IntoExpr<'a>,
         T: Promote<R::Elem>,
         D: DimMax<R::Dim>,
     {
-        self.call2("minimum", other)
+        self.clone().call2("minimum", other)
     }
 
     /// `numpy.power`, elementwise and broadcast (integers wrap; a negative
     /// integer exponent is an error at evaluation).
-    pub fn power<R>(self, other: R) -> Expr<'a, T::Out, <D as DimMax<R::Dim>>::Output>
+    pub fn power<R>(&self, other: R) -> Expr<'a, T::Out, <D as DimMax<R::Dim>>::Output>
     where
         R: IntoExpr<'a>,
         T: Promote<R::Elem>,
         D: DimMax<R::Dim>,
     {
-        self.call2("power", other)
+        self.clone().call2("power", other)
     }
 
     /// Evaluates through `cache`: the whole expression is looked up
@@ -643,22 +663,22 @@ macro_rules! float_fns {
         impl<'a, T: FloatOf, D: Dimension> Expr<'a, T, D> {
             $(
                 $(#[$doc])*
-                pub fn $method(self) -> Expr<'a, T::Out, D> {
-                    self.call($kernel, Params::new())
+                pub fn $method(&self) -> Expr<'a, T::Out, D> {
+                    self.clone().call($kernel, Params::new())
                 }
             )*
 
             /// `self ** p` with numpy's fast paths for float arrays (`2.0`
             /// is `square`, `0.5` is `sqrt`); otherwise `numpy.power` with a
             /// weak float scalar (an integer array gives `f64`).
-            pub fn powf(self, p: f64) -> Expr<'a, T::Out, D> {
+            pub fn powf(&self, p: f64) -> Expr<'a, T::Out, D> {
                 if T::DTYPE.is_float() && p == 2.0 {
-                    return self.call("square", Params::new());
+                    return self.clone().call("square", Params::new());
                 }
                 if T::DTYPE.is_float() && p == 0.5 {
-                    return self.call("sqrt", Params::new());
+                    return self.clone().call("sqrt", Params::new());
                 }
-                self.with_scalar("power", Weak::Float(p), false)
+                self.clone().with_scalar("power", Weak::Float(p), false)
             }
         }
     };
@@ -699,42 +719,42 @@ macro_rules! reductions {
         impl<'a, T: Reduced, D: Dimension> Expr<'a, T, D> {
             $(
                 #[doc = concat!("numpy `", $kernel, "` over all elements: ", $what, ".")]
-                pub fn $whole(self) -> Expr<'a, $out, Ix0> {
-                    self.call($kernel, reduce_params(None, false))
+                pub fn $whole(&self) -> Expr<'a, $out, Ix0> {
+                    self.clone().call($kernel, reduce_params(None, false))
                 }
 
                 #[doc = concat!("numpy `", $kernel, "` along `axis`: ", $what, ".")]
-                pub fn $along(self, axis: Axis) -> Expr<'a, $out, D::Smaller>
+                pub fn $along(&self, axis: Axis) -> Expr<'a, $out, D::Smaller>
                 where
                     D: RemoveAxis,
                 {
-                    self.call($kernel, reduce_params(Some(axis), false))
+                    self.clone().call($kernel, reduce_params(Some(axis), false))
                 }
 
                 #[doc = concat!("numpy `", $kernel, "` with `keepdims=True`, along `axis` or (`None`) over all elements.")]
-                pub fn $keep(self, axis: Option<Axis>) -> Expr<'a, $out, D> {
-                    self.call($kernel, reduce_params(axis, true))
+                pub fn $keep(&self, axis: Option<Axis>) -> Expr<'a, $out, D> {
+                    self.clone().call($kernel, reduce_params(axis, true))
                 }
             )*
 
             /// numpy `var` with `ddof` over all elements (two-pass; not
             /// fused: the operand is materialized, fused).
-            pub fn var(self, ddof: i64) -> Expr<'a, T::Mean, Ix0> {
-                self.call("var", reduce_params(None, false).ddof(ddof))
+            pub fn var(&self, ddof: i64) -> Expr<'a, T::Mean, Ix0> {
+                self.clone().call("var", reduce_params(None, false).ddof(ddof))
             }
 
             /// numpy `var` with `ddof` along `axis`.
-            pub fn var_axis(self, axis: Axis, ddof: i64) -> Expr<'a, T::Mean, D::Smaller>
+            pub fn var_axis(&self, axis: Axis, ddof: i64) -> Expr<'a, T::Mean, D::Smaller>
             where
                 D: RemoveAxis,
             {
-                self.call("var", reduce_params(Some(axis), false).ddof(ddof))
+                self.clone().call("var", reduce_params(Some(axis), false).ddof(ddof))
             }
 
             /// numpy `var` with `ddof` and `keepdims=True`, along `axis` or
             /// (`None`) over all elements.
-            pub fn var_keepdims(self, axis: Option<Axis>, ddof: i64) -> Expr<'a, T::Mean, D> {
-                self.call("var", reduce_params(axis, true).ddof(ddof))
+            pub fn var_keepdims(&self, axis: Option<Axis>, ddof: i64) -> Expr<'a, T::Mean, D> {
+                self.clone().call("var", reduce_params(axis, true).ddof(ddof))
             }
         }
     };
@@ -791,29 +811,62 @@ weak_with! {
     i64: f32 => f32, f64 => f64, i32 => i32, i64 => i64;
 }
 
-macro_rules! binary_ops {
-    ($($tr:ident, $method:ident, $kernel:literal;)*) => {$(
-        impl<'a, T, D, R> $tr<R> for Expr<'a, T, D>
+/// `Expr op rhs` for each kind of right operand that is an array (one impl
+/// per kind, not one generic impl, so that a literal right operand such as
+/// `x - 0.5` infers its type from the scalar impls alone).
+macro_rules! array_rhs {
+    ($tr:ident, $method:ident, $kernel:literal, $out:ident) => {
+        array_rhs!(@one $tr, $method, $kernel, $out, ['a, U, E], Expr<'a, U, E>, U, E, []);
+        array_rhs!(@one $tr, $method, $kernel, $out, ['a, 'r, U, E], &'r Expr<'a, U, E>, U, E, []);
+        array_rhs!(@one $tr, $method, $kernel, $out, ['a, U, E], ndarray::ArrayView<'a, U, E>, U, E, []);
+        array_rhs!(@one $tr, $method, $kernel, $out, ['a, 'r, U, E], &'r Evaluated<U, E>, U, E, []);
+        array_rhs!(@one $tr, $method, $kernel, $out, ['a, S, U, E], &'a ArrayBase<S, E>, U, E, [S: Data<Elem = U>,]);
+    };
+    (@one $tr:ident, $method:ident, $kernel:literal, $out:ident, [$($g:tt)*], $rhs:ty, $u:ident, $e:ident, [$($extra:tt)*]) => {
+        impl<$($g)*, T, D> $tr<$rhs> for Expr<'a, T, D>
         where
-            T: Element + Promote<R::Elem>,
-            D: Dimension + DimMax<R::Dim>,
-            R: IntoExpr<'a>,
+            T: Element + Promote<$u>,
+            <T as Promote<$u>>::Out: $out,
+            $u: Element,
+            $e: Dimension,
+            D: Dimension + DimMax<$e>,
+            $($extra)*
         {
-            type Output = Expr<'a, T::Out, <D as DimMax<R::Dim>>::Output>;
-            fn $method(self, rhs: R) -> Self::Output {
+            type Output = Expr<'a, <<T as Promote<$u>>::Out as $out>::Out, <D as DimMax<$e>>::Output>;
+            fn $method(self, rhs: $rhs) -> Self::Output {
                 self.call2($kernel, rhs)
             }
         }
+    };
+}
 
+/// The element type of `+ - *`: the promoted type itself.
+pub trait Same: Element {
+    /// `Self`.
+    type Out: Element;
+}
+
+impl<T: Element> Same for T {
+    type Out = T;
+}
+
+array_rhs!(Add, add, "add", Same);
+array_rhs!(Sub, sub, "subtract", Same);
+array_rhs!(Mul, mul, "multiply", Same);
+array_rhs!(Div, div, "divide", FloatOf);
+
+macro_rules! array_lhs {
+    ($($tr:ident, $method:ident, $kernel:literal, $out:ident;)*) => {$(
         impl<'a, S, A, D, U, E> $tr<Expr<'a, U, E>> for &'a ArrayBase<S, D>
         where
             S: Data<Elem = A>,
             A: Element + Promote<U>,
+            <A as Promote<U>>::Out: $out,
             D: Dimension + DimMax<E>,
             U: Element,
             E: Dimension,
         {
-            type Output = Expr<'a, A::Out, <D as DimMax<E>>::Output>;
+            type Output = Expr<'a, <<A as Promote<U>>::Out as $out>::Out, <D as DimMax<E>>::Output>;
             fn $method(self, rhs: Expr<'a, U, E>) -> Self::Output {
                 Expr::from(self).call2($kernel, rhs)
             }
@@ -821,38 +874,11 @@ macro_rules! binary_ops {
     )*};
 }
 
-binary_ops! {
-    Add, add, "add";
-    Sub, sub, "subtract";
-    Mul, mul, "multiply";
-}
-
-impl<'a, T, D, R> Div<R> for Expr<'a, T, D>
-where
-    T: Element + Promote<R::Elem>,
-    T::Out: FloatOf,
-    D: Dimension + DimMax<R::Dim>,
-    R: IntoExpr<'a>,
-{
-    type Output = Expr<'a, <T::Out as FloatOf>::Out, <D as DimMax<R::Dim>>::Output>;
-    fn div(self, rhs: R) -> Self::Output {
-        self.call2("divide", rhs)
-    }
-}
-
-impl<'a, S, A, D, U, E> Div<Expr<'a, U, E>> for &'a ArrayBase<S, D>
-where
-    S: Data<Elem = A>,
-    A: Element + Promote<U>,
-    A::Out: FloatOf,
-    D: Dimension + DimMax<E>,
-    U: Element,
-    E: Dimension,
-{
-    type Output = Expr<'a, <A::Out as FloatOf>::Out, <D as DimMax<E>>::Output>;
-    fn div(self, rhs: Expr<'a, U, E>) -> Self::Output {
-        Expr::from(self).call2("divide", rhs)
-    }
+array_lhs! {
+    Add, add, "add", Same;
+    Sub, sub, "subtract", Same;
+    Mul, mul, "multiply", Same;
+    Div, div, "divide", FloatOf;
 }
 
 impl<T: Element, D: Dimension> Neg for Expr<'_, T, D> {

@@ -298,17 +298,17 @@ fn expression<'a>(inp: &'a Inputs, rng: &mut Rng) -> E<'a> {
         _ => Some(Axis(rng.below(3))),
     };
     match (rng.below(5), axis, keep) {
-        (0, None, false) => each!(e, x => x.sum().into_dyn()),
-        (0, Some(a), false) => each!(e, x => x.sum_axis(a).into_dyn()),
+        (0, None, false) => each!(e, x => x.sum().to_dyn()),
+        (0, Some(a), false) => each!(e, x => x.sum_axis(a).to_dyn()),
         (0, a, true) => each!(e, x => x.sum_keepdims(a)),
-        (1, None, false) => each!(e, x => x.mean().into_dyn()),
-        (1, Some(a), false) => each!(e, x => x.mean_axis(a).into_dyn()),
+        (1, None, false) => each!(e, x => x.mean().to_dyn()),
+        (1, Some(a), false) => each!(e, x => x.mean_axis(a).to_dyn()),
         (1, a, true) => each!(e, x => x.mean_keepdims(a)),
-        (2, None, false) => each!(e, x => x.max().into_dyn()),
-        (2, Some(a), false) => each!(e, x => x.max_axis(a).into_dyn()),
+        (2, None, false) => each!(e, x => x.max().to_dyn()),
+        (2, Some(a), false) => each!(e, x => x.max_axis(a).to_dyn()),
         (2, a, true) => each!(e, x => x.max_keepdims(a)),
-        (3, None, _) => each!(e, x => x.min().into_dyn()),
-        (3, Some(a), _) => each!(e, x => x.min_axis(a).into_dyn()),
+        (3, None, _) => each!(e, x => x.min().to_dyn()),
+        (3, Some(a), _) => each!(e, x => x.min_axis(a).to_dyn()),
         (_, a, _) => each!(e, x => x.var_keepdims(a, 1)),
     }
 }
@@ -693,7 +693,7 @@ fn expressions_match_numpy_golden_files() {
         close(
             &f((2.0 * ex().sin().powi(2) + ex().cos() * ey())
                 .sum()
-                .into_dyn()),
+                .to_dyn()),
             &golden("trig_sum"),
             64.0,
             e64,
@@ -723,7 +723,7 @@ fn expressions_match_numpy_golden_files() {
             &f(
                 ((Expr::from(m.view()) / 4.0).exp() - Expr::from(row.view()))
                     .mean_axis(Axis(1))
-                    .into_dyn(),
+                    .to_dyn(),
             ),
             &golden("mean_rows"),
             8.0,
@@ -736,7 +736,7 @@ fn expressions_match_numpy_golden_files() {
             &f(
                 (Expr::from(m.view()).abs().log1p() * Expr::from(row.view()))
                     .max_keepdims(Some(Axis(1)))
-                    .into_dyn(),
+                    .to_dyn(),
             ),
             &golden("max_keep"),
             2.0,
@@ -755,7 +755,7 @@ fn expressions_match_numpy_golden_files() {
     check(
         "var",
         close(
-            &f((ex().sin() * ey()).var(1).into_dyn()),
+            &f((ex().sin() * ey()).var(1).to_dyn()),
             &golden("var"),
             64.0,
             e64,
