@@ -72,7 +72,9 @@ pub use key::{
     call_key, fingerprint, Fingerprint, ParseFingerprintError, CHUNK_BYTES, KEY_FORMAT_VERSION,
 };
 pub use memo::{CacheInfo, Memo, MemoBuilder};
-pub use memory::{CacheStats, Clock, FlightError, ManualClock, MemoryTier, MonotonicClock};
+pub use memory::{
+    CacheStats, Clock, FlightError, ManualClock, MemoryTier, MonotonicClock, Policy,
+};
 pub use size::{parse_size, ParseSizeError};
 pub(crate) use value::{dispatch_array, dispatch_view};
 pub use value::{fingerprint_any, AnyArray, AnyView, Arg, AsArg, Keyed};
