@@ -162,7 +162,11 @@ struct Workload {
 
 impl Workload {
     fn classes(&self) -> usize {
-        self.items.iter().map(|i| i.class as usize + 1).max().unwrap_or(0)
+        self.items
+            .iter()
+            .map(|i| i.class as usize + 1)
+            .max()
+            .unwrap_or(0)
     }
 
     /// The bytes of the distinct keys requested at least twice.
@@ -189,7 +193,9 @@ struct Scale {
 
 /// Keys with mixed costs, uncorrelated with their sizes: W1's.
 fn mixed_items(rng: &mut Rng, n: usize) -> Vec<Item> {
-    let kernels: Vec<f64> = (0..12).map(|_| rng.log_uniform(0.05 * MS, 20.0 * MS)).collect();
+    let kernels: Vec<f64> = (0..12)
+        .map(|_| rng.log_uniform(0.05 * MS, 20.0 * MS))
+        .collect();
     (0..n)
         .map(|_| {
             let k = rng.below(kernels.len());
@@ -495,25 +501,46 @@ fn targets(runs: &[Run]) -> Vec<(String, bool)> {
     let mut t = Vec::new();
     let ratio = |w, pct, p| saved(w, pct, "cost_aware") / saved(w, pct, p);
     let r = ratio("W1", 10, "lru");
-    t.push((format!("W1 at 10%: time saved {r:.2} x LRU (>= 1.5)"), r >= 1.5));
+    t.push((
+        format!("W1 at 10%: time saved {r:.2} x LRU (>= 1.5)"),
+        r >= 1.5,
+    ));
     let r = ratio("W1", 10, "bound");
-    t.push((format!("W1 at 10%: time saved {r:.2} x the bound (>= 0.8)"), r >= 0.8));
+    t.push((
+        format!("W1 at 10%: time saved {r:.2} x the bound (>= 0.8)"),
+        r >= 0.8,
+    ));
     for pct in BUDGETS {
         let r = hr("W2", pct, "cost_aware") / hr("W2", pct, "lru");
-        t.push((format!("W2 at {pct}%: hit ratio {r:.3} x LRU (>= 0.97)"), r >= 0.97));
+        t.push((
+            format!("W2 at {pct}%: hit ratio {r:.3} x LRU (>= 0.97)"),
+            r >= 0.97,
+        ));
     }
     for pct in BUDGETS {
         let r = ratio("W4", pct, "lru");
-        t.push((format!("W4 at {pct}%: time saved {r:.2} x LRU (>= 1.2)"), r >= 1.2));
+        t.push((
+            format!("W4 at {pct}%: time saved {r:.2} x LRU (>= 1.2)"),
+            r >= 1.2,
+        ));
     }
     for pct in BUDGETS {
         let r = ratio("W6", pct, "lru");
-        t.push((format!("W6 at {pct}%: time saved {r:.2} x LRU (>= 1.0)"), r >= 1.0));
+        t.push((
+            format!("W6 at {pct}%: time saved {r:.2} x LRU (>= 1.0)"),
+            r >= 1.0,
+        ));
     }
     let worst = runs
         .iter()
         .filter(|r| r.policy == "lru")
-        .map(|r| (ratio(r.workload, r.budget_pct, "lru"), r.workload, r.budget_pct))
+        .map(|r| {
+            (
+                ratio(r.workload, r.budget_pct, "lru"),
+                r.workload,
+                r.budget_pct,
+            )
+        })
         .min_by(|a, b| a.0.total_cmp(&b.0));
     if let Some((r, w, pct)) = worst {
         t.push((
@@ -649,7 +676,10 @@ fn measure() {
         let mut times: Vec<f64> = (0..21)
             .map(|_| {
                 let t = std::time::Instant::now();
-                std::hint::black_box(reg.call(name, std::slice::from_ref(&view), &params).expect(name));
+                std::hint::black_box(
+                    reg.call(name, std::slice::from_ref(&view), &params)
+                        .expect(name),
+                );
                 t.elapsed().as_secs_f64() * 1e3
             })
             .collect();

@@ -54,6 +54,7 @@ mod element;
 mod error;
 mod hash;
 mod isolate;
+mod keep;
 pub mod kernel;
 mod key;
 mod memo;
@@ -67,14 +68,13 @@ pub use cache::{
 };
 pub use element::{DType, Element};
 pub use error::{Error, Result};
+pub use keep::{ClassInfo, DiskWrites};
 pub use kernel::{Kernel, ParamKind, ParamSpec, ParamValue, Params, Registry};
 pub use key::{
     call_key, fingerprint, Fingerprint, ParseFingerprintError, CHUNK_BYTES, KEY_FORMAT_VERSION,
 };
 pub use memo::{CacheInfo, Memo, MemoBuilder};
-pub use memory::{
-    CacheStats, Clock, FlightError, ManualClock, MemoryTier, MonotonicClock, Policy,
-};
+pub use memory::{CacheStats, Clock, FlightError, ManualClock, MemoryTier, MonotonicClock, Policy};
 pub use size::{parse_size, ParseSizeError};
 pub(crate) use value::{dispatch_array, dispatch_view};
 pub use value::{fingerprint_any, AnyArray, AnyView, Arg, AsArg, Keyed};

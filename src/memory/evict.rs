@@ -62,9 +62,7 @@ where
                     break;
                 };
                 match lru.pop_lru() {
-                    Some((k, e)) => {
-                        self.evicted(&mut other, removed, k, e, EvictionCause::Evicted)
-                    }
+                    Some((k, e)) => self.evicted(&mut other, removed, k, e, EvictionCause::Evicted),
                     None => break,
                 }
             }

@@ -248,8 +248,8 @@ impl<K: Hash + Eq + Clone, V> Gdsf<K, V> {
                 .iter()
                 .filter(|(_, n)| n.recorded != f64::INFINITY)
                 .map(|(k, n)| Record {
-                        priority: n.recorded,
-                        seq: n.seq,
+                    priority: n.recorded,
+                    seq: n.seq,
                     key: k.clone(),
                 })
                 .collect();
@@ -257,7 +257,8 @@ impl<K: Hash + Eq + Clone, V> Gdsf<K, V> {
         }
         if self.expiry.len() > 2 * live + 64 {
             let map = &self.map;
-            self.expiry.retain(|(_, seq, k)| map.get(k).is_some_and(|n| n.seq == *seq));
+            self.expiry
+                .retain(|(_, seq, k)| map.get(k).is_some_and(|n| n.seq == *seq));
         }
     }
 

@@ -469,7 +469,13 @@ where
         self.bytes.fetch_add(weight, Ordering::Relaxed);
         let mut kept = true;
         if self.over_budget() {
-            kept = self.evict(idx, shard, &key, admission == Admission::Gated, &mut removed);
+            kept = self.evict(
+                idx,
+                shard,
+                &key,
+                admission == Admission::Gated,
+                &mut removed,
+            );
         } else {
             drop(shard);
         }

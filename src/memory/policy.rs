@@ -133,7 +133,10 @@ impl CostEstimate {
 
     /// Adds one timing, in nanoseconds.
     pub fn record_nanos(&self, x: f64) {
-        let n = self.samples.fetch_add(1, Ordering::Relaxed).saturating_add(1);
+        let n = self
+            .samples
+            .fetch_add(1, Ordering::Relaxed)
+            .saturating_add(1);
         let w = 1.0 / f64::from(n.min(Self::WINDOW));
         let _ = self
             .mean
@@ -141,6 +144,12 @@ impl CostEstimate {
                 let m = f64::from_bits(bits);
                 Some((m + w * (x - m)).max(0.0).to_bits())
             });
+    }
+
+    /// Makes `x` the estimate, as if it were the only timing so far.
+    pub(crate) fn reset_to(&self, x: f64) {
+        self.mean.store(x.max(0.0).to_bits(), Ordering::Relaxed);
+        self.samples.store(1, Ordering::Relaxed);
     }
 
     /// The estimate, if any timing was recorded.

@@ -140,6 +140,9 @@ mod tests {
         let seen_twice = (10_000..20_000u64)
             .filter(|k| s.estimate(mix(*k)) >= 1)
             .count();
-        assert!(seen_twice < 200, "{seen_twice} of 10000 unseen keys look seen");
+        assert!(
+            seen_twice < 200,
+            "{seen_twice} of 10000 unseen keys look seen"
+        );
     }
 }
