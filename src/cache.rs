@@ -555,20 +555,20 @@ impl ArrayCache {
         let class = counters.map(|c| c.classes.for_inputs(inputs));
         let route = match class {
             Some(class) => class.bypass.route(self.bypass),
-            None => Route::Cache { timed: false },
+            None => Route::Cache { sample: false },
         };
-        let timed = match (route, class, counters) {
+        let sample = match (route, class, counters) {
             (Route::Bypass, Some(class), Some(c)) => {
                 return self.bypassed(&prepared, inputs, class, c)
             }
-            (Route::Cache { timed }, ..) => timed,
+            (Route::Cache { sample }, ..) => sample,
             (Route::Bypass, ..) => false,
         };
-        let start = timed.then(Instant::now);
         let (views, bytes) = inputs.iter().fold((0, 0), |(n, b), a| match a {
             Arg::View(v) => (n + 1, b + v.nbytes()),
             Arg::Keyed(_) => (n, b),
         });
+        let start = (views > 0).then(Instant::now);
         // Several big inputs to hash: hash them at the same time (an input
         // under two chunks is hashed on one thread). Small ones are not
         // worth waking the pool for.
@@ -577,12 +577,13 @@ impl ArrayCache {
         } else {
             inputs.iter().map(|a| self.fingerprint_of(a)).collect()
         };
-        let hashing = start.filter(|_| views > 0).map(|t| t.elapsed());
+        let hashing = start.map(|t| t.elapsed());
         let outcome = self.call_prepared(&prepared, inputs, &fps, class)?;
         if let Some(class) = class {
             let hit = matches!(outcome.1, Source::Memory | Source::Disk);
-            let timing = start.map(|t| (t.elapsed(), hashing));
-            class.bypass.cached(hit, timing, &class.compute);
+            class
+                .bypass
+                .cached(sample.then_some(hit), hashing, &class.compute);
         }
         Ok(outcome)
     }

@@ -1,24 +1,31 @@
 //! The adaptive bypass: per class, call the kernel directly while going
 //! through the cache costs more than it saves.
 //!
-//! A call through the cache costs the hashing of its view inputs, a lookup,
-//! and on a miss the computation and the store; a direct call costs the
-//! computation. Both are measured online, per class: the time of a sample
-//! of cached calls (one in [`SAMPLE_EVERY`] per thread, so that hits do not
-//! pay for two clock reads each) and of every computation. While the
-//! smoothed cached call costs more than the computation (by
-//! [`MARGIN`] and [`SLACK`], so that cheap kernels never flap), the class
-//! bypasses: its calls compute directly, store nothing, and return results
-//! fingerprinted only if someone asks.
+//! Per call, caching adds the hashing of the view inputs, a lookup, and on
+//! a miss the store (disk lookup, insertion); it saves the computation on a
+//! hit. All of it is measured online, per class: the hashing on every call
+//! that hashes, the computation and the store on every miss, the hit rate
+//! on a sample of calls (one in [`SAMPLE_EVERY`] per thread). So the
+//! expected loss of a cached call is
+//!
+//! ```text
+//! hash + lookup + (1 - hit rate) × store - hit rate × compute
+//! ```
+//!
+//! (hits are never timed, so they pay for no clock read; the computation's
+//! own noise cancels out of the comparison). While the loss exceeds
+//! [`MARGIN`] of the computation plus [`SLACK`], so that cheap kernels never
+//! flap, the class bypasses: its calls compute directly, store nothing,
+//! and return results fingerprinted only if someone asks.
 //!
 //! Bypassing hides what caching would have hit. So each bypassed call
 //! records whether it repeats a recent call of its class, by a cheap
 //! *ghost* key (the parameters, the fingerprints of `Keyed` inputs, and for
 //! views their dtype, shape and 16 sampled elements) in a small
-//! direct-mapped table; and one call in [`PROBE_EVERY`] goes through the
-//! cache to refresh the hashing and storing costs. The class returns to
-//! caching when `hash + lookup + (1 - ghost hit rate) × (compute + store)`
-//! falls below the computation.
+//! direct-mapped table, which stands for the hit rate; and one call in
+//! [`PROBE_EVERY`] goes through the cache to refresh the hashing and
+//! storing costs. The class returns to caching when the expected loss
+//! turns negative.
 //!
 //! Known blind spot: a repeat farther apart than the ghost table remembers
 //! (256 calls of the class, fewer with collisions) is not seen.
@@ -32,31 +39,32 @@ use crate::hash::Xxh3;
 use crate::memory::CostEstimate;
 use crate::value::{dispatch_view, Arg};
 
-/// One cached call in this many (per thread) is timed.
+/// The hit rate is sampled on one cached call in this many (per thread).
 pub(crate) const SAMPLE_EVERY: u32 = 8;
 
 /// While bypassing, one call in this many goes through the cache.
 pub(crate) const PROBE_EVERY: u32 = 64;
 
-/// Bypass when a cached call costs more than the computation times this...
-const MARGIN: f64 = 1.05;
+/// Bypass while caching loses more than this fraction of the computation...
+const MARGIN: f64 = 0.1;
 
 /// ...plus this many nanoseconds.
-const SLACK: f64 = 2_000.0;
+const SLACK: f64 = 5_000.0;
 
 /// What a memory-tier lookup costs, about (nanoseconds).
 const LOOKUP: f64 = 300.0;
 
-/// The computations a class must have seen before it may bypass.
-const MIN_COMPUTES: u32 = 4;
+/// The computations, and hit-rate samples, a class must have seen before
+/// it may bypass.
+const MIN_SAMPLES: u32 = 8;
 
 const GHOST_SLOTS: usize = 256;
 
 /// How a call goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Route {
-    /// Through the cache; time it if `timed`.
-    Cache { timed: bool },
+    /// Through the cache; count whether it hits if `sample`.
+    Cache { sample: bool },
     /// Directly to the kernel.
     Bypass,
 }
@@ -64,9 +72,7 @@ pub(crate) enum Route {
 /// A class's bypass state and measurements.
 #[derive(Default)]
 pub(crate) struct Bypass {
-    /// A sample of cached calls, whole.
-    pub(crate) cached: CostEstimate,
-    /// A sample of the hashing of view inputs.
+    /// The hashing of the inputs (0 when they are all `Keyed`).
     pub(crate) hash: CostEstimate,
     /// The miss path without its computation (disk lookup, store, insert).
     pub(crate) store: CostEstimate,
@@ -83,7 +89,7 @@ thread_local! {
     static TICK: Cell<u32> = const { Cell::new(0) };
 }
 
-/// Whether this thread times this call (one in [`SAMPLE_EVERY`]).
+/// Whether this thread samples this call (one in [`SAMPLE_EVERY`]).
 fn sampled() -> bool {
     TICK.with(|t| {
         let n = t.get().wrapping_add(1);
@@ -102,25 +108,24 @@ impl Bypass {
                 return Route::Bypass;
             }
             self.since_probe.store(0, Ordering::Relaxed);
-            return Route::Cache { timed: true };
+            return Route::Cache { sample: true };
         }
-        Route::Cache { timed: sampled() }
+        Route::Cache { sample: sampled() }
     }
 
-    /// A call through the cache ended: a hit or not, and if it was timed,
-    /// how long it took in all and how much of that was hashing.
+    /// A call through the cache ended: whether it hit (if sampled), and
+    /// how long hashing its inputs took (if it hashed any).
     pub(crate) fn cached(
         &self,
-        hit: bool,
-        timed: Option<(Duration, Option<Duration>)>,
+        hit: Option<bool>,
+        hashing: Option<Duration>,
         compute: &CostEstimate,
     ) {
         self.calls.fetch_add(1, Ordering::Relaxed);
-        if let Some((took, hashing)) = timed {
-            self.cached.record(took);
-            if let Some(h) = hashing {
-                self.hash.record(h);
-            }
+        if let Some(h) = hashing {
+            self.hash.record(h);
+        }
+        if let Some(hit) = hit {
             self.hits.record_nanos(if hit { 1.0 } else { 0.0 });
             self.reconsider(compute);
         }
@@ -134,27 +139,25 @@ impl Bypass {
         self.reconsider(compute);
     }
 
+    /// What a call through the cache costs more than a direct one, on
+    /// average (nanoseconds; negative when caching saves time).
+    pub(crate) fn expected_loss(&self, compute: &CostEstimate) -> f64 {
+        let h = self.hit_rate();
+        self.hash.nanos() + LOOKUP + (1.0 - h) * self.store.nanos() - h * compute.nanos()
+    }
+
     fn reconsider(&self, compute: &CostEstimate) {
-        if compute.samples() < MIN_COMPUTES {
+        if compute.samples() < MIN_SAMPLES || self.hits.samples() < MIN_SAMPLES {
             return;
         }
-        let raw = compute.nanos();
+        let loss = self.expected_loss(compute);
         if !self.bypassing.load(Ordering::Relaxed) {
-            if self.cached.samples() >= CostEstimate::WINDOW
-                && self.cached.nanos() > raw * MARGIN + SLACK
-            {
+            if loss > MARGIN * compute.nanos() + SLACK {
                 self.since_probe.store(0, Ordering::Relaxed);
                 self.bypassing.store(true, Ordering::Relaxed);
             }
-        } else {
-            let miss = 1.0 - self.hit_rate();
-            let expected = self.hash.nanos() + LOOKUP + miss * (raw + self.store.nanos());
-            if expected < raw {
-                // Start the cached average from the model, not from the
-                // stale samples that made the class bypass.
-                self.cached.reset_to(expected);
-                self.bypassing.store(false, Ordering::Relaxed);
-            }
+        } else if loss < 0.0 {
+            self.bypassing.store(false, Ordering::Relaxed);
         }
     }
 

@@ -146,12 +146,6 @@ impl CostEstimate {
             });
     }
 
-    /// Makes `x` the estimate, as if it were the only timing so far.
-    pub(crate) fn reset_to(&self, x: f64) {
-        self.mean.store(x.max(0.0).to_bits(), Ordering::Relaxed);
-        self.samples.store(1, Ordering::Relaxed);
-    }
-
     /// The estimate, if any timing was recorded.
     pub fn get(&self) -> Option<Duration> {
         (self.samples() > 0).then(|| Duration::from_nanos(self.nanos() as u64))
