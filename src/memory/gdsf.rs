@@ -270,3 +270,108 @@ impl<K: Hash + Eq + Clone, V> Gdsf<K, V> {
         self.sketch.clear();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Insert(u8, u64, f64),
+        Hit(u8),
+        Evict,
+        Remove(u8),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            3 => (0u8..16, 0u64..50, 0.0f64..5.0).prop_map(|(k, w, c)| Op::Insert(k, w, c)),
+            4 => (0u8..16).prop_map(Op::Hit),
+            2 => Just(Op::Evict),
+            1 => (0u8..16).prop_map(Op::Remove),
+        ]
+    }
+
+    /// The oracle: every entry's exact priority, evicting the lowest (the
+    /// oldest insertion among equals).
+    #[derive(Debug, Clone, Copy)]
+    struct Model {
+        weight: u64,
+        cost: f64,
+        freq: u32,
+        base: f64,
+        seq: u64,
+    }
+
+    impl Model {
+        fn priority(&self) -> f64 {
+            self.base + f64::from(self.freq) * self.cost / (self.weight.max(1) as f64)
+        }
+    }
+
+    fn entry(weight: u64, cost: f64) -> Entry<f64> {
+        Entry {
+            value: cost,
+            weight,
+            expires_at: None,
+            tick: 0,
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(500))]
+
+        #[test]
+        fn lazy_heap_evicts_the_exact_minimum(ops in proptest::collection::vec(op(), 1..200)) {
+            let mut g: Gdsf<u8, f64> = Gdsf::new(Hasher::default(), 64);
+            let mut model: HashMap<u8, Model> = HashMap::new();
+            let mut inflation = 0.0f64;
+            let mut seq = 0;
+            for op in ops {
+                match op {
+                    Op::Insert(k, w, c) => {
+                        seq += 1;
+                        let (s, _) = g.insert(k, entry(w, c), 1, inflation, c, true);
+                        prop_assert_eq!(s, seq);
+                        model.insert(k, Model { weight: w, cost: c, freq: 1, base: inflation, seq });
+                    }
+                    Op::Hit(k) => {
+                        if let Some(n) = g.get_mut(&k) {
+                            n.touch(inflation);
+                            let m = model.get_mut(&k).expect("the model has it too");
+                            m.freq = (m.freq + 1).min(MAX_FREQUENCY);
+                            m.base = inflation;
+                        } else {
+                            prop_assert!(!model.contains_key(&k));
+                        }
+                    }
+                    Op::Evict => {
+                        let want = model
+                            .iter()
+                            .min_by(|a, b| {
+                                a.1.priority()
+                                    .total_cmp(&b.1.priority())
+                                    .then(a.1.seq.cmp(&b.1.seq))
+                            })
+                            .map(|(k, m)| (*k, m.priority()));
+                        match (g.evict_min(f64::INFINITY, |_, c| *c), want) {
+                            (Victim::Evicted(k, _, p), Some((wk, wp))) => {
+                                prop_assert_eq!((k, p), (wk, wp));
+                                model.remove(&k);
+                                inflation = inflation.max(p);
+                            }
+                            (Victim::Empty, None) => {}
+                            _ => prop_assert!(false, "the model and the store disagree"),
+                        }
+                    }
+                    Op::Remove(k) => {
+                        prop_assert_eq!(g.remove(&k).is_some(), model.remove(&k).is_some());
+                    }
+                }
+                prop_assert_eq!(g.len(), model.len());
+                prop_assert!(g.heap.len() <= 2 * g.len() + 64 + 1, "dead records are compacted");
+            }
+        }
+    }
+}
