@@ -628,9 +628,11 @@ fn plot(runs: &[Run], path: &str) -> Result<(), Box<dyn std::error::Error>> {
             .build_cartesian_2d(0f64..27f64, 0f64..max * 1.08)?;
         chart
             .configure_mesh()
+            .max_light_lines(0)
             .x_labels(6)
             .y_labels(5)
             .x_label_formatter(&|x| format!("{x:.0}%"))
+            .y_label_formatter(&|y| format!("{y:.0}"))
             .draw()?;
         for (policy, color) in lines {
             let points: Vec<(f64, f64)> = runs
@@ -638,17 +640,21 @@ fn plot(runs: &[Run], path: &str) -> Result<(), Box<dyn std::error::Error>> {
                 .filter(|r| r.workload == *name && r.policy == policy)
                 .map(|r| (f64::from(r.budget_pct), r.time_saved_ms / 1e3))
                 .collect();
-            chart
-                .draw_series(LineSeries::new(points, color.stroke_width(2)))?
-                .label(policy)
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color));
+            chart.draw_series(LineSeries::new(points, color.stroke_width(2)))?;
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .border_style(BLACK)
-            .background_style(WHITE.mix(0.8))
-            .draw()?;
+    }
+    // The legend, in the panel the workloads leave free.
+    if let Some(legend) = panels.get(names.len()) {
+        let labels = [
+            "plain LRU",
+            "cost-aware (the default)",
+            "bound (cost-weighted PFOO-L)",
+        ];
+        for (i, ((_, color), label)) in lines.iter().zip(labels).enumerate() {
+            let y = 90 + 32 * i as i32;
+            legend.draw(&PathElement::new(vec![(30, y), (80, y)], color.stroke_width(3)))?;
+            legend.draw(&Text::new(label, (92, y - 8), ("sans-serif", 15)))?;
+        }
     }
     root.present()?;
     Ok(())

@@ -388,7 +388,7 @@ impl ArrayCacheBuilder {
     }
 }
 
-/// A cache of kernel results: memory (sharded LRU with byte budget and TTL),
+/// A cache of kernel results: memory (sharded, cost-aware, with a byte budget and TTL),
 /// then optionally disk (`.npy` files), then computation.
 ///
 /// # Example: the second call is a hit, chained calls hash nothing

@@ -8,14 +8,19 @@
 //! - [`fingerprint`]: a 128-bit xxh3 key of an array's dtype, shape and
 //!   logical contents, equal for C-order, Fortran-order and strided views of
 //!   equal values, computed in parallel near memory bandwidth;
-//! - [`MemoryTier`]: a sharded, thread-safe LRU cache with entry and byte
-//!   bounds, TTL, single-flight computation of misses and statistics;
+//! - [`MemoryTier`]: a sharded, thread-safe cache with entry and byte
+//!   bounds, a cost-aware eviction policy (what saves the most compute time
+//!   per byte; see [`memory::policy`]) or LRU, TTL, single-flight
+//!   computation of misses and statistics;
 //! - [`Memo`]: memoization of any function, the `functools.lru_cache` /
 //!   `functools.cache` analogue, with CPython's exact `cache_info()`;
 //! - [`Registry`]: numpy's ufuncs and reductions by name, with numpy's
 //!   broadcasting, dtype promotion and NaN rules, deterministic on any
 //!   number of threads;
-//! - [`ArrayCache`]: the facade, key → memory → disk → compute.
+//! - [`ArrayCache`]: the facade, key → memory → disk → compute, with
+//!   per-class cost estimates, an adaptive bypass of the cache for calls
+//!   whose caching costs more than it saves, and optionally spill of
+//!   evicted results to disk ([`DiskWrites`]).
 //!
 //! # Example: memoize a recursive function
 //!

@@ -2,7 +2,7 @@
 //! and cost-aware (the lowest priority of all shards). Every evictor holds
 //! one shard lock at a time, so evictors never deadlock with each other.
 
-use std::hash::{BuildHasher, Hash};
+use std::hash::Hash;
 use std::sync::atomic::Ordering;
 use std::sync::MutexGuard;
 
@@ -157,7 +157,7 @@ where
             self.publish_floor(i, g);
             if let Victim::Evicted(k, node, priority) = victim {
                 self.raise_inflation(priority);
-                g.sketch.raise(self.hasher.hash_one(&k), node.freq);
+                g.sketch.raise(super::sketch_hash(&k), node.freq);
                 let cause = if candidate == Some(&k) {
                     kept = false;
                     EvictionCause::NotAdmitted

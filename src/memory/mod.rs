@@ -64,6 +64,14 @@ pub const ENTRIES_PER_SHARD: u64 = 256;
 pub const DEFAULT_MAX_SHARDS: usize = 64;
 
 type Hasher = foldhash::fast::RandomState;
+
+/// The key's hash in the admission sketch: seeded by a constant, so that a
+/// replay admits the same results in every process (the simulator's runs
+/// are exact). A collision only makes a key look more frequent.
+fn sketch_hash<K: Hash>(key: &K) -> u64 {
+    const SKETCH: foldhash::fast::FixedState = foldhash::fast::FixedState::with_seed(0x51_7CC1_B727_220A);
+    SKETCH.hash_one(key)
+}
 type Weigher<K, V> = Arc<dyn Fn(&K, &V) -> u64 + Send + Sync>;
 type Coster<K, V> = Arc<dyn Fn(&K, &V) -> f64 + Send + Sync>;
 type Listener<K, V> = Arc<dyn Fn(&K, &V, EvictionCause) + Send + Sync>;
@@ -318,7 +326,7 @@ where
             None => {}
         }
         if let (Store::Gdsf(g), true) = (&mut shard.store, self.bounded) {
-            g.sketch.increment(self.hasher.hash_one(key));
+            g.sketch.increment(sketch_hash(key));
         }
         shard.counters.misses += 1;
         None
@@ -418,7 +426,7 @@ where
         let mut freq = 1;
         if let Store::Gdsf(g) = &shard.store {
             if self.bounded {
-                freq = g.sketch.estimate(self.hasher.hash_one(&key));
+                freq = g.sketch.estimate(sketch_hash(&key));
                 if admission == Admission::Gated
                     && self.needs_room_for(weight)
                     && !self.admits(freq, cost, weight)
