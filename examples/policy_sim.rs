@@ -652,7 +652,10 @@ fn plot(runs: &[Run], path: &str) -> Result<(), Box<dyn std::error::Error>> {
         ];
         for (i, ((_, color), label)) in lines.iter().zip(labels).enumerate() {
             let y = 90 + 32 * i as i32;
-            legend.draw(&PathElement::new(vec![(30, y), (80, y)], color.stroke_width(3)))?;
+            legend.draw(&PathElement::new(
+                vec![(30, y), (80, y)],
+                color.stroke_width(3),
+            ))?;
             legend.draw(&Text::new(label, (92, y - 8), ("sans-serif", 15)))?;
         }
     }

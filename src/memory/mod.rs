@@ -69,7 +69,8 @@ type Hasher = foldhash::fast::RandomState;
 /// replay admits the same results in every process (the simulator's runs
 /// are exact). A collision only makes a key look more frequent.
 fn sketch_hash<K: Hash>(key: &K) -> u64 {
-    const SKETCH: foldhash::fast::FixedState = foldhash::fast::FixedState::with_seed(0x51_7CC1_B727_220A);
+    const SKETCH: foldhash::fast::FixedState =
+        foldhash::fast::FixedState::with_seed(0x51_7CC1_B727_220A);
     SKETCH.hash_one(key)
 }
 type Weigher<K, V> = Arc<dyn Fn(&K, &V) -> u64 + Send + Sync>;
