@@ -227,16 +227,32 @@ fn plain(items: &[Item], keys: Vec<u32>) -> Vec<(u32, f64)> {
         .collect()
 }
 
-fn w1(s: Scale) -> Workload {
-    let mut rng = Rng(1);
+/// W1 and its variants: mixed costs over Zipf popularity, the ranks
+/// reshuffled `shifts` times, each timing times U(1 - `noise`, 1 + `noise`).
+fn mixed(name: &'static str, seed: u64, s: Scale, shifts: usize, noise: f64) -> Workload {
+    let mut rng = Rng(seed);
     let items = mixed_items(&mut rng, s.keys);
-    let keys = zipf_requests(&mut rng, s.keys, s.requests, 0);
-    let requests = plain(&items, keys);
+    let keys = zipf_requests(&mut rng, s.keys, s.requests, shifts);
+    let requests = keys
+        .into_iter()
+        .map(|k| {
+            let factor = if noise > 0.0 {
+                rng.uniform(1.0 - noise, 1.0 + noise)
+            } else {
+                1.0
+            };
+            (k, items[k as usize].cost * factor)
+        })
+        .collect();
     Workload {
-        name: "W1",
+        name,
         items,
         requests,
     }
+}
+
+fn w1(s: Scale) -> Workload {
+    mixed("W1", 1, s, 0, 0.0)
 }
 
 fn w2(s: Scale) -> Workload {
@@ -296,30 +312,11 @@ fn w3(s: Scale) -> Workload {
 }
 
 fn w4(s: Scale) -> Workload {
-    let mut rng = Rng(4);
-    let items = mixed_items(&mut rng, s.keys);
-    let keys = zipf_requests(&mut rng, s.keys, s.requests, 7);
-    let requests = plain(&items, keys);
-    Workload {
-        name: "W4",
-        items,
-        requests,
-    }
+    mixed("W4", 4, s, 7, 0.0)
 }
 
 fn w5(s: Scale) -> Workload {
-    let mut rng = Rng(5);
-    let items = mixed_items(&mut rng, s.keys);
-    let keys = zipf_requests(&mut rng, s.keys, s.requests, 0);
-    let requests = keys
-        .into_iter()
-        .map(|k| (k, items[k as usize].cost * rng.uniform(0.3, 1.7)))
-        .collect();
-    Workload {
-        name: "W5",
-        items,
-        requests,
-    }
+    mixed("W5", 5, s, 0, 0.7)
 }
 
 fn w6(s: Scale) -> Workload {
