@@ -445,8 +445,10 @@ fn spill_listener(
         }
         let array = e.result.array();
         if gate.admit(array.nbytes(), e.class.cost_ns(e.cost)) {
+            // Never waits: the thread may be a pool thread, or a flight's
+            // leader with callers waiting for it.
             let info = EntryInfo::new(&e.class.kernel, &e.class.version, e.cost);
-            disk.put(*key, array, info, None);
+            gate.written(disk.try_put(*key, array, info));
         }
     }
 }

@@ -110,8 +110,12 @@ impl SpillGate {
             return false;
         }
         b.0 -= bytes as f64;
-        drop(b);
-        self.spilled.fetch_add(1, Ordering::Relaxed);
         true
+    }
+
+    /// Counts a write `admit`ted: queued, or dropped for want of room.
+    pub(crate) fn written(&self, queued: bool) {
+        let counter = if queued { &self.spilled } else { &self.skipped };
+        counter.fetch_add(1, Ordering::Relaxed);
     }
 }

@@ -458,7 +458,8 @@ where
             Store::Gdsf(g) => {
                 // An explicit insertion cannot be evicted by its own
                 // evictions: it gets its heap record afterwards.
-                let track = self.bounded && admission == Admission::Gated;
+                let track =
+                    self.bounded && (admission == Admission::Gated || !self.needs_room_for(weight));
                 let (seq, old) = g.insert(key.clone(), entry, freq, self.inflation(), cost, track);
                 if self.bounded {
                     g.sketch.fit(g.len());
