@@ -111,8 +111,12 @@ impl ClassTable {
 
     /// The class of a call on `inputs`.
     pub(crate) fn for_inputs(&self, inputs: &[Arg<'_>]) -> &Arc<CostClass> {
-        let elements = inputs.iter().map(|a| a.view().len() as u64).sum();
-        self.get(inputs.first().map(|a| a.view().dtype()), elements)
+        let dtype_len = |a: &Arg<'_>| match a {
+            Arg::View(v) => (v.dtype(), v.len()),
+            Arg::Keyed(k) => (k.dtype(), k.array().len()),
+        };
+        let elements = inputs.iter().map(|a| dtype_len(a).1 as u64).sum();
+        self.get(inputs.first().map(|a| dtype_len(a).0), elements)
     }
 
     /// The classes used so far.
