@@ -1,9 +1,12 @@
-//! Memory-tier hits on one and two threads, against moka and against one
-//! mutex around one `lru::LruCache` (the naive design).
+//! Memory-tier hits on one, two and eight threads, with the default
+//! cost-aware policy (`get_hit`) and with plain LRU (`get_hit_lru`), against
+//! moka and against one mutex around one `lru::LruCache` (the naive design).
 //!
 //! A `2t` benchmark runs two threads that each do `iters` lookups at once on
 //! the same cache and reports wall time per iteration: with no contention it
-//! equals the `1t` time, and contention shows as a larger number.
+//! equals the `1t` time, and contention shows as a larger number. `8t` is
+//! the same with eight threads (on fewer cores, it also measures how the
+//! cache copes with threads preempted while holding a lock).
 //!
 //! Run: `cargo bench --bench memory_tier`
 
@@ -13,7 +16,7 @@ use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use ndcache::{Fingerprint, MemoryTier};
+use ndcache::{Fingerprint, MemoryTier, Policy};
 
 const KEYS: usize = 10_000;
 
@@ -71,9 +74,14 @@ where
 
 fn bench(c: &mut Criterion) {
     let keys = keys();
-    let orders: Vec<Vec<Fingerprint>> = (1..=2).map(|t| order(t * 7919, &keys)).collect();
+    let orders: Vec<Vec<Fingerprint>> = (1..=8).map(|t| order(t * 7919, &keys)).collect();
 
     let tier: MemoryTier<Fingerprint, Value> = MemoryTier::builder()
+        .max_entries(2 * KEYS as u64)
+        .build()
+        .unwrap();
+    let tier_lru: MemoryTier<Fingerprint, Value> = MemoryTier::builder()
+        .policy(Policy::Lru)
         .max_entries(2 * KEYS as u64)
         .build()
         .unwrap();
@@ -86,40 +94,36 @@ fn bench(c: &mut Criterion) {
     for (i, k) in keys.iter().enumerate() {
         let value: Value = Arc::new(vec![i as f64; 16]);
         tier.insert(*k, value.clone());
+        tier_lru.insert(*k, value.clone());
         moka.insert(*k, value.clone());
         naive.lock().unwrap().put(*k, value);
     }
     moka.run_pending_tasks();
 
     let mut g = c.benchmark_group("memory_tier");
-    g.bench_function("get_hit/1t", |b| {
-        b.iter_custom(|iters| {
-            run_threads(1, iters, &orders, |k| {
-                black_box(tier.get(k));
+    for threads in [1, 2, 8] {
+        g.bench_function(format!("get_hit/{threads}t"), |b| {
+            b.iter_custom(|iters| {
+                run_threads(threads, iters, &orders, |k| {
+                    black_box(tier.get(k));
+                })
             })
-        })
-    });
-    g.bench_function("get_hit/2t", |b| {
-        b.iter_custom(|iters| {
-            run_threads(2, iters, &orders, |k| {
-                black_box(tier.get(k));
+        });
+        g.bench_function(format!("get_hit_lru/{threads}t"), |b| {
+            b.iter_custom(|iters| {
+                run_threads(threads, iters, &orders, |k| {
+                    black_box(tier_lru.get(k));
+                })
             })
-        })
-    });
-    g.bench_function("moka_get_hit/1t", |b| {
-        b.iter_custom(|iters| {
-            run_threads(1, iters, &orders, |k| {
-                black_box(moka.get(k));
+        });
+        g.bench_function(format!("moka_get_hit/{threads}t"), |b| {
+            b.iter_custom(|iters| {
+                run_threads(threads, iters, &orders, |k| {
+                    black_box(moka.get(k));
+                })
             })
-        })
-    });
-    g.bench_function("moka_get_hit/2t", |b| {
-        b.iter_custom(|iters| {
-            run_threads(2, iters, &orders, |k| {
-                black_box(moka.get(k));
-            })
-        })
-    });
+        });
+    }
     g.bench_function("mutex_lru_get_hit/2t", |b| {
         b.iter_custom(|iters| {
             run_threads(2, iters, &orders, |k| {

@@ -1,8 +1,10 @@
 //! Step 8 of the tour, on its own: a production cache layer.
 //!
 //! Worker threads serve a Zipf-distributed stream of requests over a fixed
-//! set of arrays through one `ArrayCache` with a byte budget and a TTL; the
-//! report compares latency with the same workload served without the cache.
+//! set of arrays through an `ArrayCache` with a byte budget and a TTL, with
+//! plain LRU and with the cost-aware policy; the report compares what each
+//! computes and saves, and latency with the same workload served without
+//! the cache.
 //!
 //! Run: `cargo run --release --example service`
 
@@ -23,6 +25,6 @@ fn ms(d: Duration) -> String {
 
 fn main() {
     let fast = std::env::var_os("NDCACHE_FAST").is_some();
-    println!("a service of 4 workers answering array requests through one ArrayCache\n");
+    println!("a service of 4 workers answering array requests through an ArrayCache\n");
     capstone::run(fast);
 }

@@ -537,7 +537,7 @@ fn main() {
     heading(
         8,
         "capstone: a production cache layer",
-        "Worker threads serve a Zipf stream through one ArrayCache with a byte budget and a TTL.",
+        "Worker threads serve a Zipf stream through an ArrayCache with a byte budget and a TTL: plain LRU, then cost-aware.",
     );
     capstone::run(fast);
     println!("\nTour done in {:.1} s.", start.elapsed().as_secs_f64());

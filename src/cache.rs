@@ -10,11 +10,12 @@ use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
 
-use crate::disk::{DiskStats, DiskTier, Fetched};
+use crate::disk::{DiskStats, DiskTier, EntryInfo, Fetched};
 use crate::error::{Error, Result};
+use crate::keep::{ClassInfo, ClassTable, CostClass, DiskWrites, Route, SpillGate};
 use crate::kernel::{Params, Prepared, Registry};
 use crate::key::{call_key, Fingerprint};
-use crate::memory::{CacheStats, Clock, FlightError, MemoryTier};
+use crate::memory::{CacheStats, Clock, EvictionCause, FlightError, MemoryTier, Policy};
 use crate::value::{AnyArray, AnyView, Arg, Keyed};
 
 /// What a computation is called in the tiers: its name and version (a
@@ -34,10 +35,13 @@ struct Entry {
     result: Keyed,
     /// How long the computation took (what a hit saves).
     cost: Duration,
+    /// The class of the computation: its smoothed cost ranks the entry.
+    class: Arc<CostClass>,
+    /// Whether the disk tier has it (then evicting it writes nothing).
+    on_disk: bool,
 }
 
-/// Per-kernel counters (relaxed atomics).
-#[derive(Default)]
+/// Per-kernel counters (relaxed atomics) and cost classes.
 struct KernelCounters {
     calls: AtomicU64,
     memory_hits: AtomicU64,
@@ -45,9 +49,24 @@ struct KernelCounters {
     computed: AtomicU64,
     compute_nanos: AtomicU64,
     saved_nanos: AtomicU64,
+    bypassed: AtomicU64,
+    classes: ClassTable,
 }
 
 impl KernelCounters {
+    fn new(name: &str, version: &str) -> Self {
+        KernelCounters {
+            calls: AtomicU64::new(0),
+            memory_hits: AtomicU64::new(0),
+            disk_hits: AtomicU64::new(0),
+            computed: AtomicU64::new(0),
+            compute_nanos: AtomicU64::new(0),
+            saved_nanos: AtomicU64::new(0),
+            bypassed: AtomicU64::new(0),
+            classes: ClassTable::new(name, version),
+        }
+    }
+
     fn reset(&self) {
         for a in [
             &self.calls,
@@ -56,6 +75,7 @@ impl KernelCounters {
             &self.computed,
             &self.compute_nanos,
             &self.saved_nanos,
+            &self.bypassed,
         ] {
             a.store(0, Ordering::Relaxed);
         }
@@ -71,6 +91,7 @@ impl KernelCounters {
             computed: load(&self.computed),
             compute_time: Duration::from_nanos(load(&self.compute_nanos)),
             time_saved: Duration::from_nanos(load(&self.saved_nanos)),
+            bypassed: load(&self.bypassed),
         }
     }
 }
@@ -93,6 +114,9 @@ pub struct KernelInfo {
     pub compute_time: Duration,
     /// Total compute time that hits did not have to spend.
     pub time_saved: Duration,
+    /// Calls that ran the kernel directly, bypassing the cache, because
+    /// caching cost more than it saved (see [`ArrayCache::classes`]).
+    pub bypassed: u64,
 }
 
 /// Statistics of an [`ArrayCache`]: the memory tier's, the disk tier's and
@@ -109,6 +133,9 @@ pub struct ArrayCacheInfo {
     pub bytes_hashed: u64,
     /// Total compute time saved by memory and disk hits.
     pub time_saved: Duration,
+    /// Results written to disk when memory let them go
+    /// ([`DiskWrites::OnEviction`]).
+    pub spilled: u64,
     /// Per kernel, in name order (kernels never called are left out).
     pub kernels: Vec<KernelInfo>,
 }
@@ -145,6 +172,10 @@ pub enum Source {
     Memory,
     /// The disk tier.
     Disk,
+    /// This call ran the kernel directly, storing nothing: caching calls
+    /// like it currently costs more than it saves (see
+    /// [`ArrayCache::classes`]).
+    Bypassed,
     /// This call ran the kernel.
     Computed {
         /// Whether the result was stored on disk: written (with synchronous
@@ -155,11 +186,13 @@ pub enum Source {
 }
 
 impl fmt::Display for Source {
-    /// `memory hit`, `disk hit`, `computed and stored`, `computed, not stored`.
+    /// `memory hit`, `disk hit`, `computed and stored`, `computed, not
+    /// stored`, `computed, cache bypassed`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Source::Memory => "memory hit",
             Source::Disk => "disk hit",
+            Source::Bypassed => "computed, cache bypassed",
             Source::Computed { stored: true } => "computed and stored",
             Source::Computed { stored: false } => "computed, not stored",
         })
@@ -177,6 +210,10 @@ pub struct ArrayCacheBuilder {
     disk_max_bytes: Option<u64>,
     disk_background: bool,
     disk_require_writable: bool,
+    policy: Policy,
+    bypass: bool,
+    disk_writes: DiskWrites,
+    spill_rate: u64,
 }
 
 impl fmt::Debug for ArrayCacheBuilder {
@@ -187,11 +224,48 @@ impl fmt::Debug for ArrayCacheBuilder {
             .field("ttl", &self.ttl)
             .field("disk_dir", &self.disk_dir)
             .field("disk_max_bytes", &self.disk_max_bytes)
+            .field("policy", &self.policy)
+            .field("bypass", &self.bypass)
+            .field("disk_writes", &self.disk_writes)
             .finish_non_exhaustive()
     }
 }
 
 impl ArrayCacheBuilder {
+    /// Which results the memory tier keeps (default
+    /// [`Policy::CostAware`]: the ones whose recomputation saves the most
+    /// time per byte, ranked by their class's smoothed compute time; see
+    /// [`memory::policy`](crate::memory::policy)). [`Policy::Lru`] keeps
+    /// the most recently used.
+    pub fn policy(mut self, policy: Policy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Whether a class of calls whose caching costs more than it saves
+    /// (hashing fresh inputs of a cheap kernel) calls the kernel directly
+    /// (default: yes). See [`ArrayCache::classes`].
+    pub fn bypass(mut self, yes: bool) -> Self {
+        self.bypass = yes;
+        self
+    }
+
+    /// When results are written to the disk tier (default
+    /// [`DiskWrites::Always`]).
+    pub fn disk_writes(mut self, when: DiskWrites) -> Self {
+        self.disk_writes = when;
+        self
+    }
+
+    /// The most bytes per second that [`DiskWrites::OnEviction`] writes
+    /// (default 64 MiB/s, in bursts of up to
+    /// [`MAX_PENDING_BYTES`](crate::disk::MAX_PENDING_BYTES)); evicted
+    /// results beyond it are dropped.
+    pub fn spill_rate(mut self, bytes_per_second: u64) -> Self {
+        self.spill_rate = bytes_per_second;
+        self
+    }
+
     /// Bounds the number of results kept in memory.
     pub fn max_entries(mut self, n: u64) -> Self {
         self.max_entries = Some(n);
@@ -257,8 +331,10 @@ impl ArrayCacheBuilder {
     /// disk directory cannot be opened.
     pub fn build(self) -> Result<ArrayCache> {
         let mut b = MemoryTier::builder()
+            .policy(self.policy)
             .max_bytes(self.max_bytes.unwrap_or(DEFAULT_MAX_BYTES))
-            .weigher(|_, e: &Entry| e.result.array().nbytes());
+            .weigher(|_, e: &Entry| e.result.array().nbytes())
+            .cost(|_, e: &Entry| e.class.cost_ns(e.cost));
         if let Some(n) = self.max_entries {
             b = b.max_entries(n);
         }
@@ -281,14 +357,23 @@ impl ArrayCacheBuilder {
                 if let Some(n) = self.disk_max_bytes {
                     b = b.max_bytes(n);
                 }
-                Some(b.build()?)
+                Some(Arc::new(b.build()?))
             }
             None => None,
         };
+        let mut spill = None;
+        if let Some(disk) = &disk {
+            let gate = Arc::new(SpillGate::new(self.spill_rate));
+            b = b.eviction_listener(spill_listener(Arc::clone(disk), Arc::clone(&gate)));
+            spill = Some(gate);
+        }
         let registry = self.registry.unwrap_or_else(Registry::with_builtins);
         let kernels = registry
             .kernels()
-            .map(|k| (k.name().to_owned(), KernelCounters::default()))
+            .map(|k| {
+                let counters = KernelCounters::new(k.name(), k.version());
+                (k.name().to_owned(), counters)
+            })
             .collect();
         Ok(ArrayCache {
             registry,
@@ -296,11 +381,14 @@ impl ArrayCacheBuilder {
             disk,
             kernels,
             bytes_hashed: AtomicU64::new(0),
+            bypass: self.bypass,
+            disk_writes: self.disk_writes,
+            spill,
         })
     }
 }
 
-/// A cache of kernel results: memory (sharded LRU with byte budget and TTL),
+/// A cache of kernel results: memory (sharded, cost-aware, with a byte budget and TTL),
 /// then optionally disk (`.npy` files), then computation.
 ///
 /// # Example: the second call is a hit, chained calls hash nothing
@@ -337,9 +425,32 @@ impl ArrayCacheBuilder {
 pub struct ArrayCache {
     registry: Registry,
     memory: MemoryTier<Fingerprint, Entry>,
-    disk: Option<DiskTier>,
+    disk: Option<Arc<DiskTier>>,
     kernels: HashMap<String, KernelCounters>,
     bytes_hashed: AtomicU64,
+    bypass: bool,
+    disk_writes: DiskWrites,
+    spill: Option<Arc<SpillGate>>,
+}
+
+/// The memory tier's eviction listener with a disk tier: writes the results
+/// memory lets go that are worth reading back (see [`DiskWrites`]).
+fn spill_listener(
+    disk: Arc<DiskTier>,
+    gate: Arc<SpillGate>,
+) -> impl Fn(&Fingerprint, &Entry, EvictionCause) + Send + Sync + 'static {
+    move |key, e, _cause| {
+        if e.on_disk || !disk.is_writable() {
+            return;
+        }
+        let array = e.result.array();
+        if gate.admit(array.nbytes(), e.class.cost_ns(e.cost)) {
+            // Never waits: the thread may be a pool thread, or a flight's
+            // leader with callers waiting for it.
+            let info = EntryInfo::new(&e.class.kernel, &e.class.version, e.cost);
+            gate.written(disk.try_put(*key, array, info));
+        }
+    }
 }
 
 impl fmt::Debug for ArrayCache {
@@ -380,6 +491,10 @@ impl ArrayCache {
             disk_max_bytes: None,
             disk_background: true,
             disk_require_writable: false,
+            policy: Policy::default(),
+            bypass: true,
+            disk_writes: DiskWrites::default(),
+            spill_rate: crate::keep::DEFAULT_SPILL_RATE,
         }
     }
 
@@ -390,7 +505,7 @@ impl ArrayCache {
 
     /// The disk tier, if any.
     pub fn disk(&self) -> Option<&DiskTier> {
-        self.disk.as_ref()
+        self.disk.as_deref()
     }
 
     /// Fingerprints `array` once, for reuse as an input of many calls.
@@ -454,10 +569,24 @@ impl ArrayCache {
         params: &Params,
     ) -> Result<(Keyed, Source)> {
         let prepared = self.registry.prepare(name, inputs.len(), params)?;
+        let counters = self.kernels.get(prepared.kernel.name());
+        let class = counters.map(|c| c.classes.for_inputs(inputs));
+        let route = match class {
+            Some(class) => class.bypass.route(self.bypass),
+            None => Route::Cache { sample: false },
+        };
+        let sample = match (route, class, counters) {
+            (Route::Bypass, Some(class), Some(c)) => {
+                return self.bypassed(&prepared, inputs, class, c)
+            }
+            (Route::Cache { sample }, ..) => sample,
+            (Route::Bypass, ..) => false,
+        };
         let (views, bytes) = inputs.iter().fold((0, 0), |(n, b), a| match a {
             Arg::View(v) => (n + 1, b + v.nbytes()),
             Arg::Keyed(_) => (n, b),
         });
+        let start = (views > 0).then(Instant::now);
         // Several big inputs to hash: hash them at the same time (an input
         // under two chunks is hashed on one thread). Small ones are not
         // worth waking the pool for.
@@ -466,7 +595,42 @@ impl ArrayCache {
         } else {
             inputs.iter().map(|a| self.fingerprint_of(a)).collect()
         };
-        self.call_prepared(&prepared, inputs, &fps)
+        let hashing = start.map(|t| t.elapsed());
+        let outcome = self.call_prepared(&prepared, inputs, &fps, class)?;
+        if let Some(class) = class {
+            let hit = matches!(outcome.1, Source::Memory | Source::Disk);
+            class
+                .bypass
+                .cached(sample.then_some(hit), hashing, &class.compute);
+        }
+        Ok(outcome)
+    }
+
+    /// A call that bypasses the cache: computed directly, stored nowhere,
+    /// its result fingerprinted only if asked (see [`crate::keep`]).
+    fn bypassed(
+        &self,
+        prepared: &Prepared,
+        inputs: &[Arg<'_>],
+        class: &CostClass,
+        counters: &KernelCounters,
+    ) -> Result<(Keyed, Source)> {
+        counters.calls.fetch_add(1, Ordering::Relaxed);
+        counters.bypassed.fetch_add(1, Ordering::Relaxed);
+        let repeat = class
+            .bypass
+            .ghost(crate::keep::ghost_key(&prepared.param_bytes, inputs));
+        let label = Label {
+            name: prepared.kernel.name(),
+            version: prepared.kernel.version(),
+        };
+        let (array, cost) = self.compute(label, || {
+            let views: Vec<AnyView<'_>> = inputs.iter().map(Arg::view).collect();
+            prepared.compute(&views)
+        })?;
+        class.compute.record(cost);
+        class.bypass.bypassed(repeat, &class.compute);
+        Ok((Keyed::hashed_on_demand(array), Source::Bypassed))
     }
 
     /// Runs kernel `name` with no cache at all: no hashing, no lookup, no
@@ -481,6 +645,7 @@ impl ArrayCache {
         prepared: &Prepared,
         inputs: &[Arg<'_>],
         fps: &[Fingerprint],
+        class: Option<&Arc<CostClass>>,
     ) -> Result<(Keyed, Source)> {
         let kernel = prepared.kernel.as_ref();
         let key = call_key(kernel.name(), kernel.version(), &prepared.param_bytes, fps);
@@ -488,7 +653,7 @@ impl ArrayCache {
             name: kernel.name(),
             version: kernel.version(),
         };
-        self.get_or_compute(key, label, || {
+        self.get_or_compute_in(key, label, class, || {
             let views: Vec<AnyView<'_>> = inputs.iter().map(Arg::view).collect();
             prepared.compute(&views)
         })
@@ -500,10 +665,23 @@ impl ArrayCache {
     /// The result carries `key.derive()`. `label` names the computation in
     /// the disk tier's sidecar, in errors and in the per-kernel counters (a
     /// label that is not a registered kernel is counted nowhere per kernel).
+    /// Its results are ranked by their own timing (no class to smooth it).
     pub(crate) fn get_or_compute(
         &self,
         key: Fingerprint,
         label: Label<'_>,
+        compute: impl FnOnce() -> Result<AnyArray> + Send,
+    ) -> Result<(Keyed, Source)> {
+        self.get_or_compute_in(key, label, None, compute)
+    }
+
+    /// [`get_or_compute`](Self::get_or_compute) for a computation of a
+    /// known cost class (`None`: a class of its own, made on a miss).
+    fn get_or_compute_in(
+        &self,
+        key: Fingerprint,
+        label: Label<'_>,
+        class: Option<&Arc<CostClass>>,
         compute: impl FnOnce() -> Result<AnyArray> + Send,
     ) -> Result<(Keyed, Source)> {
         let counters = self.kernels.get(label.name);
@@ -512,7 +690,17 @@ impl ArrayCache {
         }
         let mut source = None;
         let miss = || {
-            let (entry, from) = self.load_or_compute(key, label, compute)?;
+            let class = match class {
+                Some(c) => Arc::clone(c),
+                None => Arc::new(CostClass::new(label.name, label.version, None, 0)),
+            };
+            let start = Instant::now();
+            let (entry, from) = self.load_or_compute(key, label, class, compute)?;
+            if matches!(from, Source::Computed { .. }) {
+                // What caching added to the computation: disk lookup, store.
+                let overhead = start.elapsed().saturating_sub(entry.cost);
+                entry.class.bypass.store.record(overhead);
+            }
             source = Some(from);
             Ok(entry)
         };
@@ -561,37 +749,68 @@ impl ArrayCache {
     }
 
     /// The memory miss path: the disk tier's get-or-compute if there is a
-    /// disk tier, else the computation.
+    /// disk tier (or with [`DiskWrites::OnEviction`], its get, then the
+    /// computation), else the computation. Teaches `class` the cost.
     fn load_or_compute(
         &self,
         key: Fingerprint,
         label: Label<'_>,
+        class: Arc<CostClass>,
         compute: impl FnOnce() -> Result<AnyArray> + Send,
     ) -> Result<(Entry, Source)> {
-        let entry = |array: AnyArray, cost: Duration| Entry {
-            result: Keyed::with_fingerprint(array, key.derive()),
-            cost,
+        let entry = |array: AnyArray, cost: Duration, on_disk: bool| {
+            class.compute.record(cost);
+            Entry {
+                result: Keyed::with_fingerprint(array, key.derive()),
+                cost,
+                class: Arc::clone(&class),
+                on_disk,
+            }
         };
         let Some(disk) = &self.disk else {
             let (array, cost) = self.compute(label, compute)?;
-            return Ok((entry(array, cost), Source::Computed { stored: false }));
+            return Ok((
+                entry(array, cost, false),
+                Source::Computed { stored: false },
+            ));
         };
-        let (array, fetched) = disk.get_or_insert_with(key, label.name, label.version, || {
-            self.compute(label, compute).map(|(array, _)| array)
-        })?;
+        let start = Instant::now();
+        let (array, fetched) = if self.disk_writes == DiskWrites::OnEviction {
+            match disk.get(key) {
+                Some((array, meta)) => (array, Fetched::Loaded(meta)),
+                None => {
+                    let (array, compute_time) = self.compute(label, compute)?;
+                    let fetched = Fetched::Computed {
+                        compute_time,
+                        stored: false,
+                    };
+                    (array, fetched)
+                }
+            }
+        } else {
+            disk.get_or_insert_with(key, label.name, label.version, || {
+                self.compute(label, compute).map(|(array, _)| array)
+            })?
+        };
         Ok(match fetched {
             Fetched::Loaded(meta) => {
+                if let Some(gate) = &self.spill {
+                    gate.loaded(array.nbytes(), start.elapsed());
+                }
                 if let Some(c) = self.kernels.get(label.name) {
                     c.disk_hits.fetch_add(1, Ordering::Relaxed);
                     c.saved_nanos
                         .fetch_add(meta.compute_time.as_nanos() as u64, Ordering::Relaxed);
                 }
-                (entry(array, meta.compute_time), Source::Disk)
+                (entry(array, meta.compute_time, true), Source::Disk)
             }
             Fetched::Computed {
                 compute_time,
                 stored,
-            } => (entry(array, compute_time), Source::Computed { stored }),
+            } => (
+                entry(array, compute_time, stored),
+                Source::Computed { stored },
+            ),
         })
     }
 
@@ -636,7 +855,11 @@ impl ArrayCache {
             .par_iter()
             .map(|&i| {
                 let (prepared, fps, _) = keyed[i].as_ref().expect("leaders are keyed");
-                let r = self.call_prepared(prepared, &calls[i].inputs, fps);
+                let class = self
+                    .kernels
+                    .get(prepared.kernel.name())
+                    .map(|c| c.classes.for_inputs(&calls[i].inputs));
+                let r = self.call_prepared(prepared, &calls[i].inputs, fps, class);
                 (i, r.map(|(k, _)| k))
             })
             .collect();
@@ -660,11 +883,45 @@ impl ArrayCache {
         kernels.sort_by(|a, b| a.name.cmp(&b.name));
         ArrayCacheInfo {
             memory: self.memory.stats(),
-            disk: self.disk.as_ref().map(DiskTier::stats),
+            disk: self.disk.as_deref().map(DiskTier::stats),
             bytes_hashed: self.bytes_hashed.load(Ordering::Relaxed),
             time_saved: kernels.iter().map(|k| k.time_saved).sum(),
+            spilled: self
+                .spill
+                .as_ref()
+                .map_or(0, |g| g.spilled.load(Ordering::Relaxed)),
             kernels,
         }
+    }
+
+    /// What each class of calls made so far costs, and whether it bypasses
+    /// the cache: a kernel on one dtype and one power-of-two range of input
+    /// sizes, with its smoothed compute time (what the cost-aware policy
+    /// ranks its results by), the time of a call through the cache, its
+    /// hashing time and hit rate. In kernel name order, then dtype and
+    /// size. Each line's `Display` explains the decision:
+    ///
+    /// ```
+    /// use ndcache::{ArrayCache, AsArg, Params};
+    /// let cache = ArrayCache::new();
+    /// for i in 0..200 {
+    ///     // Fresh inputs every time: nothing to hit, and hashing them costs
+    ///     // about what adding them does.
+    ///     let x = ndarray::Array1::from_elem(1 << 18, i as f64);
+    ///     cache.call("add", &[x.arg(), x.arg()], &Params::new())?;
+    /// }
+    /// for class in cache.classes() {
+    ///     println!("{class}"); // add float64 [2^19, 2^20) elements: ... bypassing the cache (...)
+    /// }
+    /// # Ok::<(), ndcache::Error>(())
+    /// ```
+    pub fn classes(&self) -> Vec<ClassInfo> {
+        let mut names: Vec<&String> = self.kernels.keys().collect();
+        names.sort();
+        names
+            .into_iter()
+            .flat_map(|n| self.kernels[n].classes.used().map(|c| c.info()))
+            .collect()
     }
 
     /// The statistics of one kernel (zeros if never called); an error for

@@ -8,14 +8,19 @@
 //! - [`fingerprint`]: a 128-bit xxh3 key of an array's dtype, shape and
 //!   logical contents, equal for C-order, Fortran-order and strided views of
 //!   equal values, computed in parallel near memory bandwidth;
-//! - [`MemoryTier`]: a sharded, thread-safe LRU cache with entry and byte
-//!   bounds, TTL, single-flight computation of misses and statistics;
+//! - [`MemoryTier`]: a sharded, thread-safe cache with entry and byte
+//!   bounds, a cost-aware eviction policy (what saves the most compute time
+//!   per byte; see [`memory::policy`]) or LRU, TTL, single-flight
+//!   computation of misses and statistics;
 //! - [`Memo`]: memoization of any function, the `functools.lru_cache` /
 //!   `functools.cache` analogue, with CPython's exact `cache_info()`;
 //! - [`Registry`]: numpy's ufuncs and reductions by name, with numpy's
 //!   broadcasting, dtype promotion and NaN rules, deterministic on any
 //!   number of threads;
-//! - [`ArrayCache`]: the facade, key → memory → disk → compute;
+//! - [`ArrayCache`]: the facade, key → memory → disk → compute, with
+//!   per-class cost estimates, an adaptive bypass of the cache for calls
+//!   whose caching costs more than it saves, and optionally spill of
+//!   evicted results to disk ([`DiskWrites`]);
 //! - [`Expr`]: typed lazy expressions (`(x.sin() * 2.0 + &y).sum()`),
 //!   looked up whole and, on a miss, evaluated fused in one pass, with the
 //!   same bits as the chain of registry calls they stand for.
@@ -72,6 +77,7 @@ mod error;
 pub mod expr;
 mod hash;
 mod isolate;
+mod keep;
 pub mod kernel;
 mod key;
 mod memo;
@@ -85,13 +91,13 @@ pub use cache::{
 };
 pub use element::{DType, Element};
 pub use error::{Error, Result};
-pub use expr::{Evaluated, Expr};
+pub use keep::{ClassInfo, DiskWrites};
 pub use kernel::{Kernel, ParamKind, ParamSpec, ParamValue, Params, Registry};
 pub use key::{
     call_key, fingerprint, Fingerprint, ParseFingerprintError, CHUNK_BYTES, KEY_FORMAT_VERSION,
 };
 pub use memo::{CacheInfo, Memo, MemoBuilder};
-pub use memory::{CacheStats, Clock, FlightError, ManualClock, MemoryTier, MonotonicClock};
+pub use memory::{CacheStats, Clock, FlightError, ManualClock, MemoryTier, MonotonicClock, Policy};
 pub use size::{parse_size, ParseSizeError};
 pub(crate) use value::{dispatch_array, dispatch_view};
 pub use value::{fingerprint_any, AnyArray, AnyView, Arg, AsArg, Keyed};

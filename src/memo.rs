@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::Result;
-use crate::memory::{CacheStats, Clock, FlightError, MemoryTier};
+use crate::memory::{CacheStats, Clock, FlightError, MemoryTier, Policy};
 
 type MemoFn<K, V> = dyn Fn(&Memo<K, V>, K) -> V + Send + Sync;
 
@@ -131,7 +131,8 @@ where
         self,
         f: impl Fn(&Memo<K, V>, K) -> V + Send + Sync + 'static,
     ) -> Result<Memo<K, V>> {
-        let mut b = MemoryTier::builder();
+        // lru_cache's order and statistics, exactly.
+        let mut b = MemoryTier::builder().policy(Policy::Lru);
         if let Some(n) = self.maxsize {
             b = b.max_entries(n);
         }
@@ -156,7 +157,11 @@ where
     /// `@lru_cache(maxsize=maxsize)`: keeps the `maxsize` most recently used
     /// results. A `maxsize` of 0 caches nothing (every call is a miss).
     pub fn new(maxsize: u64, f: impl Fn(&Memo<K, V>, K) -> V + Send + Sync + 'static) -> Self {
-        let tier = match MemoryTier::builder().max_entries(maxsize).build() {
+        let tier = match MemoryTier::builder()
+            .policy(Policy::Lru)
+            .max_entries(maxsize)
+            .build()
+        {
             Ok(t) => t,
             Err(_) => unreachable!("an entry bound alone is always valid"),
         };

@@ -4,6 +4,7 @@
 use std::fmt;
 
 use std::marker::PhantomData;
+use std::sync::OnceLock;
 
 use ndarray::{ArcArray, ArrayBase, ArrayViewD, Data, Dimension, IxDyn};
 
@@ -360,14 +361,16 @@ impl<'a, T: Element, D: Dimension> From<ndarray::ArrayView<'a, T, D>> for AnyVie
 #[derive(Clone, Debug)]
 pub struct Keyed {
     array: AnyArray,
-    fingerprint: Fingerprint,
+    /// Set at construction, except for results of bypassed calls: hashed
+    /// the first time it is asked for (they may never be).
+    fingerprint: OnceLock<Fingerprint>,
 }
 
 impl Keyed {
     /// Fingerprints `array` (hashing every byte once).
     pub fn new(array: AnyArray) -> Self {
         let fingerprint = array.fingerprint();
-        Keyed { array, fingerprint }
+        Self::with_fingerprint(array, fingerprint)
     }
 
     /// Pairs an array with a fingerprint the caller vouches for.
@@ -376,7 +379,19 @@ impl Keyed {
     /// would share cache entries. Use it only with fingerprints produced by
     /// ndcache for this very array.
     pub(crate) fn with_fingerprint(array: AnyArray, fingerprint: Fingerprint) -> Self {
-        Keyed { array, fingerprint }
+        Keyed {
+            array,
+            fingerprint: OnceLock::from(fingerprint),
+        }
+    }
+
+    /// An array whose fingerprint is its content's, computed only if it is
+    /// asked for (the result of a call that bypassed the cache).
+    pub(crate) fn hashed_on_demand(array: AnyArray) -> Self {
+        Keyed {
+            array,
+            fingerprint: OnceLock::new(),
+        }
     }
 
     /// The array.
@@ -391,7 +406,7 @@ impl Keyed {
 
     /// The fingerprint.
     pub fn fingerprint(&self) -> Fingerprint {
-        self.fingerprint
+        *self.fingerprint.get_or_init(|| self.array.fingerprint())
     }
 
     /// A typed view; an error if the dtype is not `T`'s.
@@ -435,7 +450,7 @@ impl<'a> Arg<'a> {
     pub fn known_fingerprint(&self) -> Option<Fingerprint> {
         match self {
             Arg::View(_) => None,
-            Arg::Keyed(k) => Some(k.fingerprint),
+            Arg::Keyed(k) => Some(k.fingerprint()),
         }
     }
 }

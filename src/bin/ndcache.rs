@@ -245,6 +245,7 @@ fn outcome(cache: &ArrayCache, dir: &Path, source: &Source) -> String {
             };
             format!("miss (computed; not stored in {dir}{why})")
         }
+        Source::Bypassed => "miss (computed; caching was bypassed)".to_owned(),
         // A new process starts with an empty memory tier: no memory hits.
         #[allow(unreachable_patterns)] // `Source` is `#[non_exhaustive]`
         _ => "hit".to_owned(),

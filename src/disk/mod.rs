@@ -559,6 +559,18 @@ impl DiskTier {
         let _ = self.writer.submit(&self.inner, job);
     }
 
+    /// [`put`](Self::put) without a lock and without ever waiting: `false`
+    /// when the background queue is full (nothing is written then).
+    pub(crate) fn try_put(&self, key: Fingerprint, value: &AnyArray, info: EntryInfo) -> bool {
+        let job = Job {
+            key,
+            value: value.clone(),
+            info,
+            lock: None,
+        };
+        self.writer.try_submit(&self.inner, job)
+    }
+
     /// Waits until every entry handed to [`put`](Self::put) is written (or
     /// has failed).
     pub fn flush(&self) {

@@ -91,6 +91,25 @@ impl Writer {
         None
     }
 
+    /// [`submit`](Self::submit) without waiting: `false` (and the job
+    /// dropped) when the queue has no room for it.
+    pub fn try_submit(&self, inner: &Arc<Inner>, job: Job) -> bool {
+        if !self.background {
+            return inner.store(job);
+        }
+        let bytes = job.value.nbytes();
+        let mut st = self.shared.state();
+        if st.pending_bytes > 0 && st.pending_bytes + bytes > MAX_PENDING_BYTES {
+            return false;
+        }
+        st.jobs.push_back(job);
+        st.pending_bytes += bytes;
+        drop(st);
+        self.shared.changed.notify_all();
+        self.ensure_thread(inner);
+        true
+    }
+
     /// Waits until every queued entry is written.
     pub fn flush(&self) {
         let mut st = self.shared.state();

@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use super::Policy;
+
 /// Counters kept per shard, under the shard's lock (so a hit touches no
 /// cache line shared with other shards).
 #[derive(Debug, Default, Clone, Copy)]
@@ -12,6 +14,7 @@ pub(crate) struct ShardCounters {
     pub expirations: u64,
     pub waits: u64,
     pub rejected: u64,
+    pub not_admitted: u64,
 }
 
 impl ShardCounters {
@@ -22,6 +25,7 @@ impl ShardCounters {
         self.expirations += o.expirations;
         self.waits += o.waits;
         self.rejected += o.rejected;
+        self.not_admitted += o.not_admitted;
     }
 }
 
@@ -53,6 +57,11 @@ pub struct CacheStats {
     pub waits: u64,
     /// Values not kept because they alone exceed a bound.
     pub rejected: u64,
+    /// Computed values the cost-aware policy did not keep (see
+    /// [`policy`](super::policy)).
+    pub not_admitted: u64,
+    /// The eviction policy.
+    pub policy: Policy,
 }
 
 impl CacheStats {
@@ -66,7 +75,7 @@ impl fmt::Display for CacheStats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "hits={} misses={} maxsize={} currsize={} bytes={} evictions={} expirations={} waits={} rejected={}",
+            "hits={} misses={} maxsize={} currsize={} bytes={} evictions={} expirations={} waits={} rejected={} not_admitted={} policy={}",
             self.hits,
             self.misses,
             OptFmt(self.maxsize),
@@ -75,7 +84,9 @@ impl fmt::Display for CacheStats {
             self.evictions,
             self.expirations,
             self.waits,
-            self.rejected
+            self.rejected,
+            self.not_admitted,
+            self.policy
         )
     }
 }

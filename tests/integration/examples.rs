@@ -26,8 +26,13 @@ fn example_bin(name: &str) -> PathBuf {
 
 /// Runs an example in fast mode; returns its standard output.
 fn run(name: &str, envs: &[(&str, &Path)]) -> String {
+    run_with_args(name, envs, &[])
+}
+
+/// Runs an example in fast mode with arguments; returns its standard output.
+fn run_with_args(name: &str, envs: &[(&str, &Path)], args: &[&str]) -> String {
     let mut cmd = Command::new(example_bin(name));
-    cmd.env("NDCACHE_FAST", "1");
+    cmd.env("NDCACHE_FAST", "1").args(args);
     for (k, v) in envs {
         cmd.env(k, v);
     }
@@ -167,8 +172,71 @@ fn disk_memo_example_runs_twice() {
 #[test]
 fn service_example() {
     let out = run("service", &[]);
+    assert_has(&out, "lru: computations");
+    assert_has(&out, "cost_aware: computations");
     assert_has(&out, "no key computed twice at once");
+    assert_has(&out, "cost-aware (the default) against LRU");
     assert_has(&out, "with cache");
+}
+
+/// One run of the policy simulator's JSON: (workload, budget, policy) and
+/// (time saved, hit ratio, byte hit ratio).
+type SimRun = ((String, u32, String), (f64, f64, f64));
+
+/// Reads the simulator's JSON: one run per line, in a fixed format.
+fn sim_runs(json: &str) -> Vec<SimRun> {
+    let field = |line: &str, name: &str| -> String {
+        let start = line.find(&format!("\"{name}\": ")).expect(name) + name.len() + 4;
+        let rest = &line[start..];
+        let end = rest.find([',', '}']).expect("a field ends");
+        rest[..end].trim_matches('"').to_owned()
+    };
+    assert!(json.starts_with("{\"runs\": ["), "{json}");
+    json.lines()
+        .filter(|l| l.contains("\"workload\""))
+        .map(|l| {
+            let num = |n: &str| field(l, n).parse::<f64>().expect(n);
+            (
+                (
+                    field(l, "workload"),
+                    num("budget_pct") as u32,
+                    field(l, "policy"),
+                ),
+                (
+                    num("time_saved_ms"),
+                    num("hit_ratio"),
+                    num("byte_hit_ratio"),
+                ),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn policy_sim_meets_the_targets_in_fast_mode() {
+    let runs = sim_runs(&run_with_args("policy_sim", &[], &["--json"]));
+    assert_eq!(runs.len(), 7 * 3 * 3, "7 workloads, 3 budgets, 3 policies");
+    let get = |w: &str, pct: u32, p: &str| {
+        runs.iter()
+            .find(|((rw, rp, rpol), _)| rw == w && *rp == pct && rpol == p)
+            .unwrap_or_else(|| panic!("{w} {pct}% {p}"))
+            .1
+    };
+    let saved = |w, pct| get(w, pct, "cost_aware").0 / get(w, pct, "lru").0;
+    assert!(saved("W1", 10) >= 1.5, "W1: {}", saved("W1", 10));
+    let bound = get("W1", 10, "cost_aware").0 / get("W1", 10, "bound").0;
+    assert!(bound >= 0.8, "W1 against the bound: {bound}");
+    for pct in [5, 10, 25] {
+        let hr = get("W2", pct, "cost_aware").1 / get("W2", pct, "lru").1;
+        assert!(hr >= 0.97, "W2 {pct}%: {hr}");
+        assert!(saved("W4", pct) >= 1.2, "W4 {pct}%: {}", saved("W4", pct));
+        assert!(saved("W6", pct) >= 1.0, "W6 {pct}%: {}", saved("W6", pct));
+        for w in ["W1", "W2", "W3", "W4", "W5", "W6", "W7"] {
+            assert!(saved(w, pct) >= 0.95, "{w} {pct}%: {}", saved(w, pct));
+            let (ca, b) = (get(w, pct, "cost_aware").0, get(w, pct, "bound").0);
+            assert!(ca <= b * 1.0001, "{w} {pct}%: the bound is an upper bound");
+        }
+    }
 }
 
 #[test]

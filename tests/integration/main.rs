@@ -11,5 +11,6 @@ mod kernel_versions;
 mod limits;
 mod memo;
 mod memory;
+mod policy;
 mod properties;
 mod rayon_flights;

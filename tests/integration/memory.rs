@@ -7,6 +7,7 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::Duration;
 
+use ndcache::memory::Policy;
 use ndcache::{FlightError, ManualClock, MemoryTier};
 use proptest::prelude::*;
 
@@ -89,6 +90,7 @@ fn op() -> impl Strategy<Value = Op> {
 
 fn check_against_model(ops: &[Op], max_entries: Option<u64>, max_bytes: Option<u64>) {
     let mut b = MemoryTier::<u8, u64>::builder()
+        .policy(Policy::Lru)
         .shards(1)
         .weigher(|_, w| *w);
     if let Some(m) = max_entries {

@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use ndarray::Array1;
 use ndcache::{
-    AnyArray, ArrayCache, AsArg, Error, ManualClock, Memo, MemoryTier, Params, Registry,
+    memory::Policy, AnyArray, ArrayCache, AsArg, Error, ManualClock, Memo, MemoryTier, Params,
+    Registry,
 };
 use rayon::prelude::*;
 
@@ -234,6 +235,7 @@ fn a_panicking_weigher_wakes_the_waiters() {
 #[test]
 fn a_byte_bounded_tier_evicts_in_global_lru_order() {
     let tier: MemoryTier<u64, u64> = MemoryTier::builder()
+        .policy(Policy::Lru)
         .shards(8)
         .max_bytes(4)
         .weigher(|_, _| 1)
@@ -372,4 +374,29 @@ fn a_parallel_sweep_over_a_disk_tier_computes_each_key_once_on_2_threads() {
 #[test]
 fn a_parallel_sweep_over_a_disk_tier_computes_each_key_once_on_4_threads() {
     disk_sweep(4);
+}
+
+#[test]
+fn a_byte_bounded_cost_aware_tier_evicts_the_global_minimum() {
+    let tier: MemoryTier<u64, u64> = MemoryTier::builder()
+        .shards(8)
+        .max_bytes(4)
+        .weigher(|_, _| 1)
+        .cost(|k, _| if k % 10 == 3 { 0.5 } else { 1.0 })
+        .build()
+        .unwrap();
+    for round in 0..1000u64 {
+        let base = round * 10;
+        for k in base..base + 4 {
+            tier.insert(k, k);
+        }
+        tier.get(&base);
+        tier.get(&(base + 1));
+        tier.insert(base + 4, 0); // evicts base + 3, the cheapest, whatever its shard
+        for k in [base, base + 1, base + 2, base + 4] {
+            assert!(tier.contains_key(&k), "round {round}: {k} was evicted");
+        }
+        assert!(!tier.contains_key(&(base + 3)), "round {round}");
+        tier.clear();
+    }
 }
