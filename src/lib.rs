@@ -91,6 +91,7 @@ pub use cache::{
 };
 pub use element::{DType, Element};
 pub use error::{Error, Result};
+pub use expr::{Evaluated, Expr};
 pub use keep::{ClassInfo, DiskWrites};
 pub use kernel::{Kernel, ParamKind, ParamSpec, ParamValue, Params, Registry};
 pub use key::{
