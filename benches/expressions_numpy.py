@@ -64,7 +64,9 @@ def main():
         for name, (np_f, ne_s) in EXPRS.items():
             print(f"expr/{name}/numpy/{n}\t{median_ms(lambda: np_f(x, y), n):.4f} ms")
             if ne is not None:
-                print(f"expr/{name}/numexpr/{n}\t{median_ms(lambda: ne.evaluate(ne_s, local_dict={"x": x, "y": y}), n):.4f} ms")
+                env = {"x": x, "y": y}
+                t = median_ms(lambda: ne.evaluate(ne_s, local_dict=env), n)
+                print(f"expr/{name}/numexpr/{n}\t{t:.4f} ms")
 
 
 if __name__ == "__main__":

