@@ -58,6 +58,9 @@ pub mod kernel;
 mod key;
 mod memo;
 pub mod memory;
+#[cfg(feature = "remote")]
+pub mod remote;
+mod sign;
 mod size;
 mod sync;
 mod value;
