@@ -489,7 +489,11 @@ fn compute_renewing<T>(
         s.spawn(|| {
             let mut stopped = lock(&stop.0);
             loop {
-                let (g, _) = stop
+                // Checked before waiting: the computation may be over already.
+                if *stopped {
+                    return;
+                }
+                let (g, timeout) = stop
                     .1
                     .wait_timeout(stopped, every)
                     .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -497,11 +501,13 @@ fn compute_renewing<T>(
                 if *stopped {
                     return;
                 }
-                drop(stopped);
-                let ours = inner.renew(lease_key, token);
-                stopped = lock(&stop.0);
-                if !ours {
-                    return;
+                if timeout.timed_out() {
+                    drop(stopped);
+                    let ours = inner.renew(lease_key, token);
+                    stopped = lock(&stop.0);
+                    if !ours {
+                        return;
+                    }
                 }
             }
         });

@@ -10,6 +10,13 @@ pub(crate) enum Target {
     Cluster(Vec<String>),
 }
 
+impl std::fmt::Debug for Target {
+    /// Passwords left out.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
 impl Target {
     /// Parses `spec`:
     ///

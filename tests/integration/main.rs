@@ -12,3 +12,5 @@ mod memo;
 mod memory;
 mod properties;
 mod rayon_flights;
+#[cfg(feature = "remote")]
+mod remote;
