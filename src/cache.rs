@@ -294,7 +294,8 @@ impl ArrayCacheBuilder {
     /// A signature is a keyed BLAKE3 of the entry's metadata and every
     /// byte of its result: only a holder of the secret can write an entry
     /// that is served. Signing costs a second pass over each result written
-    /// and read (about 0.5 GB/s... see the README for the measured numbers).
+    /// and read: BLAKE3 at about 2.7 GB/s on one core (3 ms per 8 MB, in
+    /// `remote_tier/hit_signed/8MB`).
     pub fn secret(mut self, secret: impl AsRef<[u8]>) -> Self {
         self.secret = Some(secret.as_ref().to_vec());
         self

@@ -87,7 +87,8 @@ pub(crate) struct Timeouts {
 /// One connection, to a server or to a cluster.
 pub(crate) enum Conn {
     Single(redis::Connection),
-    Cluster(redis::cluster::ClusterConnection),
+    // Boxed: a cluster connection is four times a single one.
+    Cluster(Box<redis::cluster::ClusterConnection>),
 }
 
 impl Conn {
@@ -95,7 +96,7 @@ impl Conn {
     pub(crate) fn query<T: FromRedisValue>(&mut self, cmd: &Cmd) -> Result<T, RemoteError> {
         let r = match self {
             Conn::Single(c) => cmd.query(c),
-            Conn::Cluster(c) => cmd.query(c),
+            Conn::Cluster(c) => cmd.query(c.as_mut()),
         };
         r.map_err(|e| RemoteError::from_redis(&e))
     }
@@ -171,7 +172,7 @@ impl Pool {
                 conn.set_read_timeout(Some(self.timeouts.op)).map_err(err)?;
                 conn.set_write_timeout(Some(self.timeouts.op))
                     .map_err(err)?;
-                Ok(Conn::Cluster(conn))
+                Ok(Conn::Cluster(Box::new(conn)))
             }
         }
     }
@@ -218,7 +219,7 @@ impl Pool {
         let Client::Cluster(_) = &self.client else {
             return Ok(vec![self.connect()?]);
         };
-        let slots: redis::Value = self.with(|c| c.query(&redis::cmd("CLUSTER").arg("SLOTS")))?;
+        let slots: redis::Value = self.with(|c| c.query(redis::cmd("CLUSTER").arg("SLOTS")))?;
         let mut addrs: Vec<(String, u16)> = Vec::new();
         if let redis::Value::Array(ranges) = slots {
             for r in ranges {

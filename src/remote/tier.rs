@@ -23,7 +23,7 @@ use crate::value::AnyArray;
 pub(crate) enum Fetched {
     /// Read from Redis.
     Loaded(RemoteEntry),
-    /// Computed by this call (`uploaded`: queued for upload).
+    /// Computed by this call (and offered for upload).
     Computed { compute_time: Duration },
 }
 
