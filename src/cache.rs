@@ -280,6 +280,27 @@ impl ArrayCacheBuilder {
     /// Building connects nothing, and a Redis that fails never fails a
     /// call: only an invalid URL or option makes [`build`](Self::build)
     /// fail.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use ndcache::remote::{RemoteMode, RemoteOptions};
+    /// use ndcache::{ArrayCache, AsArg, Params};
+    /// let cache = ArrayCache::builder()
+    ///     .disk("/var/cache/sweep")
+    ///     .remote(
+    ///         RemoteOptions::new("redis://:password@cache-host:6379")
+    ///             .namespace("sweep")
+    ///             .mode(RemoteMode::ReadWrite)
+    ///             .ttl(Duration::from_secs(7 * 24 * 3600)),
+    ///     )
+    ///     .secret("team secret") // or $NDCACHE_SECRET
+    ///     .build()?;
+    /// let x = ndarray::Array1::linspace(0.0, 1.0, 1_000_000);
+    /// let (y, source) = cache.call_with_source("exp", &[x.arg()], &Params::new())?;
+    /// println!("{source}"); // computed and stored, then "remote hit" on other machines
+    /// println!("{}", cache.info().remote.unwrap()); // hits=0 misses=1 ...
+    /// # Ok::<(), ndcache::Error>(())
+    /// ```
     #[cfg(feature = "remote")]
     pub fn remote(mut self, options: impl Into<RemoteOptions>) -> Self {
         self.remote = Some(options.into());

@@ -29,7 +29,7 @@
 //! ```text
 //! <namespace>:k1:r1:{<32-hex call key>}:m                 the value, or the manifest of its chunks
 //! <namespace>:k1:r1:{<32-hex call key>}:c:<write id>:<i>  chunk i of a large value
-//! <namespace>:k1:r1:{<32-hex call key>}:lease             held while a process computes it
+//! <namespace>:k1:r1:{<32-hex call key>}:lease             held while a process computes it (a token, or 0)
 //! <namespace>:stats                                       fleet-wide counters (a hash)
 //! ```
 //!
@@ -62,10 +62,13 @@
 //! A process that misses sets `...:lease` to a random token with `SET NX
 //! PX` ([`RemoteOptions::lease_ttl`], default 10 s), renews it every third
 //! of that while it computes (compare-and-`PEXPIRE`), and deletes it by
-//! compare-and-delete once the upload is written (or at once when there is
-//! nothing to upload). The others poll for the value with jittered backoff
-//! (5 ms doubling to 250 ms); if the lease disappears without a value (its
-//! holder died and stopped renewing), one of them takes the lease over and
+//! compare-and-delete once the upload is written. When there is nothing to
+//! upload (not worth it, too large, the upload failed) it replaces the
+//! token by `0` for one lease lifetime instead, so that the processes
+//! waiting for it compute at once rather than take the lease over one after
+//! another. The others poll for the value with jittered backoff (5 ms
+//! doubling to 250 ms); if the lease disappears without a value (its holder
+//! died and stopped renewing), one of them takes the lease over and
 //! computes. A waiter gives up after [`RemoteOptions::lease_wait`] and
 //! computes itself. The lease only saves duplicate work (results are
 //! deterministic and verified), so a single-node lease with expiry is

@@ -55,6 +55,10 @@ impl Keys {
     }
 }
 
+/// What a lease holds once its holder has decided to upload nothing
+/// (tokens are never 0: see [`token`]).
+const DECLINED: &str = "0";
+
 /// The pattern of every key of a namespace's values (for `SCAN`).
 pub(crate) fn namespace_pattern(namespace: &str) -> String {
     format!("{namespace}:*")
@@ -78,7 +82,7 @@ pub(crate) struct Inner {
     estimate: Mutex<Estimate>,
 }
 
-/// A unique-enough token: for leases and write ids, not for security.
+/// A unique-enough token, never 0: for leases and write ids, not for security.
 pub(crate) fn token() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
@@ -89,7 +93,7 @@ pub(crate) fn token() -> u64 {
             .as_nanos(),
     );
     h.write_u32(std::process::id());
-    h.finish()
+    h.finish().max(1)
 }
 
 impl Inner {
@@ -431,6 +435,29 @@ impl Inner {
         matches!(self.op(|conn| conn.query::<i64>(&c)), Ok(1))
     }
 
+    /// Replaces a lease we hold by the mark [`DECLINED`] for one lease
+    /// lifetime: no value is coming (not worth uploading, too large, or the
+    /// upload failed), so the waiters compute at once instead of taking
+    /// the lease over one after another.
+    pub(crate) fn decline(&self, lease_key: &str, token: u64) {
+        const DECLINE: &str = "if redis.call('get', KEYS[1]) == ARGV[1] then \
+                               return redis.call('set', KEYS[1], ARGV[2], 'PX', ARGV[3]) else return 0 end";
+        let mut c = redis::cmd("EVAL");
+        c.arg(DECLINE)
+            .arg(1)
+            .arg(lease_key)
+            .arg(token)
+            .arg(DECLINED)
+            .arg(self.options.lease_ttl.as_millis() as u64);
+        let _ = self.op(|conn| conn.query::<redis::Value>(&c));
+    }
+
+    /// Whether the lease of `keys` says its holder will upload nothing.
+    fn declined(&self, keys: &Keys) -> Result<bool, RemoteError> {
+        let v: Option<String> = self.op(|c| c.query(redis::cmd("GET").arg(keys.lease())))?;
+        Ok(v.as_deref() == Some(DECLINED))
+    }
+
     /// Deletes a lease if it is still ours.
     pub(crate) fn release(&self, lease_key: &str, token: u64) {
         const RELEASE: &str = "if redis.call('get', KEYS[1]) == ARGV[1] then \
@@ -576,7 +603,11 @@ pub(crate) fn get_or_insert_with<E>(
                 }
                 break;
             }
-            Ok(None) => {}
+            // Held: by a computing process, or declined (no value coming).
+            Ok(None) => match inner.declined(&keys) {
+                Ok(false) => {}
+                Ok(true) | Err(_) => break,
+            },
             Err(_) => break, // Redis failed: compute without a lease.
         }
         if Instant::now() >= deadline {
@@ -632,7 +663,7 @@ impl RemoteTier {
         if !inner.worth_uploading(array.nbytes(), compute_time) {
             Counters::bump(&inner.counters.upload_skipped);
             if let Some((k, t)) = lease {
-                inner.release(&k, t);
+                inner.decline(&k, t);
             }
             return;
         }

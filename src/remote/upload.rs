@@ -83,14 +83,14 @@ impl Uploader {
         let bytes = job.value.nbytes();
         if bytes > inner.options.max_value_bytes {
             Counters::bump(&inner.counters.upload_skipped);
-            finish(inner, job.lease);
+            finish(inner, job.lease, false);
             return;
         }
         let mut st = self.shared.state();
         if st.pending_bytes > 0 && st.pending_bytes + bytes > self.max_bytes {
             drop(st);
             Counters::bump(&inner.counters.upload_dropped);
-            finish(inner, job.lease);
+            finish(inner, job.lease, false);
             return;
         }
         st.jobs.push_back(job);
@@ -137,10 +137,13 @@ impl Uploader {
     }
 }
 
-/// Releases a lease, if any.
-fn finish(inner: &Inner, lease: Option<(String, u64)>) {
-    if let Some((k, t)) = lease {
-        inner.release(&k, t);
+/// Releases a lease, if any: deleted once the value is there, declined
+/// (the waiters compute at once) when no value is coming.
+fn finish(inner: &Inner, lease: Option<(String, u64)>, uploaded: bool) {
+    match lease {
+        Some((k, t)) if uploaded => inner.release(&k, t),
+        Some((k, t)) => inner.decline(&k, t),
+        None => {}
     }
 }
 
@@ -151,14 +154,18 @@ fn upload(inner: &Inner, job: Job) {
         info,
         lease,
     } = job;
-    match inner.write(key, &value, &info) {
+    let uploaded = match inner.write(key, &value, &info) {
         Ok(bytes) => {
             Counters::bump(&inner.counters.uploads);
             Counters::add(&inner.counters.bytes_written, bytes);
+            true
         }
-        Err(_) => Counters::bump(&inner.counters.upload_failures),
-    }
-    finish(inner, lease);
+        Err(_) => {
+            Counters::bump(&inner.counters.upload_failures);
+            false
+        }
+    };
+    finish(inner, lease, uploaded);
 }
 
 fn run(shared: &Shared, inner: &Inner, wait: bool) {

@@ -67,8 +67,11 @@ fn server_hung_a_call_returns_in_under_two_seconds() {
         .call("exp", &[x.arg()], &Params::new())
         .unwrap();
     redis.pause();
+    // The default timeouts: connect 250 ms, each read or write 500 ms.
     let c = cache(
-        options(&redis.url()).breaker_cooldown(Duration::from_secs(30)),
+        options(&redis.url())
+            .op_timeout(Duration::from_millis(500))
+            .breaker_cooldown(Duration::from_secs(30)),
         None,
     );
     let start = Instant::now();
@@ -211,6 +214,7 @@ fn a_lease_holder_killed_mid_compute_is_taken_over() {
         lease_ms: 1000,
         count: dir.path().join("runs"),
         out: dir.path().join(name),
+        min_compute_ms: 0,
     };
     let mut holder = Worker::spawn(&spec("a.npy"));
     // Wait until it holds the lease, i.e. computes.
@@ -220,6 +224,9 @@ fn a_lease_holder_killed_mid_compute_is_taken_over() {
         .is_empty()
     {
         assert!(start.elapsed() < Duration::from_secs(20), "no lease taken");
+        if let Some(out) = holder.exited() {
+            panic!("the lease holder exited early: {out}");
+        }
         std::thread::sleep(Duration::from_millis(10));
     }
     holder.kill();
@@ -242,6 +249,54 @@ fn a_lease_holder_killed_mid_compute_is_taken_over() {
     assert!(redis
         .cli(&["--scan", "--pattern", "ndcache:*:lease"])
         .is_empty());
+}
+
+/// A holder that will not upload (here: computing took less than the
+/// hour asked for) says so in its lease: the processes waiting for it
+/// compute at once, together, instead of taking the lease over in turn.
+#[test]
+fn waiters_compute_at_once_when_the_holder_uploads_nothing() {
+    let Some(redis) = Redis::start(&[]) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let spec = |i: usize| WorkerSpec {
+        url: redis.url(),
+        disk: None,
+        n: 1000,
+        sleep_ms: 1500,
+        lease_ms: 10_000,
+        count: dir.path().join("runs"),
+        out: dir.path().join(format!("y{i}.npy")),
+        min_compute_ms: 3_600_000,
+    };
+    let first = Worker::spawn(&spec(0));
+    let start = Instant::now();
+    while redis
+        .cli(&["--scan", "--pattern", "ndcache:*:lease"])
+        .is_empty()
+    {
+        assert!(start.elapsed() < Duration::from_secs(20), "no lease taken");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let others: Vec<Worker> = (1..3).map(|i| Worker::spawn(&spec(i))).collect();
+    let mut reports = vec![first.finish()];
+    reports.extend(others.into_iter().map(Worker::finish));
+    for (i, r) in reports.iter().enumerate() {
+        assert!(r.contains("source=computed"), "{r}");
+        let got = ndcache::disk::read_npy(&spec(i).out).unwrap();
+        assert!(got.bitwise_eq(&super::worker::oracle(1000)));
+    }
+    assert!(reports[1].contains("lease_waits=1") && reports[2].contains("lease_waits=1"));
+    // Not start, end, start, end, start, end (one after another).
+    let runs = std::fs::read_to_string(dir.path().join("runs")).unwrap();
+    let runs: Vec<&str> = runs.lines().collect();
+    assert_eq!(
+        runs,
+        ["start", "end", "start", "start", "end", "end"],
+        "{reports:#?}"
+    );
+    assert_eq!(redis.cli(&["--scan", "--pattern", "ndcache:k*:m"]), "");
 }
 
 #[test]
@@ -268,7 +323,7 @@ fn a_server_too_small_for_the_value_refuses_it() {
         "an out-of-memory answer is not an outage: {st}"
     );
     // The chunk that fitted was deleted.
-    assert_eq!(redis.cli(&["--scan", "--pattern", "ndcache:k*"]), "");
+    assert_eq!(redis.cli(&["--scan", "--pattern", "ndcache:k*:[mc]*"]), "");
     drop(c);
     // With allkeys-lru, Redis evicts the first chunk to make room for the
     // second: the upload "succeeds" and the entry has lost a chunk. The

@@ -128,6 +128,7 @@ fn four_workers_share_a_redis_cluster_with_a_chunked_value() {
         lease_ms: 3000,
         count: tmp.path().join("runs"),
         out: tmp.path().join(format!("y{i}.npy")),
+        min_compute_ms: 0,
     };
     let workers: Vec<Worker> = (0..4).map(|i| Worker::spawn(&spec(i))).collect();
     let reports: Vec<String> = workers.into_iter().map(Worker::finish).collect();

@@ -30,11 +30,15 @@ pub(crate) fn data(n: usize, seed: u64) -> Array1<f64> {
     })
 }
 
-/// Options for tests: upload everything, short breaker cool-down.
+/// Options for tests: upload everything, short breaker cool-down, and a
+/// longer operation timeout than the default 500 ms (the tests share two
+/// cores with the rest of the suite; only the hung-server test wants the
+/// default).
 pub(crate) fn options(url: &str) -> RemoteOptions {
     RemoteOptions::new(url)
         .min_compute(Some(Duration::ZERO))
         .breaker_cooldown(Duration::from_millis(200))
+        .op_timeout(Duration::from_secs(2))
 }
 
 /// A cache with the remote tier `o` and, optionally, a disk directory.

@@ -3,7 +3,7 @@
 //! `ArrayCache` with a remote tier. The kernel appends `start` and `end` to
 //! a shared file, so the tests count its runs across processes.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -26,6 +26,8 @@ pub(crate) struct WorkerSpec {
     pub count: PathBuf,
     /// Where the result is written (.npy).
     pub out: PathBuf,
+    /// Upload only results that took this long (default: everything).
+    pub min_compute_ms: u64,
 }
 
 /// The kernel's result for `n` elements, computed here: `3x + 1`.
@@ -53,6 +55,7 @@ impl Worker {
         .env("W_LEASE_MS", spec.lease_ms.to_string())
         .env("W_COUNT", &spec.count)
         .env("W_OUT", &spec.out)
+        .env("W_MIN_COMPUTE_MS", spec.min_compute_ms.to_string())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -62,6 +65,31 @@ impl Worker {
         Worker {
             child: cmd.spawn().expect("spawn a worker"),
         }
+    }
+
+    /// If it has exited already: its output (for a failing test's message).
+    pub(crate) fn exited(&mut self) -> Option<String> {
+        if !matches!(self.child.try_wait(), Ok(Some(_))) {
+            return None;
+        }
+        let mut out = String::new();
+        for r in [
+            self.child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read>),
+            self.child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read>),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let mut r = r;
+            let _ = r.read_to_string(&mut out);
+        }
+        Some(out)
     }
 
     /// SIGKILL.
@@ -126,7 +154,10 @@ fn worker() {
     )
     .unwrap();
     let o = super::options(&env("W_URL"))
-        .lease_ttl(Duration::from_millis(env("W_LEASE_MS").parse().unwrap()));
+        .lease_ttl(Duration::from_millis(env("W_LEASE_MS").parse().unwrap()))
+        .min_compute(Some(Duration::from_millis(
+            env("W_MIN_COMPUTE_MS").parse().unwrap(),
+        )));
     let mut b = ArrayCache::builder().registry(reg).remote(o);
     if let Ok(d) = std::env::var("W_DISK") {
         b = b.disk(d);
