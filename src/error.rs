@@ -158,6 +158,16 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// The remote tier (Redis) could not do what a maintenance command
+    /// asked (list or clear a namespace). A cached call never returns this:
+    /// a remote failure there is a miss.
+    #[error("the remote cache {url} failed: {reason}")]
+    Remote {
+        /// The server's URL, password left out.
+        url: String,
+        /// What went wrong.
+        reason: String,
+    },
     /// A filesystem operation failed.
     #[error("could not {action} {}", path.display())]
     Io {

@@ -7,10 +7,14 @@
 //! ndcache apply std x.npy --out s.npy --axis 0 --ddof 1
 //! ndcache kernels
 //! ndcache ls | stats | verify [--repair] | gc --max-bytes 500M | clear
+//! ndcache apply exp x.npy --out y.npy --remote redis://cache-host:6379
+//! ndcache remote stats | ls | clear [--remote URL] [--remote-namespace NS]
 //! ```
 //!
 //! The cache directory is `--cache-dir`, else `$NDCACHE_DIR`, else the
-//! platform's user cache directory followed by `ndcache`.
+//! platform's user cache directory followed by `ndcache`. The remote cache
+//! (Redis, shared by a fleet) is `--remote URL`, else `$NDCACHE_REMOTE`,
+//! else none; entries are signed when `$NDCACHE_SECRET` is set.
 //!
 //! Only `apply` creates a cache directory. `ls`, `stats` and `verify` never
 //! write in it; they, `gc` and `clear` refuse a directory that is not a cache
@@ -30,6 +34,7 @@ use anyhow::{bail, Result};
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use ndcache::disk::{read_npy, write_npy_atomic, DiskTier, Progress};
+use ndcache::remote::{RemoteMode, RemoteOptions, RemoteTier, REMOTE_ENV};
 use ndcache::{parse_size, AnyView, ArrayCache, Params, Registry, Source};
 
 #[derive(Parser)]
@@ -73,6 +78,51 @@ enum Command {
     },
     /// Remove every entry.
     Clear(DirArgs),
+    /// Inspect or clear the remote cache (Redis) shared by a fleet.
+    #[command(subcommand)]
+    Remote(RemoteCommand),
+}
+
+#[derive(Subcommand)]
+enum RemoteCommand {
+    /// The namespace's entries and bytes, the server's memory and eviction
+    /// policy, and the fleet's counters.
+    Stats(RemoteArgs),
+    /// List the namespace's entries.
+    Ls(RemoteArgs),
+    /// Remove every key of the namespace (SCAN and UNLINK; other
+    /// namespaces and other data are left alone).
+    Clear(RemoteArgs),
+}
+
+#[derive(Args)]
+struct RemoteArgs {
+    /// The Redis URL: redis://[user:pass@]host:port, rediss://..., or
+    /// redis+cluster://host:port,host:port [default: $NDCACHE_REMOTE].
+    #[arg(long, value_name = "URL")]
+    remote: Option<String>,
+    /// The namespace (the prefix of every key).
+    #[arg(long, value_name = "NS", default_value = ndcache::remote::DEFAULT_NAMESPACE)]
+    remote_namespace: String,
+}
+
+impl RemoteArgs {
+    /// `--remote`, else `$NDCACHE_REMOTE`, else `None`.
+    fn url(&self) -> Option<String> {
+        self.remote
+            .clone()
+            .or_else(|| std::env::var(REMOTE_ENV).ok())
+            .filter(|u| !u.trim().is_empty())
+    }
+}
+
+/// When a computed result is uploaded.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Upload {
+    /// When computing it took longer than loading it is estimated to take.
+    Auto,
+    /// Always.
+    Always,
 }
 
 #[derive(Args)]
@@ -111,6 +161,18 @@ struct ApplyArgs {
     /// G, T, with an optional B or iB, are powers of 1024).
     #[arg(long, value_parser = parse_size, value_name = "SIZE")]
     max_bytes: Option<u64>,
+    #[command(flatten)]
+    remote: RemoteArgs,
+    /// What the remote cache may do: rw (read, upload), ro (read only) or off.
+    #[arg(long, value_name = "MODE", default_value = "rw", value_parser = parse_mode)]
+    remote_mode: RemoteMode,
+    /// When a computed result is uploaded to the remote cache.
+    #[arg(long, value_enum, value_name = "WHEN", default_value = "auto")]
+    remote_upload: Upload,
+}
+
+fn parse_mode(s: &str) -> Result<RemoteMode, String> {
+    s.parse().map_err(|e: ndcache::Error| e.to_string())
 }
 
 /// "1 entry", "3 entries".
@@ -200,9 +262,20 @@ fn apply(args: &ApplyArgs) -> Result<()> {
         if let Some(m) = args.max_bytes {
             b = b.disk_max_bytes(m);
         }
+        if let Some(url) = args.remote.url() {
+            let mut o = RemoteOptions::new(url)
+                .namespace(&args.remote.remote_namespace)
+                .mode(args.remote_mode);
+            if let Upload::Always = args.remote_upload {
+                o = o.min_compute(Some(std::time::Duration::ZERO));
+            }
+            b = b.remote(o);
+        }
         let cache = b.build()?;
         let arg_list: Vec<ndcache::Arg<'_>> = inputs.iter().map(ndcache::AsArg::arg).collect();
         let (r, source) = cache.call_with_source(&args.kernel, &arg_list, &params)?;
+        // The upload, if any, before the report says what became of it.
+        cache.flush();
         (r.into_array(), outcome(&cache, &dir, &source))
     };
     let took = start.elapsed();
@@ -228,6 +301,27 @@ fn apply(args: &ApplyArgs) -> Result<()> {
 
 /// What the call did, for the outcome line of `apply`.
 fn outcome(cache: &ArrayCache, dir: &Path, source: &Source) -> String {
+    let local = outcome_local(cache, dir, source);
+    let Some(r) = cache.remote() else {
+        return local;
+    };
+    let s = r.stats();
+    let url = r.url();
+    match source {
+        Source::Remote => format!("hit (remote {url}, written to {})", dir.display()),
+        Source::Computed { .. } if s.uploads > 0 => format!("{local}; uploaded to {url}"),
+        Source::Computed { .. } if s.upload_skipped > 0 => {
+            format!("{local}; not uploaded to {url} (quicker to compute than to load)")
+        }
+        Source::Computed { .. } if s.errors > 0 || s.breaker_open => {
+            format!("{local}; {url} unavailable")
+        }
+        Source::Computed { .. } => format!("{local}; not uploaded to {url}"),
+        _ => local,
+    }
+}
+
+fn outcome_local(cache: &ArrayCache, dir: &Path, source: &Source) -> String {
     let dir = dir.display();
     match source {
         Source::Disk => format!("hit (disk, {dir})"),
@@ -439,6 +533,93 @@ fn clear(dir: &DirArgs, out: &mut dyn Write) -> Result<()> {
     Ok(())
 }
 
+/// Opens the remote cache named by `args` (for `remote` commands).
+fn open_remote(args: &RemoteArgs) -> Result<RemoteTier> {
+    let Some(url) = args.url() else {
+        bail!("no remote cache: pass --remote URL or set {REMOTE_ENV}");
+    };
+    Ok(RemoteTier::new(
+        RemoteOptions::new(url).namespace(&args.remote_namespace),
+    )?)
+}
+
+fn remote(cmd: &RemoteCommand, out: &mut dyn Write) -> Result<()> {
+    match cmd {
+        RemoteCommand::Stats(a) => {
+            let tier = open_remote(a)?;
+            let entries = tier.entries()?;
+            let info = tier.server_info()?;
+            writeln!(out, "remote     {}", tier.url())?;
+            writeln!(out, "namespace  {}", tier.namespace())?;
+            writeln!(out, "entries    {}", entries.len())?;
+            let bytes: u64 = entries.iter().map(|e| e.bytes).sum();
+            writeln!(out, "size       {} ({bytes} bytes)", human(bytes))?;
+            writeln!(
+                out,
+                "server     {} used of {} on {}, policy {}",
+                human(info.used_memory),
+                if info.max_memory == 0 {
+                    "no maxmemory".to_owned()
+                } else {
+                    human(info.max_memory)
+                },
+                count(info.nodes as u64, "node", "nodes"),
+                info.policy
+            )?;
+            if info.max_memory == 0 || !info.policy.starts_with("allkeys-") {
+                writeln!(
+                    out,
+                    "hint       set maxmemory and maxmemory-policy allkeys-lru, or Redis refuses writes when full"
+                )?;
+            }
+            for (name, v) in tier.fleet_stats()? {
+                writeln!(out, "fleet      {name:<16} {v}")?;
+            }
+        }
+        RemoteCommand::Ls(a) => {
+            let tier = open_remote(a)?;
+            let entries = tier.entries()?;
+            writeln!(
+                out,
+                "{:<32}  {:<10} {:>7}  {:<8} {:<16} {:>10} {:>6}",
+                "key", "kernel", "version", "dtype", "shape", "size", "chunks"
+            )?;
+            for e in &entries {
+                writeln!(
+                    out,
+                    "{:<32}  {:<10} {:>7}  {:<8} {:<16} {:>10} {:>6}",
+                    e.key.to_string(),
+                    e.kernel,
+                    e.version,
+                    e.dtype.name(),
+                    format!("{:?}", e.shape),
+                    human(e.bytes),
+                    e.chunks
+                )?;
+            }
+            let total: u64 = entries.iter().map(|e| e.bytes).sum();
+            writeln!(
+                out,
+                "{}, {}",
+                count(entries.len() as u64, "entry", "entries"),
+                human(total)
+            )?;
+        }
+        RemoteCommand::Clear(a) => {
+            let tier = open_remote(a)?;
+            let n = tier.clear()?;
+            writeln!(
+                out,
+                "removed {} of namespace {} from {}",
+                count(n, "key", "keys"),
+                tier.namespace(),
+                tier.url()
+            )?;
+        }
+    }
+    Ok(())
+}
+
 /// Runs the command, writing its report to `out`.
 fn run(cli: &Cli, out: &mut dyn Write) -> Result<ExitCode> {
     let done = |()| ExitCode::SUCCESS;
@@ -450,6 +631,7 @@ fn run(cli: &Cli, out: &mut dyn Write) -> Result<ExitCode> {
         Command::Verify { dir, repair } => verify(dir, *repair, out),
         Command::Gc { dir, max_bytes } => gc(dir, *max_bytes, out).map(done),
         Command::Clear(d) => clear(d, out).map(done),
+        Command::Remote(c) => remote(c, out).map(done),
     }
 }
 

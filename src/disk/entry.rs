@@ -21,7 +21,7 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use crate::hash::Xxh3;
+use crate::sign::Digests;
 
 use super::layout::FileStat;
 use super::meta::{EntryInfo, EntryMeta, MAX_SIDECAR_BYTES};
@@ -48,7 +48,13 @@ pub(crate) enum Miss {
     Corrupt(String),
     /// The entry could not be read (permissions...); it may be fine.
     Io(Error),
+    /// Entries are signed and this one's signature is missing or wrong: no
+    /// holder of the secret wrote it.
+    Forged(String),
 }
+
+/// What the MAC of a disk entry starts with.
+const MAC_DOMAIN: &str = "ndcache disk entry v1";
 
 /// A successfully read entry.
 pub(crate) struct Loaded {
@@ -93,6 +99,9 @@ impl Inner {
             Err(e) => return Err(Miss::Io(Error::io("read", &sc_path, e))),
         }
         let meta = EntryMeta::parse(&text).map_err(Miss::Corrupt)?;
+        if self.signer.is_some() && meta.signature.is_none() {
+            return Err(Miss::Forged("the entry is not signed".into()));
+        }
         if meta.key != key {
             return Err(Miss::Corrupt(format!(
                 "the sidecar is for key {}",
@@ -140,7 +149,7 @@ impl Inner {
                 h.dtype, h.shape, meta.dtype, meta.shape
             )));
         }
-        let mut hasher = Xxh3::new();
+        let mut hasher = Digests::new(self.signer.as_ref().map(|s| s.mac(MAC_DOMAIN)));
         hasher.update(&f.prefix);
         let array = if want_array {
             Some(f.read_array(Some(&mut hasher)).map_err(from_npy)?)
@@ -149,8 +158,14 @@ impl Inner {
                 .map_err(|e| from_npy(NpyError::Io("read", e)))?;
             None
         };
-        if hasher.digest128() != meta.checksum {
+        if hasher.xxh3.digest128() != meta.checksum {
             return Err(Miss::Corrupt("the payload checksum does not match".into()));
+        }
+        if let (Some(mut mac), Some(tag)) = (hasher.mac, &meta.signature) {
+            mac.update(super::meta::signed_body(&text).as_bytes());
+            if !mac.verify(tag) {
+                return Err(Miss::Forged("the signature does not match".into()));
+            }
         }
         Ok(Loaded {
             meta,
@@ -194,11 +209,13 @@ impl Inner {
 
         let (tmp, mut file) = create_temp_in(&dir, &stem)?;
         temps.0.push(tmp.clone());
-        let (len, checksum) =
-            npy::write_array(&mut file, value).map_err(|e| Error::io("write", &tmp, e))?;
+        let mut digests = Digests::new(self.signer.as_ref().map(|s| s.mac(MAC_DOMAIN)));
+        let len = npy::write_array_digests(&mut file, value, &mut digests)
+            .map_err(|e| Error::io("write", &tmp, e))?;
+        let checksum = digests.xxh3.digest128();
         drop(file);
 
-        let meta = EntryMeta {
+        let mut meta = EntryMeta {
             key,
             kernel: info.kernel.clone(),
             version: info.version.clone(),
@@ -208,7 +225,12 @@ impl Inner {
             payload_bytes: len,
             compute_time: info.compute_time,
             created: SystemTime::now(),
+            signature: None,
         };
+        if let Some(mut mac) = digests.mac {
+            mac.update(meta.body_text().as_bytes());
+            meta.signature = Some(mac.tag());
+        }
         let text = meta.to_text();
         let (tmp_sc, mut sc) = create_temp_in(&dir, &stem)?;
         temps.0.push(tmp_sc.clone());
@@ -286,7 +308,7 @@ fn create_temp_in(dir: &Path, stem: &str) -> Result<(PathBuf, File)> {
     }
 }
 
-fn hash_stream(file: &mut File, mut left: u64, hasher: &mut Xxh3) -> io::Result<()> {
+fn hash_stream(file: &mut File, mut left: u64, hasher: &mut Digests) -> io::Result<()> {
     let mut buf = vec![0u8; (1 << 20).min(left as usize)];
     while left > 0 {
         let n = buf.len().min(left as usize);

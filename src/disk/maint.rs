@@ -295,6 +295,7 @@ impl Inner {
                 None
             }
             Err(Miss::Corrupt(reason)) => Some(reason),
+            Err(Miss::Forged(reason)) => Some(format!("{reason} (signed entries expected)")),
             Err(Miss::Absent) => None, // removed meanwhile
             Err(Miss::Io(e)) => {
                 report.unreadable.push(EntryProblem {

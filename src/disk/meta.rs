@@ -62,7 +62,12 @@ impl EntryInfo {
 /// ```
 ///
 /// Every line is required, in this order, once; the record ends with a
-/// newline. `checksum` is the xxh3-128 of the whole `.npy` payload file
+/// newline. One line is optional: a signed entry (written with a secret,
+/// see [`ArrayCacheBuilder::secret`](crate::ArrayCacheBuilder::secret))
+/// has `sig blake3:<64 hex digits>` between `created_ns` and `end`: the
+/// keyed BLAKE3 of the payload file followed by every sidecar byte before
+/// the `sig` line. (ndcache before signing existed reads a signed sidecar
+/// as damaged.) `checksum` is the xxh3-128 of the whole `.npy` payload file
 /// (header and data), as `xxhash.xxh3_128_hexdigest(open(p, 'rb').read())`
 /// computes it in Python. `end` is the xxh3-64 of every byte before the
 /// `end` line, so a damaged sidecar is detected too. In `kernel` and
@@ -88,12 +93,25 @@ pub struct EntryMeta {
     pub compute_time: Duration,
     /// When the entry was written.
     pub created: SystemTime,
+    /// The MAC of a signed entry (see the format above), not verified by
+    /// parsing.
+    pub signature: Option<[u8; 32]>,
 }
 
 impl EntryMeta {
     /// The sidecar text.
     pub(crate) fn to_text(&self) -> String {
-        let mut s = String::with_capacity(320);
+        let mut s = self.body_text();
+        if let Some(sig) = &self.signature {
+            let _ = writeln!(s, "sig blake3:{}", crate::sign::hex(sig));
+        }
+        let _ = writeln!(s, "end xxh3-64:{:016x}", xxh3_64(s.as_bytes()));
+        s
+    }
+
+    /// The lines a signature covers (with the payload): all but `sig` and `end`.
+    pub(crate) fn body_text(&self) -> String {
+        let mut s = String::with_capacity(400);
         let shape: Vec<String> = self.shape.iter().map(|d| d.to_string()).collect();
         // Writing to a String cannot fail.
         let _ = write!(
@@ -110,7 +128,6 @@ impl EntryMeta {
             duration_ns(self.compute_time),
             duration_ns(self.created.duration_since(UNIX_EPOCH).unwrap_or_default()),
         );
-        let _ = writeln!(s, "end xxh3-64:{:016x}", xxh3_64(s.as_bytes()));
         s
     }
 
@@ -160,6 +177,14 @@ impl EntryMeta {
             .ok_or("invalid checksum in the sidecar")?;
         let compute_ns = parse_u64(field("compute_ns")?, "compute_ns")?;
         let created_ns = parse_u64(field("created_ns")?, "created_ns")?;
+        let signature = match lines.next() {
+            None => None,
+            Some(line) => Some(
+                line.strip_prefix("sig blake3:")
+                    .and_then(crate::sign::parse_hex)
+                    .ok_or("unexpected extra lines in the sidecar")?,
+            ),
+        };
         if lines.next().is_some() {
             return Err("unexpected extra lines in the sidecar".into());
         }
@@ -173,8 +198,19 @@ impl EntryMeta {
             payload_bytes,
             compute_time: Duration::from_nanos(compute_ns),
             created: UNIX_EPOCH + Duration::from_nanos(created_ns),
+            signature,
         })
     }
+}
+
+/// The part of sidecar `text` a signature covers: everything before the
+/// `sig` line (or before `end` in an unsigned sidecar).
+pub(crate) fn signed_body(text: &str) -> &str {
+    let cut = text
+        .find("\nsig blake3:")
+        .or_else(|| text.rfind("\nend "))
+        .map_or(0, |i| i + 1);
+    &text[..cut]
 }
 
 /// Entry points for the fuzz targets in `fuzz/` (compiled only by
@@ -274,6 +310,7 @@ mod tests {
             payload_bytes: 24128,
             compute_time: Duration::from_nanos(1_834_000),
             created: UNIX_EPOCH + Duration::from_nanos(1_760_000_000_123_456_789),
+            signature: None,
         }
     }
 
@@ -291,6 +328,14 @@ mod tests {
             ..sample()
         };
         assert_eq!(EntryMeta::parse(&zero_d.to_text()).unwrap(), zero_d);
+        let signed = EntryMeta {
+            signature: Some([0xab; 32]),
+            ..sample()
+        };
+        let text = signed.to_text();
+        assert!(text.contains(&format!("\nsig blake3:{}\nend ", "ab".repeat(32))));
+        assert!(text.starts_with(&signed.body_text()));
+        assert_eq!(EntryMeta::parse(&text).unwrap(), signed);
     }
 
     #[test]

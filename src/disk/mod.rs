@@ -25,6 +25,11 @@
 //!   what they wrote since their last scans, until one of them rescans.
 //! - **One computation per key across threads and processes**, with
 //!   [`DiskTier::get_or_insert_with`].
+//! - **Signed entries, optionally.** With a secret
+//!   ([`DiskTierBuilder::secret`], or `$NDCACHE_SECRET`), each sidecar
+//!   carries a keyed BLAKE3 of the payload and the sidecar, and an entry
+//!   without a valid one is a miss, is removed and is counted
+//!   ([`DiskStats::forged`]): see [`EntryMeta`] for the format.
 //! - **A failing disk never fails a call.** A read-only or full disk makes
 //!   writes fail softly: they are counted ([`DiskStats::write_failures`]) and
 //!   reported once on standard error.
@@ -83,7 +88,7 @@ mod layout;
 mod lock;
 mod maint;
 mod meta;
-mod npy;
+pub(crate) mod npy;
 mod once;
 mod stats;
 mod writer;
@@ -124,9 +129,18 @@ pub struct DiskTierBuilder {
     require_writable: bool,
     create: bool,
     read_only: bool,
+    secret: Option<Vec<u8>>,
 }
 
 impl DiskTierBuilder {
+    /// Signs the entries written and accepts only entries signed with the
+    /// same secret (an empty secret turns signing off). Without this, the
+    /// secret is `$NDCACHE_SECRET` if that is set and not empty.
+    pub fn secret(mut self, secret: impl AsRef<[u8]>) -> Self {
+        self.secret = Some(secret.as_ref().to_vec());
+        self
+    }
+
     /// Bounds the bytes on disk (payloads and sidecars); least recently used
     /// entries are removed on every write that goes over.
     ///
@@ -227,6 +241,7 @@ impl DiskTierBuilder {
             // A read-only tier fails its writes on purpose: no warning.
             warned: AtomicBool::new(self.read_only),
             open_error,
+            signer: crate::sign::Signer::from_option_or_env(self.secret.as_deref()),
         });
         match &inner.open_error {
             Some(_) if self.read_only => {}
@@ -323,6 +338,8 @@ pub(crate) struct Inner {
     warned: AtomicBool,
     /// Why the directory is not writable, if it is not.
     open_error: Option<Error>,
+    /// Signs and checks entries, when there is a secret.
+    signer: Option<crate::sign::Signer>,
 }
 
 impl Inner {
@@ -472,6 +489,7 @@ impl DiskTier {
             require_writable: false,
             create: true,
             read_only: false,
+            secret: None,
         }
     }
 
@@ -518,6 +536,10 @@ impl DiskTier {
                 match miss {
                     Miss::Corrupt(_) => {
                         Counters::bump(&c.corrupt);
+                        self.inner.remove_files(key);
+                    }
+                    Miss::Forged(_) => {
+                        Counters::bump(&c.forged);
                         self.inner.remove_files(key);
                     }
                     Miss::Absent => {

@@ -65,7 +65,7 @@ use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::path::Path;
 
-use crate::hash::Xxh3;
+use crate::sign::Digests;
 use ndarray::{ArrayD, ArrayViewD};
 use ndarray_npy::npy::header::{Header as NpyHeader, Layout, ParseHeaderError, ReadHeaderError};
 use ndarray_npy::{ReadNpyError, ReadNpyExt, ReadableElement, WritableElement, WriteNpyExt};
@@ -275,7 +275,7 @@ pub(crate) fn from_file(mut file: File, file_len: u64) -> Result<NpyFile, NpyErr
 impl NpyFile {
     /// Reads the data into a new array (one read into the final buffer),
     /// feeding the bytes as stored to `hasher` if given.
-    pub fn read_array(self, hasher: Option<&mut Xxh3>) -> Result<AnyArray, NpyError> {
+    pub fn read_array(self, hasher: Option<&mut Digests>) -> Result<AnyArray, NpyError> {
         match self.header.dtype {
             DType::F32 => read_typed::<f32>(self, hasher),
             DType::F64 => read_typed::<f64>(self, hasher),
@@ -291,7 +291,7 @@ impl NpyFile {
 struct DataReader<'a> {
     file: &'a mut File,
     left: u64,
-    hasher: Option<&'a mut Xxh3>,
+    hasher: Option<&'a mut Digests>,
 }
 
 impl Read for DataReader<'_> {
@@ -309,7 +309,7 @@ impl Read for DataReader<'_> {
 
 fn read_typed<T: NpyElement>(
     mut f: NpyFile,
-    hasher: Option<&mut Xxh3>,
+    hasher: Option<&mut Digests>,
 ) -> Result<AnyArray, NpyError> {
     let canonical = f.header.canonical::<T>(&f.parsed)?;
     let data = DataReader {
@@ -398,7 +398,7 @@ pub(crate) fn create_temp(dir: &Path, stem: &str) -> Result<(std::path::PathBuf,
 /// Passes writes through, hashing and counting every byte.
 struct HashWriter<'a, W> {
     inner: &'a mut W,
-    hasher: Xxh3,
+    hasher: &'a mut Digests,
     len: u64,
 }
 
@@ -418,13 +418,25 @@ impl<W: Write> Write for HashWriter<'_, W> {
 /// Writes the whole `.npy` file to `w` and returns its length and the
 /// xxh3-128 of every byte written.
 pub(crate) fn write_array(w: &mut impl Write, array: &AnyArray) -> io::Result<(u64, u128)> {
+    let mut digests = Digests::new(None);
+    let len = write_array_digests(w, array, &mut digests)?;
+    Ok((len, digests.xxh3.digest128()))
+}
+
+/// Writes the whole `.npy` file to `w`, feeding every byte to `digests`;
+/// returns its length.
+pub(crate) fn write_array_digests(
+    w: &mut impl Write,
+    array: &AnyArray,
+    digests: &mut Digests,
+) -> io::Result<u64> {
     let mut w = HashWriter {
         inner: w,
-        hasher: Xxh3::new(),
+        hasher: digests,
         len: 0,
     };
     crate::dispatch_array!(array, a => write_typed(&mut w, a.view()))?;
-    Ok((w.len, w.hasher.digest128()))
+    Ok(w.len)
 }
 
 fn write_typed<T: NpyElement>(w: &mut impl Write, view: ArrayViewD<'_, T>) -> io::Result<()> {

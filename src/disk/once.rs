@@ -122,6 +122,22 @@ impl DiskTier {
         version: &str,
         compute: impl FnOnce() -> Result<AnyArray, E>,
     ) -> Result<(AnyArray, Fetched), E> {
+        self.get_or_insert_timed(key, kernel, version, || {
+            let start = Instant::now();
+            compute().map(|array| (array, start.elapsed()))
+        })
+    }
+
+    /// [`get_or_insert_with`](Self::get_or_insert_with) for a `compute`
+    /// that says how long the computation took (it may have loaded the
+    /// result from a tier below, which recorded the original time).
+    pub(crate) fn get_or_insert_timed<E>(
+        &self,
+        key: Fingerprint,
+        kernel: &str,
+        version: &str,
+        compute: impl FnOnce() -> Result<(AnyArray, Duration), E>,
+    ) -> Result<(AnyArray, Fetched), E> {
         if let Some((array, meta)) = self.get(key) {
             return Ok((array, Fetched::Loaded(meta)));
         }
@@ -143,9 +159,7 @@ impl DiskTier {
                 return Ok((array, Fetched::Loaded(meta)));
             }
         }
-        let start = Instant::now();
-        let array = compute()?;
-        let compute_time = start.elapsed();
+        let (array, compute_time) = compute()?;
         let info = EntryInfo::new(kernel, version, compute_time);
         let job = super::writer::Job {
             key,

@@ -9,6 +9,7 @@ pub(crate) struct Counters {
     pub hits: AtomicU64,
     pub misses: AtomicU64,
     pub corrupt: AtomicU64,
+    pub forged: AtomicU64,
     pub writes: AtomicU64,
     pub write_failures: AtomicU64,
     pub evictions: AtomicU64,
@@ -41,6 +42,9 @@ pub struct DiskStats {
     pub misses: u64,
     /// Corrupt, truncated or orphan entries found by lookups and removed.
     pub corrupt: u64,
+    /// Entries refused because entries are signed and theirs was missing or
+    /// wrong (removed, like corrupt ones).
+    pub forged: u64,
     /// Entries written.
     pub writes: u64,
     /// Writes that failed (read-only or full disk...).
@@ -68,6 +72,7 @@ impl DiskStats {
             hits: c.hits.load(Relaxed),
             misses: c.misses.load(Relaxed),
             corrupt: c.corrupt.load(Relaxed),
+            forged: c.forged.load(Relaxed),
             writes: c.writes.load(Relaxed),
             write_failures: c.write_failures.load(Relaxed),
             evictions: c.evictions.load(Relaxed),
@@ -86,7 +91,7 @@ impl fmt::Display for DiskStats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "entries={} bytes={} max_bytes={} hits={} misses={} corrupt={} writes={} \
+            "entries={} bytes={} max_bytes={} hits={} misses={} corrupt={} forged={} writes={} \
              write_failures={} evictions={} rejected={} writable={}",
             self.entries,
             self.bytes,
@@ -94,6 +99,7 @@ impl fmt::Display for DiskStats {
             self.hits,
             self.misses,
             self.corrupt,
+            self.forged,
             self.writes,
             self.write_failures,
             self.evictions,

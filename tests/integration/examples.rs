@@ -265,3 +265,40 @@ fn sample_data_is_what_make_data_writes() {
         );
     }
 }
+
+/// The fleet example against a Redis of its own: each experiment computed
+/// once in the fleet, every other call a remote hit, all workers agreeing;
+/// without a Redis it says how to start one.
+#[cfg(feature = "remote")]
+#[test]
+fn fleet_example_computes_each_experiment_once() {
+    let fleet = |url: &str| {
+        let out = Command::new(example_bin("fleet"))
+            .env("NDCACHE_FAST", "1")
+            .env("NDCACHE_REMOTE", url)
+            .output()
+            .expect("the example starts");
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success(), "{stdout}");
+        stdout
+    };
+    // A port nothing listens on: the example explains.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let out = fleet(&format!("redis://127.0.0.1:{port}"));
+    assert_has(&out, "no Redis answers");
+    assert_has(&out, "redis-server --port 6379");
+    let Some(redis) = crate::remote::server::Redis::start(&[]) else {
+        return;
+    };
+    let out = fleet(&redis.url());
+    assert_has(&out, "32 calls in");
+    assert_has(
+        &out,
+        ": 8 computed, 24 remote hits; 8 distinct results for 8 experiments",
+    );
+    // A second run: everything from Redis.
+    let out = fleet(&redis.url());
+    assert_has(&out, ": 0 computed, 32 remote hits; 8 distinct results");
+}

@@ -14,3 +14,5 @@ mod memory;
 mod policy;
 mod properties;
 mod rayon_flights;
+#[cfg(feature = "remote")]
+mod remote;
