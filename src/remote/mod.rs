@@ -86,7 +86,7 @@
 //! is counted ([`RemoteStats`]) and the first one is reported once on
 //! standard error, with the URL's password left out. Maintenance commands
 //! ([`RemoteTier::entries`], [`RemoteTier::clear`]) return
-//! [`Error::Remote`](crate::Error::Remote) instead.
+//! [`Error::Remote`] instead.
 //!
 //! # Trust
 //!
