@@ -302,3 +302,25 @@ fn the_cli_lists_shows_and_clears_a_namespace() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--remote URL"));
 }
+
+/// Expressions go through the same tier chain (`get_or_compute`): a fused
+/// expression evaluated on one machine is a remote hit on another.
+#[test]
+fn an_expression_is_shared_through_redis() {
+    let Some(redis) = Redis::start(&[]) else {
+        return;
+    };
+    let x = data(50_000, 9);
+    let expr = || (ndcache::Expr::new(&x).sin() * 2.0 + 1.0).exp();
+    let a = cache(options(&redis.url()), None);
+    let first = expr().eval(&a).unwrap();
+    a.flush();
+    assert_eq!(a.info().remote.unwrap().uploads, 1);
+    let b = cache(options(&redis.url()), None);
+    let second = expr().eval(&b).unwrap();
+    let s = b.info().remote.unwrap();
+    assert_eq!((s.hits, s.misses), (1, 0), "{s}");
+    let oracle = expr().eval_raw(b.registry()).unwrap();
+    assert_eq!(second.array(), &oracle);
+    assert_eq!(first.array(), second.array());
+}
