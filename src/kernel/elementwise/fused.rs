@@ -33,30 +33,6 @@ use crate::element::{DType, Element};
 use crate::kernel::reduce::fused::{Ranges, Reducible, Sink};
 use crate::value::{AnyArray, AnyView, Wrap};
 
-/// Runs `$body` with the type alias `$t` set to the element type of `$dtype`.
-macro_rules! dispatch_dtype {
-    ($dtype:expr, $t:ident => $body:expr) => {
-        match $dtype {
-            DType::F32 => {
-                type $t = f32;
-                $body
-            }
-            DType::F64 => {
-                type $t = f64;
-                $body
-            }
-            DType::I32 => {
-                type $t = i32;
-                $body
-            }
-            DType::I64 => {
-                type $t = i64;
-                $body
-            }
-        }
-    };
-}
-
 /// Elements per tile: a register of `f64` is 16 KiB, so a program of a
 /// dozen registers stays in L2.
 pub(crate) const TILE: usize = 2048;
@@ -381,14 +357,14 @@ impl<'p, 'a> Run<'p, 'a> {
 
     /// The whole output, in C order.
     pub(crate) fn elementwise(&self) -> AnyArray {
-        dispatch_dtype!(self.program.dtype(), T => self.collect::<T>())
+        with_type!(self.program.dtype(), T => self.collect::<T>())
     }
 
     /// `sink` over the last axis (`lanes` of `m` values) or over all values
     /// (one lane of all), as a 1-D array of one result per lane.
     pub(crate) fn reduce(&self, sink: Sink, lanes: usize, m: usize) -> AnyArray {
         debug_assert_eq!(lanes * m, self.n);
-        dispatch_dtype!(self.program.dtype(), T => T::reduce(self, sink, lanes, m))
+        with_type!(self.program.dtype(), T => T::reduce(self, sink, lanes, m))
     }
 
     fn collect<T: Lane>(&self) -> AnyArray {
@@ -443,7 +419,7 @@ impl<'p, 'a> Run<'p, 'a> {
                     Bound::Slice(_) => Val::InPlace(i),
                     Bound::Scalar(v) => Val::Scalar(*v),
                     Bound::Gather { data, strides } => {
-                        dispatch_dtype!(*dt, T => {
+                        with_type!(*dt, T => {
                             let mut buf = s.take::<T>(r, len);
                             let v = data.view();
                             let src = T::unwrap_view(&v).expect("dtype checked at binding");
@@ -456,7 +432,7 @@ impl<'p, 'a> Run<'p, 'a> {
                 },
                 Instr::Cast(a) => {
                     let from = self.program.instrs[a].1;
-                    dispatch_dtype!(*dt, T => cast_from::<T>(from, s, self, a, r, lo, hi))
+                    with_type!(*dt, T => cast_from::<T>(from, s, self, a, r, lo, hi))
                 }
                 Instr::Unary(op, a) => match dt {
                     DType::F32 => unary_float::<f32>(op, s, self, a, r, lo, hi),
@@ -793,7 +769,7 @@ where
     i32: Cast<T>,
     i64: Cast<T>,
 {
-    dispatch_dtype!(from, S => cast::<S, T>(s, run, a, r, lo, hi))
+    with_type!(from, S => cast::<S, T>(s, run, a, r, lo, hi))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -820,136 +796,50 @@ fn cast<S: Lane + Cast<T>, T: Lane>(
     val
 }
 
-macro_rules! float_dispatch {
-    ($unary:ident, $binary:ident) => {
+/// Declares a function applying the unary builtins `$($op => $f)*` to a
+/// register of `T`, and one applying the binary ones `$($op2 => $f2)*`
+/// (each `$f` an `ops` loop function implemented for `T`).
+macro_rules! dispatch {
+    ($unary:ident: $($op:ident => $f:ident),*; $binary:ident: $($op2:ident => $f2:ident),*) => {
         #[allow(clippy::too_many_arguments)]
-        fn $unary<T: Lane>(
-            op: FOp,
-            s: &mut Scratch,
-            run: &Run<'_, '_>,
-            a: usize,
-            r: usize,
-            lo: usize,
-            hi: usize,
-        ) -> Val
+        fn $unary<T: Lane>(op: FOp, s: &mut Scratch, run: &Run<'_, '_>, a: usize, r: usize, lo: usize, hi: usize) -> Val
         where
-            ops::Neg: Map1<T, T>,
-            ops::Abs: Map1<T, T>,
-            ops::Square: Map1<T, T>,
-            ops::Sqrt: Map1<T, T>,
-            ops::Exp: Map1<T, T>,
-            ops::Expm1: Map1<T, T>,
-            ops::Log: Map1<T, T>,
-            ops::Log1p: Map1<T, T>,
-            ops::Sin: Map1<T, T>,
-            ops::Cos: Map1<T, T>,
-            ops::Tan: Map1<T, T>,
-            ops::Tanh: Map1<T, T>,
+            $(ops::$f: Map1<T, T>,)*
         {
             let l = op.level();
             match op {
-                FOp::Neg => go1(&ops::Neg, l, s, run, a, r, lo, hi),
-                FOp::Abs => go1(&ops::Abs, l, s, run, a, r, lo, hi),
-                FOp::Square => go1(&ops::Square, l, s, run, a, r, lo, hi),
-                FOp::Sqrt => go1(&ops::Sqrt, l, s, run, a, r, lo, hi),
-                FOp::Exp => go1(&ops::Exp, l, s, run, a, r, lo, hi),
-                FOp::Expm1 => go1(&ops::Expm1, l, s, run, a, r, lo, hi),
-                FOp::Log => go1(&ops::Log, l, s, run, a, r, lo, hi),
-                FOp::Log1p => go1(&ops::Log1p, l, s, run, a, r, lo, hi),
-                FOp::Sin => go1(&ops::Sin, l, s, run, a, r, lo, hi),
-                FOp::Cos => go1(&ops::Cos, l, s, run, a, r, lo, hi),
-                FOp::Tan => go1(&ops::Tan, l, s, run, a, r, lo, hi),
-                FOp::Tanh => go1(&ops::Tanh, l, s, run, a, r, lo, hi),
-                _ => unreachable!("{op:?} is not unary"),
+                $(FOp::$op => go1(&ops::$f, l, s, run, a, r, lo, hi),)*
+                _ => unreachable!("{op:?} is not a unary operation of this dtype"),
             }
         }
 
         #[allow(clippy::too_many_arguments)]
-        fn $binary<T: Lane>(
-            op: FOp,
-            s: &mut Scratch,
-            run: &Run<'_, '_>,
-            ab: [usize; 2],
-            r: usize,
-            lo: usize,
-            hi: usize,
-        ) -> Val
+        fn $binary<T: Lane>(op: FOp, s: &mut Scratch, run: &Run<'_, '_>, ab: [usize; 2], r: usize, lo: usize, hi: usize) -> Val
         where
-            ops::Add: Map2<T, T, T>,
-            ops::Sub: Map2<T, T, T>,
-            ops::Mul: Map2<T, T, T>,
-            ops::Div: Map2<T, T, T>,
-            ops::Pow: Map2<T, T, T>,
-            ops::Maximum: Map2<T, T, T>,
-            ops::Minimum: Map2<T, T, T>,
+            $(ops::$f2: Map2<T, T, T>,)*
         {
             let l = op.level();
             match op {
-                FOp::Add => go2(&ops::Add, l, s, run, ab, r, lo, hi),
-                FOp::Sub => go2(&ops::Sub, l, s, run, ab, r, lo, hi),
-                FOp::Mul => go2(&ops::Mul, l, s, run, ab, r, lo, hi),
-                FOp::Div => go2(&ops::Div, l, s, run, ab, r, lo, hi),
-                FOp::Pow => go2(&ops::Pow, l, s, run, ab, r, lo, hi),
-                FOp::Maximum => go2(&ops::Maximum, l, s, run, ab, r, lo, hi),
-                FOp::Minimum => go2(&ops::Minimum, l, s, run, ab, r, lo, hi),
-                _ => unreachable!("{op:?} is not binary"),
+                $(FOp::$op2 => go2(&ops::$f2, l, s, run, ab, r, lo, hi),)*
+                _ => unreachable!("{op:?} is not a binary operation of this dtype"),
             }
         }
     };
 }
 
-float_dispatch!(unary_float, binary_float);
-
-#[allow(clippy::too_many_arguments)]
-fn unary_int<T: Lane>(
-    op: FOp,
-    s: &mut Scratch,
-    run: &Run<'_, '_>,
-    a: usize,
-    r: usize,
-    lo: usize,
-    hi: usize,
-) -> Val
-where
-    ops::Neg: Map1<T, T>,
-    ops::Abs: Map1<T, T>,
-    ops::Square: Map1<T, T>,
-{
-    let l = op.level();
-    match op {
-        FOp::Neg => go1(&ops::Neg, l, s, run, a, r, lo, hi),
-        FOp::Abs => go1(&ops::Abs, l, s, run, a, r, lo, hi),
-        FOp::Square => go1(&ops::Square, l, s, run, a, r, lo, hi),
-        _ => unreachable!("{op:?} computes in floats"),
-    }
+dispatch! {
+    unary_float: Neg => Neg, Abs => Abs, Square => Square, Sqrt => Sqrt, Exp => Exp,
+        Expm1 => Expm1, Log => Log, Log1p => Log1p, Sin => Sin, Cos => Cos, Tan => Tan,
+        Tanh => Tanh;
+    binary_float: Add => Add, Sub => Sub, Mul => Mul, Div => Div, Pow => Pow,
+        Maximum => Maximum, Minimum => Minimum
 }
 
-#[allow(clippy::too_many_arguments)]
-fn binary_int<T: Lane>(
-    op: FOp,
-    s: &mut Scratch,
-    run: &Run<'_, '_>,
-    ab: [usize; 2],
-    r: usize,
-    lo: usize,
-    hi: usize,
-) -> Val
-where
-    ops::Add: Map2<T, T, T>,
-    ops::Sub: Map2<T, T, T>,
-    ops::Mul: Map2<T, T, T>,
-    ops::Maximum: Map2<T, T, T>,
-    ops::Minimum: Map2<T, T, T>,
-{
-    let l = op.level();
-    match op {
-        FOp::Add => go2(&ops::Add, l, s, run, ab, r, lo, hi),
-        FOp::Sub => go2(&ops::Sub, l, s, run, ab, r, lo, hi),
-        FOp::Mul => go2(&ops::Mul, l, s, run, ab, r, lo, hi),
-        FOp::Maximum => go2(&ops::Maximum, l, s, run, ab, r, lo, hi),
-        FOp::Minimum => go2(&ops::Minimum, l, s, run, ab, r, lo, hi),
-        _ => unreachable!("{op:?} computes in floats"),
-    }
+// Integers: the float functions and division compute in floats (the
+// program casts first), and integer power is not fused.
+dispatch! {
+    unary_int: Neg => Neg, Abs => Abs, Square => Square;
+    binary_int: Add => Add, Sub => Sub, Mul => Mul, Maximum => Maximum, Minimum => Minimum
 }
 
 /// The value of a scalar as a 0-d array (what the unfused chain passes to

@@ -33,7 +33,6 @@
 //! `trig` (sin and cos).
 
 mod engine;
-pub(crate) mod fused;
 mod math;
 mod ops;
 mod plan;
@@ -112,6 +111,9 @@ macro_rules! with_type {
         }
     };
 }
+
+// After `with_type!`, which it uses.
+pub(crate) mod fused;
 
 /// A unary kernel keeping the input's dtype.
 macro_rules! same_dtype {
