@@ -10,6 +10,7 @@ use super::{Kind, Node};
 use crate::cache::Label;
 use crate::element::DType;
 use crate::error::{Error, Result};
+use crate::kernel::elementwise::broadcast_shape;
 use crate::kernel::elementwise::fused::{scalar_array, FOp, Run};
 use crate::kernel::reduce::fused::Sink;
 use crate::kernel::Registry;
@@ -288,7 +289,7 @@ impl<'c, 't> Evaluator<'c, 't> {
             let mut shape = self.shape_in(&node.children[0], g, false)?;
             for c in &node.children[1..] {
                 let other = self.shape_in(c, g, false)?;
-                shape = broadcast(&shape, &other)?;
+                shape = broadcast_shape(&shape, &other)?;
             }
             g.members.insert(node.sid);
             shape
@@ -464,22 +465,6 @@ fn walk(
     tokens.push(token);
     local.insert(node.sid, tokens.len() - 1);
     tokens.len() - 1
-}
-
-fn broadcast(a: &[usize], b: &[usize]) -> Result<Vec<usize>> {
-    let nd = a.len().max(b.len());
-    let dim = |s: &[usize], k: usize| (k + s.len()).checked_sub(nd).map_or(1, |i| s[i]);
-    (0..nd)
-        .map(|k| match (dim(a, k), dim(b, k)) {
-            (x, y) if x == y => Ok(x),
-            (1, y) => Ok(y),
-            (x, 1) => Ok(x),
-            _ => Err(Error::Broadcast {
-                left: a.to_vec(),
-                right: b.to_vec(),
-            }),
-        })
-        .collect()
 }
 
 fn reshape(flat: AnyArray, shape: &[usize]) -> AnyArray {

@@ -243,17 +243,7 @@ pub struct Evaluated<T, D> {
 
 impl<T: Element, D: Dimension> Evaluated<T, D> {
     fn new(keyed: Keyed) -> Result<Self> {
-        let array = keyed
-            .array()
-            .to_shared::<T>()?
-            .into_dimensionality::<D>()
-            .map_err(|_| Error::Shape {
-                shape: keyed.shape().to_vec(),
-                reason: format!(
-                    "the expression's result does not have {} dimensions",
-                    D::NDIM.unwrap_or(0)
-                ),
-            })?;
+        let array = typed(keyed.array().clone())?;
         Ok(Evaluated { array, keyed })
     }
 

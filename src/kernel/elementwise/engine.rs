@@ -121,7 +121,7 @@ impl Cost {
 }
 
 /// numpy's broadcast shape of two shapes.
-pub(super) fn broadcast_shape(left: &[usize], right: &[usize]) -> Result<Vec<usize>> {
+pub(crate) fn broadcast_shape(left: &[usize], right: &[usize]) -> Result<Vec<usize>> {
     let ndim = left.len().max(right.len());
     let dim = |s: &[usize], k: usize| {
         // Align on the last axis; missing leading axes have length 1.

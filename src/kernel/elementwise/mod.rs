@@ -43,6 +43,7 @@ mod trig;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use engine::broadcast_shape;
 use engine::{binary, unary, Cost};
 use ops::Closure;
 
