@@ -53,27 +53,27 @@ const X_MAX: f64 = 710.0;
 /// errors of `r` and of the last addition, for [`expm1`]'s cancellations).
 #[inline(always)]
 fn reduce(x: f64) -> (u64, f64, f64) {
-    let t = x * INV_LN2 + SHIFT;
+    let t = x.mul_add(INV_LN2, SHIFT);
     let kf = t - SHIFT;
     // k + 2048 ≥ 0, from the bits of t (k is in the low bits of its mantissa).
     let kb = t.to_bits().wrapping_sub(SHIFT.to_bits()).wrapping_add(2048);
-    let hi = x - kf * LN2_HI; // exact
+    let hi = (-kf).mul_add(LN2_HI, x); // exact
     let lo = kf * LN2_LO;
     let r = hi - lo;
     let r_err = (hi - r) - lo;
 
     let r2 = r * r;
     let r4 = r2 * r2;
-    let q01 = Q[0] + Q[1] * r;
-    let q23 = Q[2] + Q[3] * r;
-    let q45 = Q[4] + Q[5] * r;
-    let q67 = Q[6] + Q[7] * r;
-    let q89 = Q[8] + Q[9] * r;
-    let q = (q01 + r2 * q23) + r4 * ((q45 + r2 * q67) + r4 * q89);
+    let q01 = r.mul_add(Q[1], Q[0]);
+    let q23 = r.mul_add(Q[3], Q[2]);
+    let q45 = r.mul_add(Q[5], Q[4]);
+    let q67 = r.mul_add(Q[7], Q[6]);
+    let q89 = r.mul_add(Q[9], Q[8]);
+    let q = r4.mul_add(r4.mul_add(q89, r2.mul_add(q67, q45)), r2.mul_add(q23, q01));
     let p = r2 * q;
     let em1 = r + p;
     // e^(r + r_err) − 1 ≈ em1 + r_err·(1 + em1), and |p| < |r|.
-    let em1_lo = ((r - em1) + p) + r_err * (1.0 + em1);
+    let em1_lo = r_err.mul_add(1.0 + em1, (r - em1) + p);
     (kb, em1, em1_lo)
 }
 

@@ -62,7 +62,9 @@ use crate::value::{AnyArray, AnyView};
 /// every kernel's output bits to its version. History: "2" for `exp` (f32
 /// changed in 1197f52; the version is per kernel, not per dtype), `log`
 /// (libm's, then vectorized in 7d3f1e4), `expm1` and `log1p` (9bb27f3),
-/// `tanh` (d97d0e6), `sin` and `cos` (53c07d9), `tan` (aa595c4).
+/// `tanh` (d97d0e6), `sin` and `cos` (53c07d9), `tan` (aa595c4); "3" for
+/// `exp`, `expm1`, `tanh`, `sin`, `cos` and `tan` (their polynomials and
+/// reductions use fused multiply-adds: fewer roundings, other bits).
 struct Builtin {
     name: &'static str,
     version: &'static str,
@@ -217,14 +219,14 @@ fn builtins() -> Vec<Builtin> {
         same_dtype!("absolute", "1", Abs, "absolute value, elementwise (integers wrap: abs(MIN) == MIN)"),
         same_dtype!("square", "1", Square, "square, elementwise (integers wrap)"),
         float_fn!("sqrt", "1", Sqrt, Cost::Vector, "non-negative square root, elementwise"),
-        float_fn!("exp", "2", Exp, Cost::Vector, "exponential e**x, elementwise"),
-        float_fn!("expm1", "2", Expm1, Cost::Vector, "exp(x) - 1, accurate for small x, elementwise"),
+        float_fn!("exp", "3", Exp, Cost::Vector, "exponential e**x, elementwise"),
+        float_fn!("expm1", "3", Expm1, Cost::Vector, "exp(x) - 1, accurate for small x, elementwise"),
         float_fn!("log", "2", Log, Cost::Vector, "natural logarithm, elementwise"),
         float_fn!("log1p", "2", Log1p, Cost::Vector, "log(1 + x), accurate for small x, elementwise"),
-        float_fn!("sin", "2", Sin, Cost::Vector, "sine (radians), elementwise"),
-        float_fn!("cos", "2", Cos, Cost::Vector, "cosine (radians), elementwise"),
-        float_fn!("tan", "2", Tan, Cost::Vector, "tangent (radians), elementwise"),
-        float_fn!("tanh", "2", Tanh, Cost::Vector, "hyperbolic tangent, elementwise"),
+        float_fn!("sin", "3", Sin, Cost::Vector, "sine (radians), elementwise"),
+        float_fn!("cos", "3", Cos, Cost::Vector, "cosine (radians), elementwise"),
+        float_fn!("tan", "3", Tan, Cost::Vector, "tangent (radians), elementwise"),
+        float_fn!("tanh", "3", Tanh, Cost::Vector, "hyperbolic tangent, elementwise"),
         promoted!("add", "1", Add, "sum of two broadcast arrays, elementwise (integers wrap)"),
         promoted!("subtract", "1", Sub, "difference of two broadcast arrays, elementwise (integers wrap)"),
         promoted!("multiply", "1", Mul, "product of two broadcast arrays, elementwise (integers wrap)"),

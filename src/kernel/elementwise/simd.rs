@@ -12,6 +12,17 @@
 //! into a fused multiply-add, and vectorization does not reorder IEEE
 //! operations, so the element function is evaluated identically in each
 //! lane. A result cached on one machine is valid on any other.
+//!
+//! The polynomials of `exp`, `sin` and `cos` do use fused multiply-adds,
+//! explicitly (`f64::mul_add`): one rounding per step instead of two, a
+//! fifth fewer instructions and a shorter dependency chain (sin and cos of
+//! a tile are latency-bound). `mul_add` is correctly rounded wherever it
+//! runs, so the bits stay the same on every level: the AVX2 and AVX-512
+//! loops use the FMA instruction, the SSE2 loop calls libm's `fma`. That
+//! call is fast on a CPU with FMA (glibc picks the instruction) and slow,
+//! several times libm's own `exp`, on the rare x86-64 CPU without FMA,
+//! which is also the only one that runs the SSE2 loop: bit-identical
+//! caches across machines were chosen over speed there.
 
 use std::mem::MaybeUninit;
 use std::sync::OnceLock;

@@ -54,17 +54,17 @@ pub(super) fn needs_libm(x: f64) -> bool {
 fn reduce(x: f64) -> (u64, f64, f64) {
     // Other lanes are recomputed by libm; reduce 0 instead (no NaN games).
     let x = if x.abs() <= LIMIT { x } else { 0.0 };
-    let t = x * INV_PIO2 + SHIFT;
+    let t = x.mul_add(INV_PIO2, SHIFT);
     let n = t - SHIFT;
     // n mod 4, from the integer held in t's mantissa (2⁵¹ + n).
     let quadrant = t.to_bits() & 3;
-    let r1 = x - n * PIO2_1; // exact: n·PIO2_1 is, and x is close to it
+    let r1 = (-n).mul_add(PIO2_1, x); // exact: n·PIO2_1 is, and x is close to it
     let t2 = n * PIO2_2; // exact
                          // r1 − t2 with its rounding error (two-sum: either may be larger).
     let r2 = r1 - t2;
     let bv = r2 - r1;
     let e2 = (r1 - (r2 - bv)) + (-t2 - bv);
-    let lo = e2 - n * PIO2_3;
+    let lo = (-n).mul_add(PIO2_3, e2);
     let r = r2 + lo;
     let r_lo = lo - (r - r2);
     (quadrant, r, r_lo)
@@ -75,10 +75,13 @@ fn reduce(x: f64) -> (u64, f64, f64) {
 fn sin_kernel(r: f64, y: f64) -> f64 {
     let z = r * r;
     let z2 = z * z;
-    let rest = (S[1] + z * S[2]) + z2 * ((S[3] + z * S[4]) + z2 * S[5]);
+    let rest = z2.mul_add(
+        z2.mul_add(S[5], z.mul_add(S[4], S[3])),
+        z.mul_add(S[2], S[1]),
+    );
     let v = z * r;
     // r + r³·S(z) + y·cos(r), the small terms first.
-    r + (v * (S[0] + z * rest) + y * (1.0 - 0.5 * z))
+    r + v.mul_add(z.mul_add(rest, S[0]), y * (-0.5f64).mul_add(z, 1.0))
 }
 
 /// cos(r + y) for |r| ≤ π/4, |y| tiny.
@@ -86,12 +89,15 @@ fn sin_kernel(r: f64, y: f64) -> f64 {
 fn cos_kernel(r: f64, y: f64) -> f64 {
     let z = r * r;
     let z2 = z * z;
-    let c = (C[0] + z * C[1]) + z2 * ((C[2] + z * C[3]) + z2 * (C[4] + z * C[5]));
+    let c = z2.mul_add(
+        z2.mul_add(z.mul_add(C[5], C[4]), z.mul_add(C[3], C[2])),
+        z.mul_add(C[1], C[0]),
+    );
     let hz = 0.5 * z;
     let w = 1.0 - hz;
     // 1 − z/2 rounds; its error is added back with the small terms.
     let err = (1.0 - w) - hz;
-    w + (err + (z2 * c - r * y))
+    w + (err + z2.mul_add(c, -(r * y)))
 }
 
 /// sin(x) for |x| ≤ [`LIMIT`] (other values: see [`needs_libm`]).
