@@ -362,13 +362,22 @@ impl Program {
 
 /// A frontier input bound to a run: how a tile of it is read.
 enum Bound<'a> {
-    /// As many elements as the output, in C order: read in place.
-    Slice(AnyView<'a>),
+    /// As many elements as the output, in C order: read in place (the
+    /// slice taken once, at binding, not per tile).
+    Slice(AnySlice<'a>),
     /// One element.
     Scalar(Scalar),
     /// Broadcast: copied row by row from a C-order array with these
     /// element strides per output axis (0 along broadcast axes).
     Gather { data: Held<'a>, strides: Vec<usize> },
+}
+
+/// The elements of an input read in place.
+enum AnySlice<'a> {
+    F32(&'a [f32]),
+    F64(&'a [f64]),
+    I32(&'a [i32]),
+    I64(&'a [i64]),
 }
 
 /// C-order data of a frontier input: borrowed, or copied when the input
@@ -441,7 +450,9 @@ impl<'p, 'a> Run<'p, 'a> {
                     let lo = t * task;
                     for (k, out) in run.chunks_mut(TILE).enumerate() {
                         let start = lo + k * TILE;
-                        self.exec(s, start, start + out.len());
+                        if self.exec(s, start, start + out.len(), Some(&mut *out)) {
+                            continue;
+                        }
                         let root = self.program.instrs.len() - 1;
                         match s.operand::<T>(root, self, start, start + out.len()) {
                             Operand::Slice(x) => {
@@ -471,9 +482,19 @@ impl<'p, 'a> Run<'p, 'a> {
         )
     }
 
-    /// Runs every instruction on elements `lo..hi` of the output.
-    fn exec(&self, s: &mut Scratch, lo: usize, hi: usize) {
+    /// Runs every instruction on elements `lo..hi` of the output. With
+    /// `out`, a root that is a unary or binary operation writes its values
+    /// there instead of into its register (saving a copy per element);
+    /// returns whether it did.
+    fn exec<O: Lane>(
+        &self,
+        s: &mut Scratch,
+        lo: usize,
+        hi: usize,
+        mut out: Option<&mut [MaybeUninit<O>]>,
+    ) -> bool {
         let len = hi - lo;
+        let root = self.program.instrs.len() - 1;
         s.vals.resize(self.program.instrs.len(), Val::Buf);
         s.buffers.clear();
         s.buffers.extend_from_slice(&self.program.buffers);
@@ -498,12 +519,19 @@ impl<'p, 'a> Run<'p, 'a> {
                     let from = self.program.instrs[a].1;
                     with_type!(*dt, T => cast_from::<T>(from, s, self, a, r, lo, hi))
                 }
-                Instr::Unary(op, a) => match dt {
-                    DType::F32 => unary_float::<f32>(op, s, self, a, r, lo, hi),
-                    DType::F64 => unary_float::<f64>(op, s, self, a, r, lo, hi),
-                    DType::I32 => unary_int::<i32>(op, s, self, a, r, lo, hi),
-                    DType::I64 => unary_int::<i64>(op, s, self, a, r, lo, hi),
-                },
+                Instr::Unary(op, a) if r == root && out.is_some() => {
+                    let dest = Dest::Out(out.take().expect("checked"));
+                    O::unary(op, s, self, a, dest, lo, hi);
+                    return true;
+                }
+                Instr::Binary(op, a, b) if r == root && out.is_some() => {
+                    let dest = Dest::Out(out.take().expect("checked"));
+                    O::binary(op, s, self, [a, b], dest, lo, hi);
+                    return true;
+                }
+                Instr::Unary(op, a) => {
+                    with_type!(*dt, T => T::unary(op, s, self, a, Dest::Reg(r), lo, hi))
+                }
                 Instr::SinCos { x, sin, cos } => {
                     let (vs, vc) = match dt {
                         DType::F32 => sincos::<f32>(s, self, x, [sin, cos], lo, hi),
@@ -514,22 +542,20 @@ impl<'p, 'a> Run<'p, 'a> {
                     continue;
                 }
                 Instr::Paired => continue,
-                Instr::Binary(op, a, b) => match dt {
-                    DType::F32 => binary_float::<f32>(op, s, self, [a, b], r, lo, hi),
-                    DType::F64 => binary_float::<f64>(op, s, self, [a, b], r, lo, hi),
-                    DType::I32 => binary_int::<i32>(op, s, self, [a, b], r, lo, hi),
-                    DType::I64 => binary_int::<i64>(op, s, self, [a, b], r, lo, hi),
-                },
+                Instr::Binary(op, a, b) => {
+                    with_type!(*dt, T => T::binary(op, s, self, [a, b], Dest::Reg(r), lo, hi))
+                }
             };
             s.vals[r] = val;
         }
+        false
     }
 }
 
 impl<T: Lane> Ranges<T> for Run<'_, '_> {
     fn visit(&self, lo: usize, hi: usize, f: &mut dyn FnMut(&[T])) {
         with_scratch(|s| {
-            self.exec(s, lo, hi);
+            self.exec::<T>(s, lo, hi, None);
             let root = self.program.instrs.len() - 1;
             match s.operand::<T>(root, self, lo, hi) {
                 Operand::Slice(x) => f(x),
@@ -551,7 +577,13 @@ fn bind<'a>(v: AnyView<'a>, shape: &[usize], n: usize) -> Bound<'a> {
     }
     let standard = crate::value::dispatch_view!(&v, a => a.is_standard_layout());
     if v.len() == n && standard {
-        return Bound::Slice(v);
+        let whole = "a standard-layout view is one slice";
+        return Bound::Slice(match v {
+            AnyView::F32(a) => AnySlice::F32(a.to_slice().expect(whole)),
+            AnyView::F64(a) => AnySlice::F64(a.to_slice().expect(whole)),
+            AnyView::I32(a) => AnySlice::I32(a.to_slice().expect(whole)),
+            AnyView::I64(a) => AnySlice::I64(a.to_slice().expect(whole)),
+        });
     }
     let data = if standard {
         Held::Borrowed(v)
@@ -673,14 +705,7 @@ impl Scratch {
     ) -> Operand<'s, T> {
         match self.vals[r] {
             Val::InPlace(i) => match &run.inputs[i] {
-                Bound::Slice(v) => {
-                    let x = T::unwrap_view(v).expect("dtype checked at binding");
-                    let x: &'s [T] = match x.to_slice() {
-                        Some(s) => s,
-                        None => unreachable!("in-place inputs are in C order"),
-                    };
-                    Operand::Slice(&x[lo..hi])
-                }
+                Bound::Slice(v) => Operand::Slice(&T::slice(v)[lo..hi]),
                 _ => unreachable!("only slices are read in place"),
             },
             Val::Scalar(v) => Operand::Scalar(T::of(v)),
@@ -707,11 +732,48 @@ trait Lane: Element + Wrap + Reducible {
     fn pool_ref(s: &Scratch) -> &Vec<Vec<Self>>;
     fn of(v: Scalar) -> Self;
     fn scalar(self) -> Scalar;
+    /// The elements of an in-place input of this dtype.
+    fn slice<'a>(v: &AnySlice<'a>) -> &'a [Self];
+    /// Unary `op` of register `a` into `dest`.
+    #[allow(clippy::too_many_arguments)]
+    fn unary(
+        op: FOp,
+        s: &mut Scratch,
+        run: &Run<'_, '_>,
+        a: usize,
+        dest: Dest<'_, Self>,
+        lo: usize,
+        hi: usize,
+    ) -> Val;
+    /// Binary `op` of registers `ab` into `dest`.
+    #[allow(clippy::too_many_arguments)]
+    fn binary(
+        op: FOp,
+        s: &mut Scratch,
+        run: &Run<'_, '_>,
+        ab: [usize; 2],
+        dest: Dest<'_, Self>,
+        lo: usize,
+        hi: usize,
+    ) -> Val;
+}
+
+/// Where an instruction writes a tile: its register, or (the root) the
+/// output itself.
+enum Dest<'o, T> {
+    Reg(usize),
+    Out(&'o mut [MaybeUninit<T>]),
 }
 
 macro_rules! lane {
-    ($($t:ident => $v:ident),*) => {$(
+    ($($t:ident => $v:ident, $unary:ident, $binary:ident);*) => {$(
         impl Lane for $t {
+            fn unary(op: FOp, s: &mut Scratch, run: &Run<'_, '_>, a: usize, dest: Dest<'_, Self>, lo: usize, hi: usize) -> Val {
+                $unary::<$t>(op, s, run, a, dest, lo, hi)
+            }
+            fn binary(op: FOp, s: &mut Scratch, run: &Run<'_, '_>, ab: [usize; 2], dest: Dest<'_, Self>, lo: usize, hi: usize) -> Val {
+                $binary::<$t>(op, s, run, ab, dest, lo, hi)
+            }
             fn pool(s: &mut Scratch) -> &mut Vec<Vec<Self>> { &mut s.$t }
             fn pool_ref(s: &Scratch) -> &Vec<Vec<Self>> { &s.$t }
             fn of(v: Scalar) -> Self {
@@ -721,13 +783,24 @@ macro_rules! lane {
                 }
             }
             fn scalar(self) -> Scalar { Scalar::$v(self) }
+            fn slice<'a>(v: &AnySlice<'a>) -> &'a [Self] {
+                match *v {
+                    AnySlice::$v(x) => x,
+                    _ => unreachable!("an input of another dtype read as {}", stringify!($t)),
+                }
+            }
         }
     )*};
 }
 
-lane!(f32 => F32, f64 => F64, i32 => I32, i64 => I64);
+lane!(
+    f32 => F32, unary_float, binary_float;
+    f64 => F64, unary_float, binary_float;
+    i32 => I32, unary_int, binary_int;
+    i64 => I64, unary_int, binary_int
+);
 
-/// Writes `f` of register `a` into register `r` (or a scalar).
+/// Writes `f` of register `a` into `dest` (a register may get a scalar).
 #[allow(clippy::too_many_arguments)]
 fn go1<T: Lane, F: Map1<T, T>>(
     f: &F,
@@ -735,31 +808,49 @@ fn go1<T: Lane, F: Map1<T, T>>(
     s: &mut Scratch,
     run: &Run<'_, '_>,
     a: usize,
-    r: usize,
+    dest: Dest<'_, T>,
     lo: usize,
     hi: usize,
 ) -> Val {
-    let len = hi - lo;
-    let mut out = s.take::<T>(r, len);
-    let val = match s.operand::<T>(a, run, lo, hi) {
-        Operand::Slice(x) => {
-            simd::map1(level, x, &mut out[..len], f);
+    let one = |v: T| {
+        if f.needs_exact(v) {
+            f.exact(v)
+        } else {
+            f.call(v)
+        }
+    };
+    match dest {
+        Dest::Reg(r) => {
+            let len = hi - lo;
+            let mut out = s.take::<T>(r, len);
+            let val = match s.operand::<T>(a, run, lo, hi) {
+                Operand::Slice(x) => {
+                    simd::map1(level, x, &mut out[..len], f);
+                    Val::Buf
+                }
+                Operand::Scalar(v) => Val::Scalar(one(v).scalar()),
+            };
+            s.put(r, out);
+            val
+        }
+        Dest::Out(out) => {
+            match s.operand::<T>(a, run, lo, hi) {
+                Operand::Slice(x) => simd::map1(level, x, out, f),
+                Operand::Scalar(v) => fill(out, one(v)),
+            }
             Val::Buf
         }
-        Operand::Scalar(v) => Val::Scalar(
-            if f.needs_exact(v) {
-                f.exact(v)
-            } else {
-                f.call(v)
-            }
-            .scalar(),
-        ),
-    };
-    s.put(r, out);
-    val
+    }
 }
 
-/// Writes `f` of registers `a` and `b` into register `r` (or a scalar).
+fn fill<T: Copy>(out: &mut [MaybeUninit<T>], v: T) {
+    for o in out {
+        o.write(v);
+    }
+}
+
+/// Writes `f` of registers `a` and `b` into `dest` (a register may get a
+/// scalar).
 #[allow(clippy::too_many_arguments)]
 fn go2<T: Lane, F: Map2<T, T, T>>(
     f: &F,
@@ -767,24 +858,40 @@ fn go2<T: Lane, F: Map2<T, T, T>>(
     s: &mut Scratch,
     run: &Run<'_, '_>,
     [a, b]: [usize; 2],
-    r: usize,
+    dest: Dest<'_, T>,
     lo: usize,
     hi: usize,
 ) -> Val {
     let len = hi - lo;
-    let mut out = s.take::<T>(r, len);
-    let (x, y) = (
-        s.operand::<T>(a, run, lo, hi),
-        s.operand::<T>(b, run, lo, hi),
-    );
-    let val = if let (Operand::Scalar(x), Operand::Scalar(y)) = (x, y) {
-        Val::Scalar(f.call(x, y).scalar())
-    } else {
-        simd::map2(level, x, y, &mut out[..len], f);
-        Val::Buf
-    };
-    s.put(r, out);
-    val
+    match dest {
+        Dest::Reg(r) => {
+            let mut out = s.take::<T>(r, len);
+            let (x, y) = (
+                s.operand::<T>(a, run, lo, hi),
+                s.operand::<T>(b, run, lo, hi),
+            );
+            let val = if let (Operand::Scalar(x), Operand::Scalar(y)) = (x, y) {
+                Val::Scalar(f.call(x, y).scalar())
+            } else {
+                simd::map2(level, x, y, &mut out[..len], f);
+                Val::Buf
+            };
+            s.put(r, out);
+            val
+        }
+        Dest::Out(out) => {
+            let (x, y) = (
+                s.operand::<T>(a, run, lo, hi),
+                s.operand::<T>(b, run, lo, hi),
+            );
+            if let (Operand::Scalar(x), Operand::Scalar(y)) = (x, y) {
+                fill(out, f.call(x, y));
+            } else {
+                simd::map2(level, x, y, out, f);
+            }
+            Val::Buf
+        }
+    }
 }
 
 /// `sin` and `cos` of register `x` into registers `sin` and `cos`.
@@ -870,25 +977,25 @@ fn cast<S: Lane + Cast<T>, T: Lane>(
 macro_rules! dispatch {
     ($unary:ident: $($op:ident => $f:ident),*; $binary:ident: $($op2:ident => $f2:ident),*) => {
         #[allow(clippy::too_many_arguments)]
-        fn $unary<T: Lane>(op: FOp, s: &mut Scratch, run: &Run<'_, '_>, a: usize, r: usize, lo: usize, hi: usize) -> Val
+        fn $unary<T: Lane>(op: FOp, s: &mut Scratch, run: &Run<'_, '_>, a: usize, dest: Dest<'_, T>, lo: usize, hi: usize) -> Val
         where
             $(ops::$f: Map1<T, T>,)*
         {
             let l = op.level();
             match op {
-                $(FOp::$op => go1(&ops::$f, l, s, run, a, r, lo, hi),)*
+                $(FOp::$op => go1(&ops::$f, l, s, run, a, dest, lo, hi),)*
                 _ => unreachable!("{op:?} is not a unary operation of this dtype"),
             }
         }
 
         #[allow(clippy::too_many_arguments)]
-        fn $binary<T: Lane>(op: FOp, s: &mut Scratch, run: &Run<'_, '_>, ab: [usize; 2], r: usize, lo: usize, hi: usize) -> Val
+        fn $binary<T: Lane>(op: FOp, s: &mut Scratch, run: &Run<'_, '_>, ab: [usize; 2], dest: Dest<'_, T>, lo: usize, hi: usize) -> Val
         where
             $(ops::$f2: Map2<T, T, T>,)*
         {
             let l = op.level();
             match op {
-                $(FOp::$op2 => go2(&ops::$f2, l, s, run, ab, r, lo, hi),)*
+                $(FOp::$op2 => go2(&ops::$f2, l, s, run, ab, dest, lo, hi),)*
                 _ => unreachable!("{op:?} is not a binary operation of this dtype"),
             }
         }
