@@ -5,14 +5,16 @@
 //! A [`Program`] is a list of typed instructions in SSA form: load a
 //! frontier input, cast, apply a unary or binary builtin. Each instruction
 //! has a register holding one tile of its values (or, for a broadcast
-//! scalar, one value), in a per-thread scratch reused from tile to tile.
-//! The instructions call the very loops the registry's kernels use
-//! ([`simd::map1`], [`simd::map2`] with the `ops` functions, the same
-//! feature level and the same casts), so every element of a fused result
-//! is the bits the chain of registry calls gives, and the last register of
-//! a tile is either copied to the output or handed to a trailing reduction
-//! (`reduce::fused`), which asks for ranges in the order that keeps the
-//! registry's bits too.
+//! scalar, one value), in a buffer of a per-thread scratch reused from
+//! tile to tile; registers whose lives do not overlap share a buffer, so a
+//! tile's working set stays in L1. The instructions call the very loops
+//! the registry's kernels use ([`simd::map1`], [`simd::map2`] with the
+//! `ops` functions, the same feature level and the same casts), so every
+//! element of a fused result is the bits the chain of registry calls
+//! gives. The last instruction writes its tile straight into the output
+//! (or, when it is not an operation, its register is copied there), or
+//! hands it to a trailing reduction (`reduce::fused`), which asks for
+//! ranges in the order that keeps the registry's bits too.
 //!
 //! Every node of a program has the output's size: a frontier input may
 //! broadcast (a row, a column, a scalar), but an operation on a smaller
