@@ -452,24 +452,25 @@ fn extreme_body<T: Num, const MAX: bool>(x: &[T]) -> T {
         let res = x.iter().fold(first, |a, &v| fast::<T, MAX>(a, v));
         (res, x.iter().any(|v| v.is_nan()))
     } else {
-        // Eight independent accumulators: comparisons the compiler can
-        // turn into vector max/min instructions.
+        // Eight independent accumulators: comparisons the compiler turns
+        // into vector max/min instructions. The NaN check is a second loop
+        // over each block while it is in L1 (a flag per accumulator in the
+        // same loop was compiled to scalar code: 3x slower).
+        let full = x.len() - x.len() % 8;
+        let (body, tail) = x.split_at(full);
         let mut acc: [T; 8] = std::array::from_fn(|k| x[k]);
-        let mut nan: [bool; 8] = std::array::from_fn(|k| x[k].is_nan());
-        let mut chunks = x[8..].chunks_exact(8);
-        for chunk in &mut chunks {
-            for k in 0..8 {
-                acc[k] = fast::<T, MAX>(acc[k], chunk[k]);
-                nan[k] |= chunk[k].is_nan();
+        let mut nan = false;
+        for block in body.chunks(1 << 10) {
+            for chunk in block.chunks_exact(8) {
+                for k in 0..8 {
+                    acc[k] = fast::<T, MAX>(acc[k], chunk[k]);
+                }
             }
+            nan |= block.iter().fold(false, |n, v| n | v.is_nan());
         }
         let res = acc.into_iter().reduce(fast::<T, MAX>).unwrap_or(first);
-        let res = chunks
-            .remainder()
-            .iter()
-            .fold(res, |a, &v| fast::<T, MAX>(a, v));
-        let tail_nan = chunks.remainder().iter().any(|v| v.is_nan());
-        (res, tail_nan || nan.contains(&true))
+        let res = tail.iter().fold(res, |a, &v| fast::<T, MAX>(a, v));
+        (res, nan || tail.iter().any(|v| v.is_nan()))
     };
     if T::unsettled(res, saw_nan) {
         T::settle::<MAX>(res, saw_nan, x.iter().copied())
