@@ -443,26 +443,31 @@ fn extreme_serial<T: Num, const MAX: bool>(level: Level, x: &[T]) -> T {
     }
 }
 
+/// The accumulators of [`extreme_body`] (four AVX2 registers of `f64`).
+const LANES: usize = 16;
+
 #[inline(always)]
 fn extreme_body<T: Num, const MAX: bool>(x: &[T]) -> T {
     let Some(&first) = x.first() else {
         return T::default();
     };
-    let (res, saw_nan) = if x.len() < 8 {
+    let (res, saw_nan) = if x.len() < LANES {
         let res = x.iter().fold(first, |a, &v| fast::<T, MAX>(a, v));
         (res, x.iter().any(|v| v.is_nan()))
     } else {
-        // Eight independent accumulators: comparisons the compiler turns
-        // into vector max/min instructions. The NaN check is a second loop
-        // over each block while it is in L1 (a flag per accumulator in the
-        // same loop was compiled to scalar code: 3x slower).
-        let full = x.len() - x.len() % 8;
+        // LANES independent accumulators: comparisons the compiler turns
+        // into vector max/min instructions, enough of them to hide their
+        // latency (the pick does not depend on the order). The NaN check is
+        // a second loop over each block while it is in L1 (a flag per
+        // accumulator in the same loop was compiled to scalar code: 3x
+        // slower).
+        let full = x.len() - x.len() % LANES;
         let (body, tail) = x.split_at(full);
-        let mut acc: [T; 8] = std::array::from_fn(|k| x[k]);
+        let mut acc: [T; LANES] = std::array::from_fn(|k| x[k]);
         let mut nan = false;
         for block in body.chunks(1 << 10) {
-            for chunk in block.chunks_exact(8) {
-                for k in 0..8 {
+            for chunk in block.chunks_exact(LANES) {
+                for k in 0..LANES {
                     acc[k] = fast::<T, MAX>(acc[k], chunk[k]);
                 }
             }
