@@ -9,8 +9,13 @@
 //! - `miss`: compute and insert (input keyed; the cache is emptied, untimed,
 //!   before each call).
 //!
+//! Kernels: `add`, `exp`, `sum`, `sort`, `max`, `maximum`, `power`, on
+//! `f64` uniform in [0, 1) (both operands of the binary ones).
+//!
 //! Run: `cargo bench --bench cached_vs_raw`; then
-//! `python3 benches/joblib_baseline.py` for numpy's times on this machine.
+//! `python3 benches/joblib_baseline.py` for numpy's times on this machine
+//! (the same kernels; `raw` against numpy is the comparison that matters
+//! for a miss).
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -39,11 +44,14 @@ fn bench(c: &mut Criterion) {
         .build()
         .unwrap();
     let mut g = c.benchmark_group("cached_vs_raw");
-    for kernel in ["add", "exp", "sum", "sort"] {
+    for kernel in ["add", "exp", "sum", "sort", "max", "maximum", "power"] {
         for n in [1000usize, 100_000, 1_000_000] {
             let x = data(n, 1);
             let y = data(n, 2);
-            let arity = if kernel == "add" { 2 } else { 1 };
+            let arity = match kernel {
+                "add" | "maximum" | "power" => 2,
+                _ => 1,
+            };
             let cache = ArrayCache::builder().max_bytes(1 << 30).build().unwrap();
             let xk: Keyed = cache.keyed(x.clone());
             let yk: Keyed = cache.keyed(y.clone());

@@ -19,6 +19,13 @@ def median_ms(stmt, number, repeat=15):
 def main():
     rng = np.random.default_rng(0)
     print("numpy", np.__version__)
+    # Which SIMD numpy dispatches to (X86_V4 / AVX512_* mean AVX-512).
+    try:
+        from numpy._core._multiarray_umath import __cpu_features__ as feats
+        used = ("AVX2", "FMA3", "AVX512F", "AVX512_SKX", "AVX512_ICL")
+        print("numpy CPU features:", " ".join(k for k in used if feats.get(k)))
+    except ImportError:
+        pass
     for n in (1000, 100_000, 1_000_000):
         x = rng.random(n)
         y = rng.random(n)
@@ -28,6 +35,9 @@ def main():
             f"  exp {median_ms(lambda: np.exp(x), number):.4f} ms"
             f"  sum {median_ms(lambda: np.sum(x), number):.4f} ms"
             f"  sort {median_ms(lambda: np.sort(x), max(1, number // 10)):.4f} ms"
+            f"  max {median_ms(lambda: np.max(x), number):.4f} ms"
+            f"  maximum {median_ms(lambda: np.maximum(x, y), number):.4f} ms"
+            f"  power {median_ms(lambda: np.power(x, y), number):.4f} ms"
         )
     try:
         import joblib

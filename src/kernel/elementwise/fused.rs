@@ -156,22 +156,19 @@ impl FOp {
         })
     }
 
-    /// The loop level the registry's kernel uses (a libm call per element
-    /// gains nothing from wider vectors).
+    /// The loop level: the registry's (every level computes the same
+    /// bits; float `power` here always splits its products by Dekker's
+    /// algorithm, which the registry's FMA variant equals bit for bit).
     fn level(self) -> Level {
-        match self {
-            FOp::Pow => Level::Base,
-            _ => simd::level(),
-        }
+        simd::level()
     }
 
     /// Roughly how expensive an element is: 0 for arithmetic, 1 for a
-    /// vectorized function, 2 for a libm call.
+    /// vectorized function.
     fn weight(self) -> u8 {
         match self {
             FOp::Neg | FOp::Abs | FOp::Square | FOp::Add | FOp::Sub | FOp::Mul => 0,
             FOp::Maximum | FOp::Minimum => 0,
-            FOp::Pow => 2,
             _ => 1,
         }
     }
@@ -865,6 +862,13 @@ fn go2<T: Lane, F: Map2<T, T, T>>(
     hi: usize,
 ) -> Val {
     let len = hi - lo;
+    let one = |x: T, y: T| {
+        if f.needs_exact(x, y) {
+            f.exact(x, y)
+        } else {
+            f.call(x, y)
+        }
+    };
     match dest {
         Dest::Reg(r) => {
             let mut out = s.take::<T>(r, len);
@@ -873,7 +877,7 @@ fn go2<T: Lane, F: Map2<T, T, T>>(
                 s.operand::<T>(b, run, lo, hi),
             );
             let val = if let (Operand::Scalar(x), Operand::Scalar(y)) = (x, y) {
-                Val::Scalar(f.call(x, y).scalar())
+                Val::Scalar(one(x, y).scalar())
             } else {
                 simd::map2(level, x, y, &mut out[..len], f);
                 Val::Buf
@@ -887,7 +891,7 @@ fn go2<T: Lane, F: Map2<T, T, T>>(
                 s.operand::<T>(b, run, lo, hi),
             );
             if let (Operand::Scalar(x), Operand::Scalar(y)) = (x, y) {
-                fill(out, f.call(x, y));
+                fill(out, one(x, y));
             } else {
                 simd::map2(level, x, y, out, f);
             }

@@ -45,14 +45,14 @@ const Q: [f64; 10] = [
 ];
 /// Below this `e^x` rounds to zero; above the other bound it overflows.
 /// Clamping to them keeps `k` small without changing any result.
-const X_MIN: f64 = -750.0;
-const X_MAX: f64 = 710.0;
+pub(super) const X_MIN: f64 = -750.0;
+pub(super) const X_MAX: f64 = 710.0;
 
 /// `x = k·ln2 + r` for `x` in [X_MIN, X_MAX]: returns `k + 2048`, and
 /// `e^r − 1` as an unevaluated sum `hi + lo` (`lo` carries the rounding
 /// errors of `r` and of the last addition, for [`expm1`]'s cancellations).
 #[inline(always)]
-fn reduce(x: f64) -> (u64, f64, f64) {
+pub(super) fn reduce(x: f64) -> (u64, f64, f64) {
     let t = x.mul_add(INV_LN2, SHIFT);
     let kf = t - SHIFT;
     // k + 2048 ≥ 0, from the bits of t (k is in the low bits of its mantissa).
@@ -79,7 +79,7 @@ fn reduce(x: f64) -> (u64, f64, f64) {
 
 /// `v · 2^k` for `kb = k + 2048` with k in [−1082, 1024], rounded once.
 #[inline(always)]
-fn scale(v: f64, kb: u64) -> f64 {
+pub(super) fn scale(v: f64, kb: u64) -> f64 {
     // 2^k = 2^k1 · 2^k2 with k1 = ⌊k/2⌋ and k2 = k − k1, both normal floats
     // (biased exponents k1 + 1023 = half − 1 and k2 + 1023 = kb − half − 1,
     // in [482, 1535]); the first product is exact, the second rounds, also

@@ -20,9 +20,10 @@
 //!
 //! Arithmetic, `sqrt`, `maximum` and `minimum` are exact (IEEE 754, as
 //! numpy). `exp`, `expm1`, `log`, `log1p`, `tanh`, `sin` and `cos` are
-//! this crate's own vectorizable functions (`math`, `trig`), within 1 ulp
-//! of the correctly rounded result, `tan` within 2 (sin, cos and tan hand
-//! arguments beyond 2^19 to libm); float `power` is libm's. The loops are
+//! this crate's own vectorizable functions (`math`, `trig`, `pow`), within
+//! 1 ulp of the correctly rounded result, `tan` within 2 (sin, cos and tan
+//! hand arguments beyond 2^19 to libm); float `power` handles zeros,
+//! infinities, NaN and huge exponents in a scalar pass of its own. The loops are
 //! compiled for SSE2, AVX2 and AVX-512 and chosen at run time (`simd`),
 //! with the same bits on every level, so results cached on one machine are
 //! valid on another.
@@ -30,12 +31,13 @@
 //! Module map: `engine` (broadcasting, tasks, threads, output memory),
 //! `source` (reading operands of any layout), `simd` (the loops),
 //! `ops` (numpy's element semantics), `math` (exp and log families),
-//! `trig` (sin and cos).
+//! `trig` (sin and cos), `pow` (power).
 
 mod engine;
 mod math;
 mod ops;
 mod plan;
+mod pow;
 mod simd;
 mod source;
 mod trig;
@@ -46,6 +48,9 @@ mod tests;
 pub(crate) use engine::broadcast_shape;
 use engine::{binary, unary, Cost};
 use ops::Closure;
+#[cfg(test)]
+pub(crate) use simd::with_level_cap;
+pub(crate) use simd::{level as vector_level, Level};
 
 use super::{Kernel, Params, Registry};
 use crate::element::DType;
@@ -62,9 +67,10 @@ use crate::value::{AnyArray, AnyView};
 /// every kernel's output bits to its version. History: "2" for `exp` (f32
 /// changed in 1197f52; the version is per kernel, not per dtype), `log`
 /// (libm's, then vectorized in 7d3f1e4), `expm1` and `log1p` (9bb27f3),
-/// `tanh` (d97d0e6), `sin` and `cos` (53c07d9), `tan` (aa595c4); "3" for
-/// `exp`, `expm1`, `tanh`, `sin`, `cos` and `tan` (their polynomials and
-/// reductions use fused multiply-adds: fewer roundings, other bits).
+/// `tanh` (d97d0e6), `sin` and `cos` (53c07d9), `tan` (aa595c4), `power`
+/// (libm's `pow`, then the crate's own, `pow`); "3" for `exp`, `expm1`,
+/// `tanh`, `sin`, `cos` and `tan` (their polynomials and reductions use
+/// fused multiply-adds: fewer roundings, other bits).
 struct Builtin {
     name: &'static str,
     version: &'static str,
@@ -182,8 +188,12 @@ fn divide(inputs: &[AnyView<'_>]) -> Result<AnyArray> {
 fn power(inputs: &[AnyView<'_>]) -> Result<AnyArray> {
     let (a, b) = (&inputs[0], &inputs[1]);
     match a.dtype().promote(b.dtype()) {
-        DType::F32 => binary::<f32, f32, f32, _>(a, b, Cost::Scalar, ops::Pow),
-        DType::F64 => binary::<f64, f64, f64, _>(a, b, Cost::Scalar, ops::Pow),
+        DType::F32 => binary::<f32, f32, f32, _>(a, b, Cost::Vector, ops::Pow),
+        // The same bits either way; FMA only where the loop has it.
+        DType::F64 if simd::level() >= simd::Level::V3 => {
+            binary::<f64, f64, f64, _>(a, b, Cost::Vector, ops::PowFma)
+        }
+        DType::F64 => binary::<f64, f64, f64, _>(a, b, Cost::Vector, ops::Pow),
         int_dtype => {
             // numpy raises as soon as its loop meets a negative exponent;
             // when the output is not empty every exponent is met.
@@ -241,7 +251,7 @@ fn builtins() -> Vec<Builtin> {
         },
         Builtin {
             name: "power",
-            version: "1",
+            version: "2",
             arity: 2,
             doc: "first array raised to the second, elementwise (integers wrap; negative integer exponents are an error)",
             run: power,

@@ -1,5 +1,6 @@
 //! Element functions with numpy's semantics, per dtype.
 
+use super::pow::{self, Dekker, Fused};
 use super::simd::{Map1, Map1x2, Map2};
 use super::{math, trig};
 
@@ -97,8 +98,6 @@ pub(super) trait Float: Copy {
     fn tanh(self) -> Self;
     /// `numpy.divide`.
     fn div(self, other: Self) -> Self;
-    /// `numpy.power`.
-    fn pow(self, other: Self) -> Self;
 }
 
 macro_rules! impl_float {
@@ -118,8 +117,6 @@ macro_rules! impl_float {
             fn tanh(self) -> Self { $tanh(self) }
             #[inline(always)]
             fn div(self, other: Self) -> Self { self / other }
-            #[inline(always)]
-            fn pow(self, other: Self) -> Self { <$t>::powf(self, other) }
         }
     )*};
 }
@@ -221,10 +218,56 @@ op2! {
     Minimum = Arith::minimum for f32, f64, i32, i64;
     /// `numpy.divide` (of floats).
     Div = Float::div for f32, f64;
-    /// `numpy.power` of floats.
-    Pow = Float::pow for f32, f64;
     /// `numpy.power` of integers (exponents checked non-negative first).
     IPow = IntPow::pow for i32, i64;
+}
+
+/// `numpy.power` of floats ([`pow`]), products split by Dekker's algorithm.
+pub(super) struct Pow;
+
+/// `numpy.power` of `f64`, the same bits as [`Pow`], with fused
+/// multiply-adds: for loops compiled with FMA (elsewhere `mul_add` is a
+/// libm call per product).
+pub(super) struct PowFma;
+
+macro_rules! pow_op {
+    ($($op:ident = $p:ty),*) => {$(
+        impl Map2<f64, f64, f64> for $op {
+            const FIXUP: bool = true;
+            #[inline(always)]
+            fn call(&self, a: f64, b: f64) -> f64 {
+                pow::pow::<$p>(a, b)
+            }
+            #[inline(always)]
+            fn needs_exact(&self, a: f64, b: f64) -> bool {
+                pow::needs_special(a, b)
+            }
+            #[inline(never)]
+            #[cold]
+            fn exact(&self, a: f64, b: f64) -> f64 {
+                pow::special(a, b)
+            }
+        }
+    )*};
+}
+
+pow_op!(Pow = Dekker, PowFma = Fused);
+
+impl Map2<f32, f32, f32> for Pow {
+    const FIXUP: bool = true;
+    #[inline(always)]
+    fn call(&self, a: f32, b: f32) -> f32 {
+        pow::pow_f32(a, b)
+    }
+    #[inline(always)]
+    fn needs_exact(&self, a: f32, b: f32) -> bool {
+        pow::needs_special_f32(a, b)
+    }
+    #[inline(never)]
+    #[cold]
+    fn exact(&self, a: f32, b: f32) -> f32 {
+        pow::special_f32(a, b)
+    }
 }
 
 /// A closure as a loop function (user kernels).

@@ -57,8 +57,24 @@ pub(super) trait Map1<A, O>: Sync {
 
 /// A function of two elements, for [`map2`] (see [`Map1`]).
 pub(super) trait Map2<A, B, O>: Sync {
+    /// Whether some pairs may need [`exact`](Self::exact).
+    const FIXUP: bool = false;
+
     /// The result for one pair of elements.
     fn call(&self, a: A, b: B) -> O;
+
+    /// Whether [`call`](Self::call) does not handle `(a, b)`. Only used
+    /// when `FIXUP` is set.
+    #[inline(always)]
+    fn needs_exact(&self, _a: A, _b: B) -> bool {
+        false
+    }
+
+    /// The result for a pair that `call` does not handle (out of line, as
+    /// [`Map1::exact`]).
+    fn exact(&self, a: A, b: B) -> O {
+        self.call(a, b)
+    }
 }
 
 /// Where a loop writes one result: a slot of uninitialized output memory,
@@ -109,9 +125,10 @@ pub(super) enum Operand<'a, A> {
     Scalar(A),
 }
 
-/// The x86-64 feature levels the loops are compiled for.
+/// The x86-64 feature levels the loops are compiled for (the reductions
+/// in `kernel::reduce` use them too).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub(super) enum Level {
+pub(crate) enum Level {
     /// The compilation target's own features (SSE2 on x86-64).
     Base,
     /// x86-64-v3: AVX2 (and FMA, which Rust never uses implicitly).
@@ -121,7 +138,7 @@ pub(super) enum Level {
 }
 
 /// The best level this CPU supports (detected once).
-pub(super) fn level() -> Level {
+pub(crate) fn level() -> Level {
     static LEVEL: OnceLock<Level> = OnceLock::new();
     let detected = *LEVEL.get_or_init(detect);
     #[cfg(test)]
@@ -136,7 +153,7 @@ thread_local! {
 
 /// Runs `f` with [`level`] capped at `cap` on this thread.
 #[cfg(test)]
-pub(super) fn with_level_cap<R>(cap: Level, f: impl FnOnce() -> R) -> R {
+pub(crate) fn with_level_cap<R>(cap: Level, f: impl FnOnce() -> R) -> R {
     let old = CAP.with(|c| c.replace(cap));
     let r = f();
     CAP.with(|c| c.set(old));
@@ -244,10 +261,63 @@ fn map2_body<A: Copy, B: Copy, O: Copy, S: Slot<O>, F: Map2<A, B, O>>(
             }
         }
         (Operand::Scalar(x), Operand::Scalar(y)) => {
-            let v = f.call(x, y);
+            let v = if F::FIXUP && f.needs_exact(x, y) {
+                f.exact(x, y)
+            } else {
+                f.call(x, y)
+            };
             for o in out.iter_mut() {
                 o.put(v);
             }
+        }
+    }
+    if F::FIXUP {
+        map2_fixup(a, b, out, f);
+    }
+}
+
+/// [`map2_body`]'s second pass (see [`map1_body`]'s): rewrites the pairs
+/// that need [`Map2::exact`], after a vectorized check for any.
+#[inline(always)]
+fn map2_fixup<A: Copy, B: Copy, O: Copy, S: Slot<O>, F: Map2<A, B, O>>(
+    a: Operand<'_, A>,
+    b: Operand<'_, B>,
+    out: &mut [S],
+    f: &F,
+) {
+    // One loop per case, so that each check is a plain vectorized loop.
+    let any = match (a, b) {
+        (Operand::Slice(a), Operand::Slice(b)) => a
+            .iter()
+            .zip(b)
+            .fold(false, |any, (&x, &y)| any | f.needs_exact(x, y)),
+        (Operand::Slice(a), Operand::Scalar(y)) => {
+            a.iter().fold(false, |any, &x| any | f.needs_exact(x, y))
+        }
+        (Operand::Scalar(x), Operand::Slice(b)) => {
+            b.iter().fold(false, |any, &y| any | f.needs_exact(x, y))
+        }
+        // Handled by the first pass.
+        (Operand::Scalar(_), Operand::Scalar(_)) => false,
+    };
+    if !any {
+        return;
+    }
+    let at = |i: usize| {
+        let x = match a {
+            Operand::Slice(a) => a[i],
+            Operand::Scalar(x) => x,
+        };
+        let y = match b {
+            Operand::Slice(b) => b[i],
+            Operand::Scalar(y) => y,
+        };
+        (x, y)
+    };
+    for (i, o) in out.iter_mut().enumerate() {
+        let (x, y) = at(i);
+        if f.needs_exact(x, y) {
+            o.put(f.exact(x, y));
         }
     }
 }

@@ -16,6 +16,7 @@
 
 use super::float::Float;
 use super::geometry::TILE;
+use crate::kernel::elementwise::{vector_level, Level};
 
 /// The largest lane summed without splitting (numpy's `PW_BLOCKSIZE`).
 pub(super) const BLOCK: usize = 128;
@@ -41,24 +42,75 @@ where
 
 /// numpy's pairwise tree over `x` without the final `0.0 +`: the sum of a
 /// piece of a longer lane (see [`sum`]).
+///
+/// Pieces below [`PAR_MIN`] are summed by a loop compiled for the CPU's
+/// vector level ([`Level`]), chosen once here so that every piece uses the
+/// same one (the bits are the same at every level: the same additions in
+/// the same order, eight accumulators wide).
 pub(super) fn pairwise<T, F>(x: &[T], map: &(impl Fn(T) -> F + Sync)) -> F
 where
     T: Copy + Sync,
     F: Float,
 {
+    pairwise_at(vector_level(), x, map)
+}
+
+pub(super) fn pairwise_at<T, F>(level: Level, x: &[T], map: &(impl Fn(T) -> F + Sync)) -> F
+where
+    T: Copy + Sync,
+    F: Float,
+{
     let n = x.len();
-    if n < 8 {
-        x.iter().fold(F::ZERO, |acc, &v| acc + map(v))
-    } else if n <= BLOCK {
-        leaf(x, map)
-    } else {
-        let (a, b) = x.split_at(split(n));
-        if n >= PAR_MIN {
-            let (l, r) = rayon::join(|| pairwise(a, map), || pairwise(b, map));
-            l + r
-        } else {
-            pairwise(a, map) + pairwise(b, map)
+    if n < PAR_MIN {
+        return serial(level, x, map);
+    }
+    let (a, b) = x.split_at(split(n));
+    let (l, r) = rayon::join(|| pairwise_at(level, a, map), || pairwise_at(level, b, map));
+    l + r
+}
+
+/// Declares the serial pairwise recursion once per feature level (a
+/// recursive function cannot be inlined into a `#[target_feature]`
+/// wrapper, so each level's copy calls itself).
+macro_rules! serial_pairwise {
+    ($($(#[$attr:meta])* $name:ident;)*) => {$(
+        $(#[$attr])*
+        fn $name<T: Copy, F: Float>(x: &[T], map: &impl Fn(T) -> F) -> F {
+            let n = x.len();
+            if n < 8 {
+                x.iter().fold(F::ZERO, |acc, &v| acc + map(v))
+            } else if n <= BLOCK {
+                leaf(x, map)
+            } else {
+                let (a, b) = x.split_at(split(n));
+                $name(a, map) + $name(b, map)
+            }
         }
+    )*};
+}
+
+serial_pairwise! {
+    serial_base;
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma,bmi1,bmi2,lzcnt")]
+    serial_v3;
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512cd,avx512dq,avx512vl,avx2,fma,bmi1,bmi2,lzcnt")]
+    serial_v4;
+}
+
+/// numpy's pairwise tree over `x` on this thread, at `level`.
+#[allow(unsafe_code)]
+fn serial<T: Copy, F: Float>(level: Level, x: &[T], map: &impl Fn(T) -> F) -> F {
+    match level.min(vector_level()) {
+        // SAFETY: `vector_level()` returns V4 or V3 only after
+        // `is_x86_feature_detected!` confirmed every feature these
+        // functions are compiled with.
+        #[cfg(target_arch = "x86_64")]
+        Level::V4 => unsafe { serial_v4(x, map) },
+        #[cfg(target_arch = "x86_64")]
+        Level::V3 => unsafe { serial_v3(x, map) },
+        _ => serial_base(x, map),
     }
 }
 

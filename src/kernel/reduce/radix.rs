@@ -3,11 +3,19 @@
 //! Sorting is memory-bound: an LSD sort of `u64` keys reads and scatters
 //! the whole array up to eight times. Here a pass splits the keys by the
 //! highest bits in which they differ (the bits above are common to all,
-//! found from the minimum and the maximum key, or shared by every key of a
-//! bucket), and each bucket is split again the same way, on any thread,
-//! until it is small enough for a comparison sort in cache. A digit every
-//! key shares is skipped without moving anything. Uniform `u64` keys take
-//! two passes; values clustered in a narrow range take no more.
+//! found from the minimum and the maximum key, or the AND and the OR of all
+//! keys, or shared by every key of a bucket), and each bucket is split
+//! again the same way, on any thread. A split takes a digit of about
+//! log2(n) bits (at most 11 over memory, 13 in cache), so buckets average
+//! some 2 keys: when none has more than [`FINE`], one insertion sort of the
+//! whole slice ends it
+//! (keys move only within their buckets); larger buckets are split again,
+//! or sorted by comparisons below [`SMALL`] keys. A digit every key shares
+//! is skipped without moving anything. Uniform `f64` in [0, 1) take two
+//! scatters: one over memory, one in cache per bucket of a few thousand.
+//! Each finished piece is handed to a `finish` function while it is still
+//! in cache (the sort maps keys back to values there, rather than in one
+//! more pass over memory).
 //!
 //! The two buffers alternate between levels: [`sort_in_place`] scatters
 //! into the scratch buffer and has each bucket sorted back by
@@ -19,21 +27,34 @@
 
 use rayon::prelude::*;
 
-/// The widest digit (2048 buckets); narrower digits for fewer keys.
+/// The widest digit of a split over memory (2048 buckets).
 const WIDE_BITS: u32 = 11;
-const NARROW_BITS: u32 = 8;
-/// Slices at least this long are split by [`WIDE_BITS`] digits.
-const WIDE_MIN: usize = 1 << 14;
+/// The widest digit of a split in cache (8192 buckets).
+const CACHED_BITS: u32 = 13;
+/// Slices of at most this many keys (256 KiB of `u64`) are split in cache.
+const CACHED: usize = 1 << 15;
 
-/// Slices shorter than this are sorted by comparisons (in cache, that
-/// beats more radix passes).
-pub(super) const SMALL: usize = 1 << 12;
+/// Slices shorter than this are sorted by comparisons.
+pub(super) const SMALL: usize = 64;
+
+/// After a split into buckets of at most this many keys, one insertion
+/// sort of the whole slice finishes it (each key moves within its bucket).
+const FINE: usize = 32;
 
 /// Passes over at least this many keys run on several threads.
 const PAR_MIN: usize = 1 << 16;
 
 /// An unsigned key sorted by its bits.
-pub(super) trait RadixKey: bytemuck::Pod + Send + Sync + Ord + Default {
+pub(super) trait RadixKey:
+    bytemuck::Pod
+    + Send
+    + Sync
+    + Ord
+    + Default
+    + std::ops::BitAnd<Output = Self>
+    + std::ops::BitOr<Output = Self>
+    + std::ops::Not<Output = Self>
+{
     /// The number of bits.
     const BITS: u32;
     /// Bits `[shift, shift + width)` as an index.
@@ -61,17 +82,23 @@ macro_rules! impl_radix_key {
 impl_radix_key!(u32);
 impl_radix_key!(u64);
 
-/// Sorts `keys` ascending, given their minimum `lo` and maximum `hi`.
-pub(super) fn sort<K: RadixKey>(keys: &mut [K], lo: K, hi: K) {
+/// Sorts `keys` ascending, then runs `finish` once on every key, a piece
+/// at a time while the piece is in cache (to map keys back to values).
+///
+/// `lo` and `hi` are two keys whose common leading bits are those of all
+/// keys: the minimum and the maximum, or the AND and the OR of all keys.
+pub(super) fn sort<K: RadixKey, F: Fn(&mut [K]) + Sync>(keys: &mut [K], lo: K, hi: K, finish: &F) {
     if keys.len() < SMALL {
         keys.sort_unstable();
-    } else if lo != hi {
+        finish(keys);
+    } else if lo == hi {
+        keys.par_chunks_mut(PAR_MIN).for_each(finish);
+    } else {
         with_scratch(keys.len(), |scratch: &mut [K]| {
-            sort_in_place(keys, scratch, K::BITS - lo.common_prefix(hi));
+            sort_in_place(keys, scratch, K::BITS - lo.common_prefix(hi), finish);
         });
     }
 }
-
 /// The most scratch memory a thread keeps between sorts (16 MiB: the
 /// scratch of a sort of 2 million f64).
 const SCRATCH_KEEP: usize = 16 << 20;
@@ -102,45 +129,97 @@ fn with_scratch<K: RadixKey, R>(n: usize, f: impl FnOnce(&mut [K]) -> R) -> R {
 }
 
 /// The digit below bit `top` to split `n` keys by: `(shift, width)`.
+///
+/// A slice that fits in cache is split into buckets of about 2 keys (most
+/// then [`FINE`], and the insertion sort that ends them rarely moves a key:
+/// with 4 keys per bucket its mispredicted branches took 40% of a sort of
+/// 1e6 `f64`); a larger one into at most 2^[`WIDE_BITS`] buckets, as a
+/// scatter over memory to more destinations is slower.
 fn digit_for(n: usize, top: u32) -> (u32, u32) {
-    let width = if n >= WIDE_MIN {
-        WIDE_BITS
-    } else {
-        NARROW_BITS
-    }
-    .min(top);
+    let max = if n > CACHED { WIDE_BITS } else { CACHED_BITS };
+    let width = n.ilog2().clamp(1, max).min(top);
     (top - width, width)
 }
 
 /// Sorts `data`, whose keys differ only in their `top` low bits, using
-/// `scratch` (as long).
-fn sort_in_place<K: RadixKey>(data: &mut [K], scratch: &mut [K], mut top: u32) {
+/// `scratch` (as long); then `finish`es it.
+fn sort_in_place<K: RadixKey, F: Fn(&mut [K]) + Sync>(
+    data: &mut [K],
+    scratch: &mut [K],
+    mut top: u32,
+    finish: &F,
+) {
     while data.len() >= SMALL && top > 0 {
         let (shift, width) = digit_for(data.len(), top);
         if let Some(counts) = split(data, scratch, shift, width) {
-            for_buckets(scratch, data, &counts, |from, to| sort_to(from, to, shift));
+            if counts.iter().all(|&c| c <= FINE) {
+                insertion_sort_to(scratch, data);
+                finish(data);
+            } else {
+                for_buckets(scratch, data, &counts, |from, to| {
+                    sort_to(from, to, shift, finish)
+                });
+            }
             return;
         }
         top = shift;
     }
     data.sort_unstable();
+    finish(data);
 }
 
 /// Sorts the keys of `src`, which differ only in their `top` low bits,
-/// into `dst` (`src` is clobbered).
-fn sort_to<K: RadixKey>(src: &mut [K], dst: &mut [K], mut top: u32) {
+/// into `dst` (`src` is clobbered); then `finish`es `dst`.
+fn sort_to<K: RadixKey, F: Fn(&mut [K]) + Sync>(
+    src: &mut [K],
+    dst: &mut [K],
+    mut top: u32,
+    finish: &F,
+) {
     while src.len() >= SMALL && top > 0 {
         let (shift, width) = digit_for(src.len(), top);
         if let Some(counts) = split(src, dst, shift, width) {
-            for_buckets(dst, src, &counts, |data, scratch| {
-                sort_in_place(data, scratch, shift)
-            });
+            if counts.iter().all(|&c| c <= FINE) {
+                insertion_sort(dst);
+                finish(dst);
+            } else {
+                for_buckets(dst, src, &counts, |data, scratch| {
+                    sort_in_place(data, scratch, shift, finish)
+                });
+            }
             return;
         }
         top = shift;
     }
     dst.copy_from_slice(src);
     dst.sort_unstable();
+    finish(dst);
+}
+
+/// Sorts `v`, whose keys are at most [`FINE`] places from their sorted
+/// places, by insertion.
+fn insertion_sort<K: RadixKey>(v: &mut [K]) {
+    for i in 1..v.len() {
+        let k = v[i];
+        let mut j = i;
+        while j > 0 && v[j - 1] > k {
+            v[j] = v[j - 1];
+            j -= 1;
+        }
+        v[j] = k;
+    }
+}
+
+/// [`insertion_sort`] of `src`'s keys into `dst`, in the same pass as the copy.
+fn insertion_sort_to<K: RadixKey>(src: &[K], dst: &mut [K]) {
+    for (i, &k) in src.iter().enumerate() {
+        let mut j = i;
+        while j > 0 && dst[j - 1] > k {
+            dst[j] = dst[j - 1];
+            j -= 1;
+        }
+        dst[j] = k;
+    }
 }
 
 /// Runs `f` on the pairs of bucket slices of `a` and `b` (bucket sizes
@@ -267,12 +346,20 @@ mod tests {
                 .build()
                 .unwrap();
             let mut got = keys.clone();
+            // `finish` must see every key once, sorted: flip them all.
+            let seen = std::sync::atomic::AtomicUsize::new(0);
+            let flip = |c: &mut [K]| {
+                seen.fetch_add(c.len(), std::sync::atomic::Ordering::Relaxed);
+                c.iter_mut().for_each(|k| *k = !*k);
+            };
             pool.install(|| {
                 if let Some((lo, hi)) = min_max(&got) {
-                    sort(&mut got, lo, hi);
+                    sort(&mut got, lo, hi, &flip);
                 }
             });
+            got.iter_mut().for_each(|k| *k = !*k);
             assert!(got == expect, "n = {}, threads = {threads}", keys.len());
+            assert_eq!(seen.into_inner(), keys.len());
         }
     }
 
@@ -286,7 +373,7 @@ mod tests {
             100,
             SMALL,
             5000,
-            WIDE_MIN + 1,
+            (1 << 14) + 1,
             PAR_MIN,
             3 * PAR_MIN + 17,
         ] {

@@ -132,35 +132,34 @@ pub(super) fn sort<T: SortKey>(v: &ArrayViewD<'_, T>, axis: Option<usize>) -> Re
 }
 
 /// Sorts one contiguous lane in place: maps the values to their keys in
-/// place (noting the smallest and largest), sorts the keys, maps back.
+/// place (noting the AND and the OR of all keys, whose common leading bits
+/// every key shares; a plain vectorized fold), sorts the keys, and maps each
+/// sorted piece back while the sort has it in cache.
 fn sort_lane<T: SortKey>(lane: &mut [T]) {
     if lane.len() < 2 {
         return;
     }
     let keys: &mut [T::Key] = bytemuck::cast_slice_mut(lane);
     let to_keys = |c: &mut [T::Key]| {
-        let mut lo_hi: Option<(T::Key, T::Key)> = None;
+        let (mut and, mut or) = (!T::Key::default(), T::Key::default());
         for k in c.iter_mut() {
             *k = T::key(bytemuck::cast(*k));
-            lo_hi = Some(lo_hi.map_or((*k, *k), |(lo, hi)| (lo.min(*k), hi.max(*k))));
+            and = and & *k;
+            or = or | *k;
         }
-        lo_hi
+        (and, or)
     };
-    let from_keys = |k: &mut T::Key| *k = bytemuck::cast(T::from_key(*k));
-    let big = keys.len() >= GRAIN;
-    let lo_hi = if big {
+    let (and, or) = if keys.len() >= GRAIN {
         keys.par_chunks_mut(GRAIN)
-            .filter_map(to_keys)
-            .reduce_with(|(a, b), (c, d)| (a.min(c), b.max(d)))
+            .map(to_keys)
+            .reduce_with(|(a, b), (c, d)| (a & c, b | d))
+            .expect("the lane is not empty")
     } else {
         to_keys(keys)
     };
-    if let Some((lo, hi)) = lo_hi {
-        radix::sort(keys, lo, hi);
-    }
-    if big {
-        keys.par_iter_mut().for_each(from_keys);
-    } else {
-        keys.iter_mut().for_each(from_keys);
-    }
+    let from_keys = |c: &mut [T::Key]| {
+        c.iter_mut()
+            .for_each(|k| *k = bytemuck::cast(T::from_key(*k)))
+    };
+    radix::sort(keys, and, or, &from_keys);
 }

@@ -2,6 +2,7 @@
 //! numpy 2.4 (`numpy_values`), against naive sequential references on random
 //! inputs of every layout (`oracle`), and 1 thread against 4 (`threads`).
 
+mod levels;
 mod numpy_values;
 mod oracle;
 mod threads;
