@@ -165,7 +165,7 @@ impl DiskTier {
             key,
             value: array.clone(),
             info,
-            lock: key_lock,
+            _lock: key_lock,
         };
         let stored = self
             .writer

@@ -27,7 +27,8 @@ pub(crate) struct Job {
     pub key: Fingerprint,
     pub value: AnyArray,
     pub info: EntryInfo,
-    pub lock: Option<KeyLock>,
+    /// Held (not read) until the job is done.
+    pub _lock: Option<KeyLock>,
 }
 
 #[derive(Default)]
@@ -76,7 +77,7 @@ impl Writer {
     /// place) or queues it (returns `None`).
     pub fn submit(&self, inner: &Arc<Inner>, job: Job) -> Option<bool> {
         if !self.background {
-            return Some(inner.store(job));
+            return Some(inner.store(vec![job])[0]);
         }
         let bytes = job.value.nbytes();
         let mut st = self.shared.state();
@@ -95,7 +96,7 @@ impl Writer {
     /// dropped) when the queue has no room for it.
     pub fn try_submit(&self, inner: &Arc<Inner>, job: Job) -> bool {
         if !self.background {
-            return inner.store(job);
+            return inner.store(vec![job])[0];
         }
         let bytes = job.value.nbytes();
         let mut st = self.shared.state();
@@ -153,7 +154,11 @@ impl Writer {
     }
 }
 
-/// Writes queued jobs in order. With `wait`, waits for more until shut
+/// The most jobs written in one batch (one store transaction).
+const MAX_BATCH: usize = 512;
+
+/// Writes queued jobs in order, in batches: small entries of one batch go
+/// to the store in one transaction. With `wait`, waits for more until shut
 /// down; without, returns when the queue is empty.
 fn run(shared: &Shared, inner: &Inner, wait: bool) {
     loop {
@@ -161,14 +166,16 @@ fn run(shared: &Shared, inner: &Inner, wait: bool) {
         while wait && st.jobs.is_empty() && !st.shutdown {
             st = shared.wait(st);
         }
-        let Some(job) = st.jobs.pop_front() else {
+        if st.jobs.is_empty() {
             return; // shut down (or, without `wait`, done)
-        };
+        }
+        let n = st.jobs.len().min(MAX_BATCH);
+        let batch: Vec<Job> = st.jobs.drain(..n).collect();
         st.busy += 1;
         drop(st);
-        let bytes = job.value.nbytes();
+        let bytes: u64 = batch.iter().map(|j| j.value.nbytes()).sum();
         // A bug in the write path must not leave `flush` waiting forever.
-        if catch_unwind(AssertUnwindSafe(|| inner.store(job))).is_err() {
+        if catch_unwind(AssertUnwindSafe(|| inner.store(batch))).is_err() {
             inner.write_failed_panic();
         }
         let mut st = shared.state();

@@ -20,9 +20,12 @@ fn info(kernel: &str) -> EntryInfo {
     EntryInfo::new(kernel, "3", Duration::from_micros(1234))
 }
 
+/// A tier that stores every result in files (these tests are about them;
+/// small entries: see `small.rs`).
 fn tier(dir: &Path, background: bool) -> DiskTier {
     DiskTier::builder(dir)
         .background_writes(background)
+        .small_max_bytes(0)
         .build()
         .unwrap()
 }
@@ -70,9 +73,9 @@ fn round_trip_every_dtype_and_restart() {
             let n = arrays.len() as u64;
             assert_eq!((st.entries, st.writes, st.hits, st.misses), (n, n, n, n));
             assert_eq!((st.corrupt, st.write_failures), (0, 0));
-            let on_disk: u64 = entry_files(&dir.path().join("v1"))
+            let on_disk: u64 = entry_files(&dir.path().join("v2"))
                 .iter()
-                .map(|f| f.1)
+                .map(|f| crate::disk::layout::on_disk(f.1, t.inner.block))
                 .sum();
             assert_eq!(st.bytes, on_disk);
         }
@@ -295,7 +298,7 @@ fn write_failures_after_open_are_counted() {
     let st = t.stats();
     assert_eq!((st.write_failures, st.writes), (1, 1));
     assert!(t.get(other).is_some());
-    let leftovers: Vec<_> = files_under(&dir.path().join("v1"))
+    let leftovers: Vec<_> = files_under(&dir.path().join("v2"))
         .into_iter()
         .filter(|(p, _)| p.to_string_lossy().ends_with(".tmp"))
         .collect();
@@ -459,7 +462,7 @@ fn cross_process_child() {
     };
     let dir = Path::new(&dir);
     let t = DiskTier::open(dir.join("cache"), None).unwrap();
-    let k = key(4242);
+    let k = key(4242); // 2.4 MB: a large entry (small ones: small.rs)
     let want = sample(DType::I64, &[300_000]);
     let got = match t.get(k) {
         Some((v, _)) => v,
