@@ -71,8 +71,9 @@ pub(crate) struct Loaded {
     pub array: Option<AnyArray>,
     /// What it counts toward the budget.
     pub bytes: u64,
-    /// Whether the store has its row (a large entry may lack one).
-    pub indexed: bool,
+    /// The recorded last access, if the store has its row (a large entry
+    /// may lack one).
+    pub indexed: Option<SystemTime>,
 }
 
 /// What a write did.
@@ -92,13 +93,21 @@ impl Inner {
             None => None,
         };
         match row {
-            Some(Row::Small { meta, data }) => self.load_small(key, &meta, data, want_array),
-            Some(Row::Damaged) => Err(Miss::Corrupt(
+            Some((Row::Small { meta, data }, atime)) => self
+                .load_small(key, &meta, data, want_array)
+                .map(|l| Loaded {
+                    indexed: Some(atime),
+                    ..l
+                }),
+            Some((Row::Damaged, _)) => Err(Miss::Corrupt(
                 "the store's row is neither a small entry nor an index entry".into(),
             )),
-            Some(Row::File) => match self.load_files(key, want_array) {
+            Some((Row::File, atime)) => match self.load_files(key, want_array) {
                 Err(Miss::Absent) => Err(Miss::Stale),
-                Ok(l) => Ok(Loaded { indexed: true, ..l }),
+                Ok(l) => Ok(Loaded {
+                    indexed: Some(atime),
+                    ..l
+                }),
                 other => other,
             },
             None => self.load_files(key, want_array),
@@ -140,7 +149,7 @@ impl Inner {
             bytes: store::row_bytes(text.len(), data.len()),
             meta,
             array,
-            indexed: true,
+            indexed: None,
         })
     }
 
@@ -256,7 +265,7 @@ impl Inner {
             bytes: on_disk(len, self.block) + on_disk(text.len() as u64, self.block),
             meta,
             array,
-            indexed: false,
+            indexed: None,
         })
     }
 

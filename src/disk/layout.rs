@@ -5,7 +5,8 @@
 //! <dir>/v2/budget                      the remembered byte budget: "<bytes>\n"
 //! <dir>/v2/entries.db                  SQLite (WAL): small entries, and the
 //! <dir>/v2/entries.db-wal, -shm          index of every entry (see store.rs)
-//! <dir>/v2/locks/<key>.lock            per-key lock file (while a key is computed)
+//! <dir>/v2/keylocks                    per-key locks: byte ranges (Linux)
+//! <dir>/v2/locks/<key>.lock            per-key lock file (elsewhere, while a key is computed)
 //! <dir>/v2/<ab>/<key>.npy              a large entry's payload: a plain .npy file
 //! <dir>/v2/<ab>/<key>.meta             its sidecar; present means complete
 //! <dir>/v2/<ab>/.<name>.<pid>.<n>.tmp  a file being written
@@ -36,6 +37,7 @@ pub(crate) const OLD_LAYOUTS: &[&str] = &["v1"];
 
 const STORE_FILE: &str = "entries.db";
 const LOCK_DIR: &str = "locks";
+const KEY_LOCKS_FILE: &str = "keylocks";
 
 const PAYLOAD_EXT: &str = "npy";
 const SIDECAR_EXT: &str = "meta";
@@ -103,10 +105,16 @@ impl Layout {
         self.file(key, SIDECAR_EXT)
     }
 
-    /// `<root>/v2/locks/<key>.lock`: one flat directory, since a lock file
-    /// lives only while its key is computed.
+    /// The file holding `key`'s lock: `<root>/v2/keylocks` (one file, byte
+    /// ranges: see `lock.rs`), or where that is not supported
+    /// `<root>/v2/locks/<key>.lock` (one flat directory, since a lock file
+    /// lives only while its key is computed).
     pub fn lock(&self, key: Fingerprint) -> PathBuf {
-        self.base.join(LOCK_DIR).join(format!("{key}.{LOCK_EXT}"))
+        if super::lock::ONE_FILE {
+            self.base.join(KEY_LOCKS_FILE)
+        } else {
+            self.base.join(LOCK_DIR).join(format!("{key}.{LOCK_EXT}"))
+        }
     }
 
     /// `<root>/v2/locks`.
@@ -371,10 +379,11 @@ mod tests {
             l.payload(k),
             Path::new("/c/v2/ab/abcd0000000000000000000000000001.npy")
         );
-        assert_eq!(
-            l.lock(k),
-            Path::new("/c/v2/locks/abcd0000000000000000000000000001.lock")
-        );
+        let lock = match crate::disk::lock::ONE_FILE {
+            true => "/c/v2/keylocks",
+            false => "/c/v2/locks/abcd0000000000000000000000000001.lock",
+        };
+        assert_eq!(l.lock(k), Path::new(lock));
         assert_eq!(
             classify(l.payload(k).file_name().unwrap()),
             Kind::Payload(k)
@@ -383,7 +392,8 @@ mod tests {
             classify(l.sidecar(k).file_name().unwrap()),
             Kind::Sidecar(k)
         );
-        assert_eq!(classify(l.lock(k).file_name().unwrap()), Kind::Lock(k));
+        let per_key = l.lock_dir().join(format!("{k}.lock"));
+        assert_eq!(classify(per_key.file_name().unwrap()), Kind::Lock(k));
         let t = temp_path(&l.fan_dir(k), &format!("{k}.npy"));
         assert_eq!(classify(t.file_name().unwrap()), Kind::Temp);
         assert_ne!(t, temp_path(&l.fan_dir(k), &format!("{k}.npy")));

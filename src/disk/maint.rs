@@ -5,13 +5,13 @@
 //! entries' files.
 
 use std::collections::{BTreeMap, HashSet};
-use std::fs::{self, TryLockError};
+use std::fs;
 use std::io;
 use std::time::SystemTime;
 
 use super::entry::{is_older, Miss, ORPHAN_GRACE, TEMP_GRACE};
 use super::layout::{self, Found, Scan};
-use super::lock::{acquire, remove_if_unlocked};
+use super::lock::{acquire, is_held, remove_if_unlocked};
 use super::meta::{EntryMeta, MAX_SIDECAR_BYTES};
 use super::stats::Counters;
 use super::store::Row;
@@ -414,13 +414,9 @@ impl Inner {
     /// never a wrong result: the sidecar then names a missing payload,
     /// which a lookup counts as corrupt.
     pub(crate) fn payload_state(&self, key: Fingerprint, mtime: SystemTime) -> PayloadState {
-        let held = match fs::File::open(self.layout.lock(key)) {
-            Err(_) => false,
-            Ok(f) => match f.try_lock() {
-                Ok(()) => false, // unlocked when `f` closes
-                Err(TryLockError::WouldBlock) => true,
-                Err(TryLockError::Error(_)) => !is_older(mtime, ORPHAN_GRACE),
-            },
+        let held = match is_held(&self.layout.lock(key), key) {
+            Some(h) => h,
+            None => !is_older(mtime, ORPHAN_GRACE),
         };
         if self.layout.sidecar(key).exists() || !self.layout.payload(key).exists() {
             PayloadState::Complete

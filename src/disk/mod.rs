@@ -706,8 +706,8 @@ impl DiskTier {
             Ok(loaded) => {
                 let now = SystemTime::now();
                 if let Some(store) = &self.inner.store {
-                    if loaded.indexed {
-                        store.touch(key, now);
+                    if let Some(last) = loaded.indexed {
+                        store.touch(key, last, now);
                     } else if self.inner.writable {
                         // A large entry without its row: index it.
                         let row = NewRow {

@@ -192,7 +192,8 @@ fn gc_removes_lru_entries_and_leftovers() {
             .unwrap();
     }
     fs::create_dir_all(t.inner.layout.lock_dir()).unwrap();
-    fs::write(t.inner.layout.lock(key(8)), b"").unwrap();
+    let dead_lock = t.inner.layout.lock_dir().join(format!("{}.lock", key(8)));
+    fs::write(&dead_lock, b"").unwrap();
 
     let mut calls: Vec<Progress> = Vec::new();
     let report = t.gc(2 * size, |p| calls.push(p)).unwrap();
@@ -202,7 +203,7 @@ fn gc_removes_lru_entries_and_leftovers() {
     assert_eq!(report.remaining_bytes, 2 * size);
     assert_eq!(report.stale_files, 3);
     assert!(young_temp.exists() && !old_temp.exists() && !orphan.exists());
-    assert!(!t.inner.layout.lock(key(8)).exists());
+    assert!(!dead_lock.exists());
     assert_eq!(calls.len(), 3);
     assert!(calls.windows(2).all(|w| w[0].done < w[1].done));
     assert_eq!(calls[2].done, calls[2].total);
@@ -298,10 +299,13 @@ fn an_unlocked_payload_without_sidecar_is_an_orphan() {
     assert!(r.corrupt[0].reason.contains("sidecar is missing"), "{r:?}");
     assert_eq!(r.in_progress, 1, "{r:?}");
     assert!(t.inner.layout.payload(orphan).exists(), "verify removed it");
-    assert!(
-        !t.inner.layout.lock(orphan).exists(),
-        "verify created a lock file"
-    );
+    let lock_files = || {
+        files_under(&dir.path().join("v2"))
+            .into_iter()
+            .filter(|(p, _)| p.extension().is_some_and(|e| e == "lock") || p.ends_with("keylocks"))
+            .count()
+    };
+    assert_eq!(lock_files(), 1, "verify created a lock file");
 
     let gc = t.gc(u64::MAX, |_| {}).unwrap();
     assert_eq!(gc.stale_files, 1, "{gc:?}");
