@@ -438,6 +438,11 @@ impl Inner {
         };
         let removed =
             !self.layout.sidecar(key).exists() && fs::remove_file(self.layout.payload(key)).is_ok();
+        if removed {
+            if let Some(store) = &self.store {
+                let _ = store.remove(key);
+            }
+        }
         drop(guard);
         removed
     }

@@ -138,7 +138,7 @@ pub use meta::{EntryInfo, EntryMeta};
 pub use npy::{read_npy, write_npy_atomic};
 pub use once::Fetched;
 pub use stats::DiskStats;
-pub use store::DEFAULT_SMALL_MAX_BYTES;
+pub use store::{DEFAULT_ACCESS_GRANULARITY, DEFAULT_SMALL_MAX_BYTES};
 pub use writer::MAX_PENDING_BYTES;
 
 use std::fs;
@@ -169,9 +169,20 @@ pub struct DiskTierBuilder {
     read_only: bool,
     secret: Option<Vec<u8>>,
     small_max_bytes: u64,
+    granularity: std::time::Duration,
 }
 
 impl DiskTierBuilder {
+    /// A hit records its time as the entry's last access only if the
+    /// recorded one is older than `d` (default
+    /// [`DEFAULT_ACCESS_GRANULARITY`], one minute, like `relatime`):
+    /// recording costs a random page write in the store. `Duration::ZERO`
+    /// records every hit (exact least-recently-used order, slower hits).
+    pub fn access_granularity(mut self, d: std::time::Duration) -> Self {
+        self.granularity = d;
+        self
+    }
+
     /// Results whose `.npy` bytes are at most `n` are stored in the SQLite
     /// store; larger ones as `.npy` files (default
     /// [`DEFAULT_SMALL_MAX_BYTES`]; 0 puts every result in files). Only
@@ -290,7 +301,7 @@ impl DiskTierBuilder {
         }
         let writable = open_error.is_none();
         let max_bytes = budget(&layout, self.max_bytes, writable);
-        let (store, reindex) = open_store(&layout, writable);
+        let (store, reindex) = open_store(&layout, writable, self.granularity);
         let inner = Arc::new(Inner {
             block: layout::block_size(layout.base()),
             layout,
@@ -335,16 +346,18 @@ impl DiskTierBuilder {
 /// recreated. The flag says whether the large entries' files must be
 /// indexed again: the store is new and the directory has fan-out
 /// directories.
-fn open_store(layout: &Layout, writable: bool) -> (Option<Store>, bool) {
+fn open_store(
+    layout: &Layout,
+    writable: bool,
+    granularity: std::time::Duration,
+) -> (Option<Store>, bool) {
     let path = layout.store();
     if !writable {
-        return (
-            Store::open(&path, true).ok().filter(|_| path.exists()),
-            false,
-        );
+        let store = Store::open(&path, true, granularity).ok();
+        return (store.filter(|_| path.exists()), false);
     }
     let existed = path.exists();
-    let store = match Store::open(&path, false) {
+    let store = match Store::open(&path, false, granularity) {
         Ok(s) => Some(s),
         Err(OpenError::Damaged(e)) => {
             let aside = path.with_extension(format!("db.damaged-{}", std::process::id()));
@@ -357,10 +370,8 @@ fn open_store(layout: &Layout, writable: bool) -> (Option<Store>, bool) {
             for ext in ["db-wal", "db-shm"] {
                 let _ = fs::remove_file(path.with_extension(ext));
             }
-            return (
-                Store::open(&path, false).ok(),
-                layout::has_fan_dirs(layout.base()),
-            );
+            let store = Store::open(&path, false, granularity).ok();
+            return (store, layout::has_fan_dirs(layout.base()));
         }
         Err(OpenError::Other(e)) => {
             eprintln!("ndcache: warning: {e}; the disk cache will hold no small entries");
@@ -646,6 +657,7 @@ impl DiskTier {
             read_only: false,
             secret: None,
             small_max_bytes: DEFAULT_SMALL_MAX_BYTES,
+            granularity: DEFAULT_ACCESS_GRANULARITY,
         }
     }
 

@@ -50,7 +50,7 @@
 //! a scan in a background thread (small entries are lost: misses).
 //!
 //! Last-access times of hits are recorded with a granularity of a minute
-//! ([`TOUCH_GRANULARITY`]), buffered in memory and written in batches (with
+//! by default ([`DEFAULT_ACCESS_GRANULARITY`]), buffered in memory and written in batches (with
 //! the next write, every [`TOUCH_BATCH`] hits, and on `flush`), so a hit
 //! reads and almost never writes; another process sees them after that.
 
@@ -71,16 +71,13 @@ pub const DEFAULT_SMALL_MAX_BYTES: u64 = 64 * 1024;
 /// Hits buffered before their access times are written.
 pub(crate) const TOUCH_BATCH: usize = 1024;
 
-/// A hit records its time only if the entry's recorded last access is
-/// older than this (as `relatime` does for files): rewriting a row and its
-/// `atime` index entry costs a random page write per hit, which made a hit
-/// cost twice as much at 10^5 entries (scaling example). Eviction order
-/// among entries used within the same minute is then their write order.
-#[cfg(not(test))]
-pub(crate) const TOUCH_GRANULARITY: Duration = Duration::from_secs(60);
-/// Exact in unit tests, which check the LRU order within milliseconds.
-#[cfg(test)]
-pub(crate) const TOUCH_GRANULARITY: Duration = Duration::ZERO;
+/// By default a hit records its time only if the entry's recorded last
+/// access is older than this (as `relatime` does for files): rewriting a
+/// row and its `atime` index entry costs a random page write per hit, which
+/// made a hit cost three times as much at 10^5 entries (scaling example).
+/// Eviction order among entries used within the same minute is then their
+/// write order. See [`DiskTierBuilder::access_granularity`](super::DiskTierBuilder::access_granularity).
+pub const DEFAULT_ACCESS_GRANULARITY: Duration = Duration::from_secs(60);
 
 const SCHEMA_VERSION: i64 = 1;
 
@@ -166,6 +163,8 @@ pub(crate) struct Store {
     pool: Mutex<Vec<Connection>>,
     /// Buffered access times of hits.
     touches: Mutex<Vec<(Fingerprint, i64)>>,
+    /// See [`DEFAULT_ACCESS_GRANULARITY`].
+    granularity: Duration,
 }
 
 impl std::fmt::Debug for Store {
@@ -185,9 +184,10 @@ pub(crate) enum OpenError {
 
 impl Store {
     /// Opens (creating if `!read_only` and absent) the store at `path`.
-    pub fn open(path: &Path, read_only: bool) -> Result<Store, OpenError> {
+    pub fn open(path: &Path, read_only: bool, granularity: Duration) -> Result<Store, OpenError> {
         let store = Store {
             path: path.to_path_buf(),
+            granularity,
             read_only,
             pool: Mutex::new(Vec::new()),
             touches: Mutex::new(Vec::new()),
@@ -370,11 +370,11 @@ impl Store {
     }
 
     /// Records a hit's access time (written later, in a batch) if the
-    /// recorded one, `last`, is older than [`TOUCH_GRANULARITY`].
+    /// recorded one, `last`, is older than the granularity.
     pub fn touch(&self, key: Fingerprint, last: SystemTime, when: SystemTime) {
         if when
             .duration_since(last)
-            .is_ok_and(|d| d < TOUCH_GRANULARITY)
+            .is_ok_and(|d| d < self.granularity)
         {
             return;
         }

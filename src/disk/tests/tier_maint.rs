@@ -44,7 +44,9 @@ fn entry_bytes(t: &DiskTier, k: Fingerprint) -> u64 {
 /// A tier that stores every result in files (these tests are about them;
 /// small entries: see `small.rs`).
 fn files_tier(dir: &Path, budget: Option<u64>) -> DiskTier {
-    let mut b = DiskTier::builder(dir).small_max_bytes(0);
+    let mut b = DiskTier::builder(dir)
+        .small_max_bytes(0)
+        .access_granularity(Duration::ZERO);
     if let Some(n) = budget {
         b = b.max_bytes(n);
     }
@@ -86,6 +88,7 @@ fn budget_keeps_the_most_recently_used() {
         let t = DiskTier::builder(dir.path())
             .max_bytes(budget)
             .small_max_bytes(0)
+            .access_granularity(Duration::ZERO)
             .background_writes(background)
             .build()
             .unwrap();
