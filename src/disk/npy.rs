@@ -337,7 +337,7 @@ fn read_typed<T: NpyElement>(
 /// bytes are `bytes`; `None` if their length does not match.
 pub(crate) fn array_from_bytes(dtype: DType, shape: &[usize], bytes: &[u8]) -> Option<AnyArray> {
     fn typed<T: NpyElement>(shape: &[usize], bytes: &[u8]) -> Option<AnyArray> {
-        if bytes.len() % std::mem::size_of::<T>() != 0 {
+        if !bytes.len().is_multiple_of(std::mem::size_of::<T>()) {
             return None;
         }
         // A copy into an aligned vector: the bytes come from SQLite.

@@ -421,7 +421,7 @@ const CHILD_ENV: &str = "NDCACHE_DISK_TEST_CRASH_DIR";
 /// The value stored under `key(i)` by the crash test's writer: small for
 /// even `i`, large for odd.
 fn crash_value(i: u128) -> AnyArray {
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         sample(DType::I64, &[16 + (i % 7) as usize])
     } else {
         sample(DType::F64, &[9000 + (i % 5) as usize])
