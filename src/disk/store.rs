@@ -246,10 +246,12 @@ impl Store {
         conn.busy_timeout(BUSY_TIMEOUT)?;
         // NORMAL: a WAL commit does not wait for the disk; a power loss may
         // lose the last transactions, never consistency (and a lost entry is
-        // a miss). The mmap makes hits read pages without copies.
+        // a miss). The mmap (up to SQLite's 2 GiB default limit) makes hits
+        // read pages without a system call or a copy: with 256 MiB, a hit at
+        // 10^6 entries (580 MB) cost 4 times one at 10^5 (scaling example).
         conn.execute_batch(
             "PRAGMA synchronous = NORMAL; PRAGMA cache_size = -8192; \
-             PRAGMA mmap_size = 268435456; PRAGMA journal_size_limit = 1048576;",
+             PRAGMA mmap_size = 2147418112; PRAGMA journal_size_limit = 1048576;",
         )?;
         Ok(conn)
     }

@@ -418,42 +418,52 @@ fn readers_never_see_partial_entries() {
 const CHILD_ENV: &str = "NDCACHE_DISK_TEST_CHILD_DIR";
 
 /// Real processes (this test binary, run again) share one directory: the
-/// value is computed by exactly one of them, and all of them get it.
+/// value is computed by exactly one of them, and all of them get it; for a
+/// large entry (files) and for a small one (a row of the store).
 #[test]
 fn one_computation_per_key_across_processes() {
-    let dir = tempfile::tempdir().unwrap();
-    let exe = std::env::current_exe().unwrap();
-    let children: Vec<_> = (0..4)
-        .map(|_| {
-            std::process::Command::new(&exe)
-                .args(["--exact", "disk::tests::tier::cross_process_child"])
-                .args(["--ignored", "--nocapture", "--test-threads=1"])
-                .env(CHILD_ENV, dir.path())
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
-    for c in children {
-        let out = c.wait_with_output().unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "{text}{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(text.contains("1 passed"), "the child ran its test: {text}");
+    for small in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let exe = std::env::current_exe().unwrap();
+        let children: Vec<_> = (0..4)
+            .map(|_| {
+                std::process::Command::new(&exe)
+                    .args(["--exact", "disk::tests::tier::cross_process_child"])
+                    .args(["--ignored", "--nocapture", "--test-threads=1"])
+                    .env(CHILD_ENV, dir.path())
+                    .env(CHILD_SMALL_ENV, if small { "1" } else { "0" })
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for c in children {
+            let out = c.wait_with_output().unwrap();
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                out.status.success(),
+                "{text}{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(text.contains("1 passed"), "the child ran its test: {text}");
+        }
+        let markers = fs::read_dir(dir.path())
+            .unwrap()
+            .filter(|e| {
+                let name = e.as_ref().unwrap().file_name();
+                name.to_string_lossy().starts_with("computed-")
+            })
+            .count();
+        assert_eq!(markers, 1, "small {small}: computed by exactly one process");
+        let t = DiskTier::open(dir.path().join("cache"), None).unwrap();
+        let files = entry_files(&dir.path().join("cache/v2")).len();
+        assert_eq!(files, if small { 0 } else { 2 }, "small {small}");
+        assert_eq!(t.stats().entries, 1);
     }
-    let markers = fs::read_dir(dir.path())
-        .unwrap()
-        .filter(|e| {
-            let name = e.as_ref().unwrap().file_name();
-            name.to_string_lossy().starts_with("computed-")
-        })
-        .count();
-    assert_eq!(markers, 1, "computed by exactly one process");
 }
+
+const CHILD_SMALL_ENV: &str = "NDCACHE_DISK_TEST_CHILD_SMALL";
 
 #[test]
 #[ignore = "run by one_computation_per_key_across_processes in child processes"]
@@ -463,8 +473,10 @@ fn cross_process_child() {
     };
     let dir = Path::new(&dir);
     let t = DiskTier::open(dir.join("cache"), None).unwrap();
-    let k = key(4242); // 2.4 MB: a large entry (small ones: small.rs)
-    let want = sample(DType::I64, &[300_000]);
+    let k = key(4242);
+    // 2.4 MB (a large entry), or 128 bytes (a small one).
+    let small = std::env::var(CHILD_SMALL_ENV).is_ok_and(|v| v == "1");
+    let want = sample(DType::I64, &[if small { 16 } else { 300_000 }]);
     let got = match t.get(k) {
         Some((v, _)) => v,
         None => {
