@@ -3,9 +3,9 @@
 //!
 //! # Why SQLite, and why a threshold
 //!
-//! A cache of a million 128-byte results kept as two files each took 35 times
-//! its data's size on disk (4 KiB blocks, 65,536 fan-out directories) and a
-//! full directory scan on every open. SQLite (bundled, so every machine runs
+//! Layout v1 kept every result as two files in 65,536 fan-out directories:
+//! 50,000 results of 16 float64 (25 MB by its own count) took 529 MB of
+//! `du`, and every open scanned the whole directory (617 ms for them). SQLite (bundled, so every machine runs
 //! the same version) gives what the tier needs without a format of our own:
 //! atomic multi-row transactions, crash safety (a transaction is in or out,
 //! whatever instant the process dies), several processes reading while one
