@@ -56,9 +56,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
     }
 
-    // Damage one entry on purpose: the next load detects it, removes it,
-    // and the call recomputes the right answer.
-    if let Some(e) = entries.iter().find(|e| e.meta.kernel == "std") {
+    // Damage one entry on purpose (the sort, a large entry: a plain .npy
+    // file; small ones are rows of the cache's SQLite store): the next load
+    // detects it, removes it, and the call recomputes the right answer.
+    if let Some(e) = entries.iter().find(|e| e.meta.kernel == "sort") {
         let path = disk.payload_path(e.meta.key);
         let mut bytes = std::fs::read(&path)?;
         let last = bytes.len() - 1;
@@ -72,15 +73,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             report.corrupt.len()
         );
         let fresh = ArrayCache::builder().disk(&dir).build()?;
-        let again = fresh.call("std", &[sorted.arg()], &Params::new().axis(1).ddof(1))?;
+        let again = fresh.call("sort", &[x.arg()], &Params::new().axis(0))?;
         println!(
             "a fresh cache recomputed it: equal to the first result: {}; corrupt entries seen: {}",
-            again.array().bitwise_eq(sd.array()),
+            again.array().bitwise_eq(sorted.array()),
             fresh.info().disk.map_or(0, |d| d.corrupt)
         );
     }
     println!(
-        "\nload any entry with numpy: np.load('<dir>/v1/ab/cd/<key>.npy') — plain .npy, no pickle"
+        "\nload a large entry with numpy: np.load('<dir>/v2/<ab>/<key>.npy') — plain .npy, no pickle;\n\
+         any entry, small or large: ndcache export <key> --out r.npy --cache-dir <dir>"
     );
     Ok(())
 }

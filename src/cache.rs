@@ -225,6 +225,7 @@ pub struct ArrayCacheBuilder {
     disk_max_bytes: Option<u64>,
     disk_background: bool,
     disk_require_writable: bool,
+    disk_access_granularity: Option<std::time::Duration>,
     policy: Policy,
     bypass: bool,
     disk_writes: DiskWrites,
@@ -338,6 +339,14 @@ impl ArrayCacheBuilder {
         self
     }
 
+    /// How stale an entry's recorded last access must be for a disk hit to
+    /// record a new one (default one minute: see
+    /// [`DiskTierBuilder::access_granularity`](crate::disk::DiskTierBuilder::access_granularity)).
+    pub fn disk_access_granularity(mut self, d: std::time::Duration) -> Self {
+        self.disk_access_granularity = Some(d);
+        self
+    }
+
     /// Fail to build when the disk directory cannot be created or written,
     /// instead of using it read-only with a warning (the default).
     pub fn disk_require_writable(mut self, yes: bool) -> Self {
@@ -425,6 +434,9 @@ impl ArrayCacheBuilder {
                     .require_writable(self.disk_require_writable);
                 if let Some(n) = self.disk_max_bytes {
                     b = b.max_bytes(n);
+                }
+                if let Some(d) = self.disk_access_granularity {
+                    b = b.access_granularity(d);
                 }
                 if let Some(s) = &self.secret {
                     b = b.secret(s);
@@ -577,6 +589,7 @@ impl ArrayCache {
             disk_max_bytes: None,
             disk_background: true,
             disk_require_writable: false,
+            disk_access_granularity: None,
             policy: Policy::default(),
             bypass: true,
             disk_writes: DiskWrites::default(),

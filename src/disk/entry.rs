@@ -1,10 +1,14 @@
 //! Reading, verifying, writing and removing one entry.
 //!
-//! # Write protocol
+//! A small entry is one row of the store (see [`super::store`]): its sidecar
+//! text and its array's bytes, inserted in one transaction, so it is there
+//! whole or not at all, and verified on every read like a file entry.
+//!
+//! # Write protocol of a large entry
 //!
 //! The payload and the sidecar are written to temporary files in the entry's
 //! own fan-out directory, then renamed into place: the payload first, the
-//! sidecar last. A reader opens the sidecar first, so it sees either no
+//! sidecar last; its index row in the store comes after. A reader opens the sidecar first, so it sees either no
 //! entry or a complete one. Nothing is synced: the miss path never waits for
 //! the disk. After a crash a renamed file may be empty or stale, which the
 //! checksum on every read turns into a miss, never into a wrong result.
@@ -23,10 +27,11 @@ use std::time::{Duration, SystemTime};
 
 use crate::sign::Digests;
 
-use super::layout::FileStat;
+use super::layout::{on_disk, FileStat};
 use super::meta::{EntryInfo, EntryMeta, MAX_SIDECAR_BYTES};
 use super::npy::{self, NpyError};
 use super::stats::Counters;
+use super::store::{self, NewRow, Row};
 use super::Inner;
 use crate::error::{Error, Result};
 use crate::key::Fingerprint;
@@ -51,6 +56,9 @@ pub(crate) enum Miss {
     /// Entries are signed and this one's signature is missing or wrong: no
     /// holder of the secret wrote it.
     Forged(String),
+    /// The store indexes a large entry whose files are gone (a crash
+    /// between removals, or a user's `rm`): drop the row.
+    Stale,
 }
 
 /// What the MAC of a disk entry starts with.
@@ -61,23 +69,125 @@ pub(crate) struct Loaded {
     pub meta: EntryMeta,
     /// `None` when only verifying.
     pub array: Option<AnyArray>,
-    /// The open sidecar, to refresh its access time.
-    pub sidecar: File,
-    pub sidecar_len: u64,
+    /// What it counts toward the budget.
+    pub bytes: u64,
+    /// The recorded last access, if the store has its row (a large entry
+    /// may lack one).
+    pub indexed: Option<SystemTime>,
 }
 
 /// What a write did.
 #[derive(Debug)]
 pub(crate) enum Written {
-    New { bytes: u64, at: SystemTime },
+    /// The row to insert (a small entry, or a large one's index row).
+    New(NewRow),
     Exists,
     TooBig,
 }
 
 impl Inner {
-    /// Reads and verifies the entry of `key`: sidecar, payload length, `.npy`
-    /// header against the sidecar, and the checksum of the whole payload.
+    /// Reads and verifies the entry of `key`, from the store or its files.
     pub(crate) fn load(&self, key: Fingerprint, want_array: bool) -> Result<Loaded, Miss> {
+        let row = match &self.store {
+            Some(store) => store.get(key).map_err(Miss::Io)?,
+            None => None,
+        };
+        match row {
+            Some((Row::Small { meta, data }, atime)) => self
+                .load_small(key, &meta, data, want_array)
+                .map(|l| Loaded {
+                    indexed: Some(atime),
+                    ..l
+                }),
+            Some((Row::Damaged, _)) => Err(Miss::Corrupt(
+                "the store's row is neither a small entry nor an index entry".into(),
+            )),
+            Some((Row::File, atime)) => match self.load_files(key, want_array) {
+                Err(Miss::Absent) => Err(Miss::Stale),
+                Ok(l) => Ok(Loaded {
+                    indexed: Some(atime),
+                    ..l
+                }),
+                other => other,
+            },
+            None => self.load_files(key, want_array),
+        }
+    }
+
+    /// Verifies a small entry: its meta, the length of its data, and the
+    /// checksum (and signature) of the `.npy` file it stands for.
+    pub(crate) fn load_small(
+        &self,
+        key: Fingerprint,
+        text: &str,
+        data: Vec<u8>,
+        want_array: bool,
+    ) -> Result<Loaded, Miss> {
+        let meta = self.check_meta(key, text)?;
+        let header = npy::header_bytes(meta.dtype, &meta.shape);
+        let len = (header.len() + data.len()) as u64;
+        if len != meta.payload_bytes {
+            return Err(Miss::Corrupt(format!(
+                "the stored entry is {len} bytes long as .npy, its meta says {}",
+                meta.payload_bytes
+            )));
+        }
+        let mut hasher = Digests::new(self.signer.as_ref().map(|s| s.mac(MAC_DOMAIN)));
+        hasher.update(&header);
+        hasher.update(&data);
+        self.check_digests(hasher, &meta, text)?;
+        let array = if want_array {
+            Some(
+                npy::array_from_bytes(meta.dtype, &meta.shape, &data).ok_or_else(|| {
+                    Miss::Corrupt("the stored data does not fit its shape".into())
+                })?,
+            )
+        } else {
+            None
+        };
+        Ok(Loaded {
+            bytes: store::row_bytes(text.len(), data.len()),
+            meta,
+            array,
+            indexed: None,
+        })
+    }
+
+    /// Parses a sidecar text and checks that it is for `key` (and signed,
+    /// if entries must be).
+    fn check_meta(&self, key: Fingerprint, text: &str) -> Result<EntryMeta, Miss> {
+        let meta = EntryMeta::parse(text).map_err(Miss::Corrupt)?;
+        if self.signer.is_some() && meta.signature.is_none() {
+            return Err(Miss::Forged("the entry is not signed".into()));
+        }
+        if meta.key != key {
+            return Err(Miss::Corrupt(format!(
+                "the sidecar is for key {}",
+                meta.key
+            )));
+        }
+        Ok(meta)
+    }
+
+    /// Compares the digests of a payload with its sidecar's checksum and
+    /// signature.
+    fn check_digests(&self, hasher: Digests, meta: &EntryMeta, text: &str) -> Result<(), Miss> {
+        if hasher.xxh3.digest128() != meta.checksum {
+            return Err(Miss::Corrupt("the payload checksum does not match".into()));
+        }
+        if let (Some(mut mac), Some(tag)) = (hasher.mac, &meta.signature) {
+            mac.update(super::meta::signed_body(text).as_bytes());
+            if !mac.verify(tag) {
+                return Err(Miss::Forged("the signature does not match".into()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads and verifies a large entry's files: sidecar, payload length,
+    /// `.npy` header against the sidecar, and the checksum of the whole
+    /// payload.
+    fn load_files(&self, key: Fingerprint, want_array: bool) -> Result<Loaded, Miss> {
         let sc_path = self.layout.sidecar(key);
         let mut sidecar = match File::open(&sc_path) {
             Ok(f) => f,
@@ -98,16 +208,8 @@ impl Inner {
             }
             Err(e) => return Err(Miss::Io(Error::io("read", &sc_path, e))),
         }
-        let meta = EntryMeta::parse(&text).map_err(Miss::Corrupt)?;
-        if self.signer.is_some() && meta.signature.is_none() {
-            return Err(Miss::Forged("the entry is not signed".into()));
-        }
-        if meta.key != key {
-            return Err(Miss::Corrupt(format!(
-                "the sidecar is for key {}",
-                meta.key
-            )));
-        }
+        drop(sidecar);
+        let meta = self.check_meta(key, &text)?;
         let pl_path = self.layout.payload(key);
         let payload = match File::open(&pl_path) {
             Ok(f) => f,
@@ -158,30 +260,25 @@ impl Inner {
                 .map_err(|e| from_npy(NpyError::Io("read", e)))?;
             None
         };
-        if hasher.xxh3.digest128() != meta.checksum {
-            return Err(Miss::Corrupt("the payload checksum does not match".into()));
-        }
-        if let (Some(mut mac), Some(tag)) = (hasher.mac, &meta.signature) {
-            mac.update(super::meta::signed_body(&text).as_bytes());
-            if !mac.verify(tag) {
-                return Err(Miss::Forged("the signature does not match".into()));
-            }
-        }
+        self.check_digests(hasher, &meta, &text)?;
         Ok(Loaded {
+            bytes: on_disk(len, self.block) + on_disk(text.len() as u64, self.block),
             meta,
             array,
-            sidecar,
-            sidecar_len: text.len() as u64,
+            indexed: None,
         })
     }
 
-    /// Removes an entry's files (sidecar first, so it stops being visible)
-    /// and forgets it. Returns whether anything was removed.
+    /// Removes an entry: a large one's files (sidecar first, so it stops
+    /// being visible), then its row. Returns whether anything was removed.
     pub(crate) fn remove_files(&self, key: Fingerprint) -> bool {
         let a = fs::remove_file(self.layout.sidecar(key)).is_ok();
         let b = fs::remove_file(self.layout.payload(key)).is_ok();
-        self.index().remove(key);
-        a || b
+        let c = self
+            .store
+            .as_ref()
+            .is_some_and(|s| s.remove(key).unwrap_or(false));
+        a || b || c
     }
 
     /// Writes the entry (see the module docs for the protocol).
@@ -191,13 +288,23 @@ impl Inner {
         value: &AnyArray,
         info: &EntryInfo,
     ) -> Result<Written> {
-        let payload_len =
-            npy::header_bytes(value.dtype(), value.shape()).len() as u64 + value.nbytes();
+        let header_len = npy::header_bytes(value.dtype(), value.shape()).len();
+        let payload_len = header_len as u64 + value.nbytes();
+        let small = payload_len <= self.small_max_bytes && self.store.is_some();
         if let Some(max) = self.max_bytes {
             // The sidecar is a few hundred bytes; count it generously.
-            if payload_len + 512 + info.kernel.len() as u64 + info.version.len() as u64 > max {
+            let meta_len = 512 + info.kernel.len() + info.version.len();
+            let bytes = if small {
+                store::row_bytes(meta_len, value.nbytes() as usize)
+            } else {
+                on_disk(payload_len, self.block) + on_disk(meta_len as u64, self.block)
+            };
+            if bytes > max {
                 return Ok(Written::TooBig);
             }
+        }
+        if small {
+            return Ok(Written::New(self.small_row(key, value, info, header_len)));
         }
         let sc_path = self.layout.sidecar(key);
         if sc_path.exists() {
@@ -215,23 +322,7 @@ impl Inner {
         let checksum = digests.xxh3.digest128();
         drop(file);
 
-        let mut meta = EntryMeta {
-            key,
-            kernel: info.kernel.clone(),
-            version: info.version.clone(),
-            dtype: value.dtype(),
-            shape: value.shape().to_vec(),
-            checksum,
-            payload_bytes: len,
-            compute_time: info.compute_time,
-            created: SystemTime::now(),
-            signature: None,
-        };
-        if let Some(mut mac) = digests.mac {
-            mac.update(meta.body_text().as_bytes());
-            meta.signature = Some(mac.tag());
-        }
-        let text = meta.to_text();
+        let text = sidecar_text(key, value, info, checksum, len, digests.mac);
         let (tmp_sc, mut sc) = create_temp_in(&dir, &stem)?;
         temps.0.push(tmp_sc.clone());
         sc.write_all(text.as_bytes())
@@ -249,10 +340,35 @@ impl Inner {
         temps.0[0] = pl_path;
         fs::rename(&tmp_sc, &sc_path).map_err(|e| Error::io("rename a file to", &sc_path, e))?;
         temps.0.clear();
-        Ok(Written::New {
-            bytes: len + text.len() as u64,
-            at: written_at,
-        })
+        Ok(Written::New(NewRow {
+            key,
+            atime: written_at,
+            bytes: on_disk(len, self.block) + on_disk(text.len() as u64, self.block),
+            small: None,
+        }))
+    }
+
+    /// The row of a small entry: its sidecar text and its array's bytes.
+    fn small_row(
+        &self,
+        key: Fingerprint,
+        value: &AnyArray,
+        info: &EntryInfo,
+        header_len: usize,
+    ) -> NewRow {
+        let mut bytes = Vec::with_capacity(header_len + value.nbytes() as usize);
+        let mut digests = Digests::new(self.signer.as_ref().map(|s| s.mac(MAC_DOMAIN)));
+        // Writing to a Vec cannot fail.
+        let len = npy::write_array_digests(&mut bytes, value, &mut digests).unwrap_or_default();
+        let checksum = digests.xxh3.digest128();
+        let text = sidecar_text(key, value, info, checksum, len, digests.mac);
+        let data = bytes.split_off(header_len);
+        NewRow {
+            key,
+            atime: SystemTime::now(),
+            bytes: store::row_bytes(text.len(), data.len()),
+            small: Some((text, data)),
+        }
     }
 
     /// Removes temporary files left by dead writers; with `orphans`, also
@@ -282,6 +398,35 @@ impl Inner {
         }
         n
     }
+}
+
+/// The sidecar text of an entry whose `.npy` bytes are `len` long with
+/// checksum `checksum`; signed with `mac` (fed the payload) if given.
+fn sidecar_text(
+    key: Fingerprint,
+    value: &AnyArray,
+    info: &EntryInfo,
+    checksum: u128,
+    len: u64,
+    mac: Option<crate::sign::Mac>,
+) -> String {
+    let mut meta = EntryMeta {
+        key,
+        kernel: info.kernel.clone(),
+        version: info.version.clone(),
+        dtype: value.dtype(),
+        shape: value.shape().to_vec(),
+        checksum,
+        payload_bytes: len,
+        compute_time: info.compute_time,
+        created: SystemTime::now(),
+        signature: None,
+    };
+    if let Some(mut mac) = mac {
+        mac.update(meta.body_text().as_bytes());
+        meta.signature = Some(mac.tag());
+    }
+    meta.to_text()
 }
 
 /// Files to remove if the write does not complete.

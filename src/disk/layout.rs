@@ -1,16 +1,21 @@
-//! Where entries live on disk, and the directory scan.
+//! Where entries live on disk, and the scan of the large entries' files.
 //!
 //! ```text
-//! <dir>/v1/CACHEDIR.TAG                (tells backup tools to skip the cache)
-//! <dir>/v1/budget                      the remembered byte budget: "<bytes>\n"
-//! <dir>/v1/<ab>/<cd>/<key>.npy         payload: a plain .npy file
-//! <dir>/v1/<ab>/<cd>/<key>.meta        sidecar: its presence means "complete"
-//! <dir>/v1/<ab>/<cd>/<key>.lock        per-key lock file (while a key is computed)
-//! <dir>/v1/<ab>/<cd>/.<name>.<pid>.<n>.tmp   a file being written
+//! <dir>/v2/CACHEDIR.TAG                (tells backup tools to skip the cache)
+//! <dir>/v2/budget                      the remembered byte budget: "<bytes>\n"
+//! <dir>/v2/entries.db                  SQLite (WAL): small entries, and the
+//! <dir>/v2/entries.db-wal, -shm          index of every entry (see store.rs)
+//! <dir>/v2/keylocks                    per-key locks: byte ranges (Linux)
+//! <dir>/v2/locks/<key>.lock            per-key lock file (elsewhere, while a key is computed)
+//! <dir>/v2/<ab>/<key>.npy              a large entry's payload: a plain .npy file
+//! <dir>/v2/<ab>/<key>.meta             its sidecar; present means complete
+//! <dir>/v2/<ab>/.<name>.<pid>.<n>.tmp  a file being written
 //! ```
 //!
-//! `<key>` is the call key as 32 lowercase hex digits, `<ab>` and `<cd>` its
-//! first four digits.
+//! `<key>` is the call key as 32 lowercase hex digits, `<ab>` its first two:
+//! at most 256 fan-out directories, created as large entries need them and
+//! removed by `gc` and `clear` once empty. (Layout `v1` had two levels,
+//! 65,536 directories, and every entry in files; see [`OLD_LAYOUTS`].)
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
@@ -23,7 +28,16 @@ use std::time::SystemTime;
 use crate::key::Fingerprint;
 
 /// The layout version: the name of the directory under the cache root.
-pub(crate) const LAYOUT_DIR: &str = "v1";
+pub(crate) const LAYOUT_DIR: &str = "v2";
+
+/// Earlier layouts' directories. A tier never reads them: their entries
+/// are misses (and are left in place for the user to remove; `ndcache
+/// stats` mentions them).
+pub(crate) const OLD_LAYOUTS: &[&str] = &["v1"];
+
+const STORE_FILE: &str = "entries.db";
+const LOCK_DIR: &str = "locks";
+const KEY_LOCKS_FILE: &str = "keylocks";
 
 const PAYLOAD_EXT: &str = "npy";
 const SIDECAR_EXT: &str = "meta";
@@ -54,15 +68,29 @@ impl Layout {
         &self.root
     }
 
-    /// `<root>/v1`.
+    /// `<root>/v2`.
     pub fn base(&self) -> &Path {
         &self.base
     }
 
-    /// `<root>/v1/<ab>/<cd>`.
+    /// `<root>/v2/<ab>`.
     pub fn fan_dir(&self, key: Fingerprint) -> PathBuf {
         let hex = key.to_string();
-        self.base.join(&hex[..2]).join(&hex[2..4])
+        self.base.join(&hex[..2])
+    }
+
+    /// `<root>/v2/entries.db`: the SQLite store.
+    pub fn store(&self) -> PathBuf {
+        self.base.join(STORE_FILE)
+    }
+
+    /// Earlier layouts' directories that exist under the root.
+    pub fn old_layouts(&self) -> Vec<PathBuf> {
+        OLD_LAYOUTS
+            .iter()
+            .map(|d| self.root.join(d))
+            .filter(|p| p.is_dir())
+            .collect()
     }
 
     fn file(&self, key: Fingerprint, ext: &str) -> PathBuf {
@@ -77,11 +105,24 @@ impl Layout {
         self.file(key, SIDECAR_EXT)
     }
 
+    /// The file holding `key`'s lock: `<root>/v2/keylocks` (one file, byte
+    /// ranges: see `lock.rs`), or where that is not supported
+    /// `<root>/v2/locks/<key>.lock` (one flat directory, since a lock file
+    /// lives only while its key is computed).
     pub fn lock(&self, key: Fingerprint) -> PathBuf {
-        self.file(key, LOCK_EXT)
+        if super::lock::ONE_FILE {
+            self.base.join(KEY_LOCKS_FILE)
+        } else {
+            self.base.join(LOCK_DIR).join(format!("{key}.{LOCK_EXT}"))
+        }
     }
 
-    /// `<root>/v1/budget`.
+    /// `<root>/v2/locks`.
+    pub fn lock_dir(&self) -> PathBuf {
+        self.base.join(LOCK_DIR)
+    }
+
+    /// `<root>/v2/budget`.
     pub fn budget(&self) -> PathBuf {
         self.base.join(BUDGET_FILE)
     }
@@ -118,6 +159,27 @@ pub(crate) fn parse_budget(bytes: &[u8]) -> Result<u64, String> {
         Ok(Ok(n)) if n > 0 => Ok(n),
         _ => bad(),
     }
+}
+
+/// What a file of `len` bytes occupies: whole blocks (a `du` of an empty
+/// file is 0).
+pub(crate) fn on_disk(len: u64, block: u64) -> u64 {
+    len.div_ceil(block) * block
+}
+
+/// The file system's block size at `dir` (4096 where it cannot be read).
+pub(crate) fn block_size(dir: &Path) -> u64 {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        if let Ok(m) = fs::metadata(dir) {
+            if m.blksize() >= 512 {
+                return m.blksize();
+            }
+        }
+    }
+    let _ = dir;
+    4096
 }
 
 /// A temporary path in `dir` that no other thread or process of this machine
@@ -193,9 +255,11 @@ impl Found {
         self.payload.is_some() && self.sidecar.is_some()
     }
 
-    /// Bytes on disk for this key.
-    pub fn bytes(&self) -> u64 {
-        self.payload.map_or(0, |s| s.len) + self.sidecar.map_or(0, |s| s.len)
+    /// Bytes on disk for this key: each file's length rounded up to whole
+    /// blocks of `block` bytes.
+    pub fn bytes(&self, block: u64) -> u64 {
+        self.payload.map_or(0, |s| on_disk(s.len, block))
+            + self.sidecar.map_or(0, |s| on_disk(s.len, block))
     }
 }
 
@@ -207,7 +271,7 @@ pub(crate) struct Scan {
     pub locks: Vec<PathBuf>,
 }
 
-/// Lists every file of the layout. A missing base directory (or one that
+/// Lists every large entry's files, and the lock files. A missing base directory (or one that
 /// cannot exist, under a regular file) is an empty cache; files vanishing during the scan (other processes) are skipped.
 pub(crate) fn scan(layout: &Layout) -> io::Result<Scan> {
     let mut out = Scan::default();
@@ -242,20 +306,30 @@ pub(crate) fn scan(layout: &Layout) -> io::Result<Scan> {
         }
         Ok(())
     })?;
+    if let Ok(rd) = fs::read_dir(layout.lock_dir()) {
+        for entry in rd.flatten() {
+            if matches!(classify(&entry.file_name()), Kind::Lock(_)) {
+                out.locks.push(entry.path());
+            }
+        }
+    }
     Ok(out)
 }
 
-/// Calls `f` on every `<base>/<ab>/<cd>` directory.
+/// Calls `f` on every `<base>/<ab>` directory.
 pub(crate) fn for_each_fan_dir(
     base: &Path,
     mut f: impl FnMut(&Path) -> io::Result<()>,
 ) -> io::Result<()> {
-    for outer in sorted_fan_dirs(base)? {
-        for inner in sorted_fan_dirs(&outer)? {
-            f(&inner)?;
-        }
+    for dir in sorted_fan_dirs(base)? {
+        f(&dir)?;
     }
     Ok(())
+}
+
+/// Whether any fan-out directory exists (then large entries may exist).
+pub(crate) fn has_fan_dirs(base: &Path) -> bool {
+    sorted_fan_dirs(base).is_ok_and(|d| !d.is_empty())
 }
 
 fn sorted_fan_dirs(dir: &Path) -> io::Result<Vec<PathBuf>> {
@@ -284,17 +358,13 @@ fn is_absent(e: &io::Error) -> bool {
 
 /// Removes the fan-out directories left empty (errors ignored: another
 /// process may be adding a file right now, which keeps its directory).
-pub(crate) fn remove_empty_dirs(base: &Path) {
-    if let Ok(outer) = sorted_fan_dirs(base) {
-        for o in outer {
-            if let Ok(inner) = sorted_fan_dirs(&o) {
-                for i in inner {
-                    let _ = fs::remove_dir(i);
-                }
-            }
-            let _ = fs::remove_dir(o);
+pub(crate) fn remove_empty_dirs(layout: &Layout) {
+    if let Ok(dirs) = sorted_fan_dirs(layout.base()) {
+        for d in dirs {
+            let _ = fs::remove_dir(d);
         }
     }
+    let _ = fs::remove_dir(layout.lock_dir());
 }
 
 #[cfg(test)]
@@ -307,8 +377,13 @@ mod tests {
         let k = Fingerprint::from_u128(0xabcd_0000_0000_0000_0000_0000_0000_0001);
         assert_eq!(
             l.payload(k),
-            Path::new("/c/v1/ab/cd/abcd0000000000000000000000000001.npy")
+            Path::new("/c/v2/ab/abcd0000000000000000000000000001.npy")
         );
+        let lock = match crate::disk::lock::ONE_FILE {
+            true => "/c/v2/keylocks",
+            false => "/c/v2/locks/abcd0000000000000000000000000001.lock",
+        };
+        assert_eq!(l.lock(k), Path::new(lock));
         assert_eq!(
             classify(l.payload(k).file_name().unwrap()),
             Kind::Payload(k)
@@ -317,7 +392,8 @@ mod tests {
             classify(l.sidecar(k).file_name().unwrap()),
             Kind::Sidecar(k)
         );
-        assert_eq!(classify(l.lock(k).file_name().unwrap()), Kind::Lock(k));
+        let per_key = l.lock_dir().join(format!("{k}.lock"));
+        assert_eq!(classify(per_key.file_name().unwrap()), Kind::Lock(k));
         let t = temp_path(&l.fan_dir(k), &format!("{k}.npy"));
         assert_eq!(classify(t.file_name().unwrap()), Kind::Temp);
         assert_ne!(t, temp_path(&l.fan_dir(k), &format!("{k}.npy")));
@@ -330,7 +406,8 @@ mod tests {
             assert_eq!(classify(OsStr::new(other)), Kind::Other, "{other}");
         }
         assert_eq!(parse_key("+bcd0000000000000000000000000001"), None);
-        assert_eq!(l.budget(), Path::new("/c/v1/budget"));
+        assert_eq!(l.budget(), Path::new("/c/v2/budget"));
+        assert_eq!(l.store(), Path::new("/c/v2/entries.db"));
     }
 
     #[test]

@@ -1,28 +1,42 @@
-//! The disk tier: plain `.npy` files with verified metadata sidecars.
+//! The disk tier: small results packed in SQLite, large ones as plain `.npy`
+//! files, all verified.
 //!
-//! A [`DiskTier`] keeps results in a directory that numpy can read
-//! (`np.load(path)` with the default `allow_pickle=False`), shared safely by
-//! several processes:
+//! A [`DiskTier`] keeps results in a directory shared safely by several
+//! processes:
 //!
-//! - **No pickle, ever.** Payloads are `.npy` files of `float32`, `float64`,
-//!   `int32` or `int64`; sidecars are a strictly parsed text record
-//!   (layout [below](self#layout), format in [`EntryMeta`]).
-//! - **Verified on every load.** The sidecar records the xxh3-128 of the whole
-//!   payload file; a corrupt, truncated, half-written or orphan entry is a
-//!   miss, is removed and is counted ([`DiskStats::corrupt`]).
+//! - **Small results packed, large ones plain files.** A result whose `.npy`
+//!   bytes are at most [`DEFAULT_SMALL_MAX_BYTES`] (64 KiB) is a row of one
+//!   SQLite database in WAL mode (the `store.rs` module docs say why and
+//!   how); a larger one is a `.npy` file that numpy can read (`np.load(path)`
+//!   with the default `allow_pickle=False`) and a sidecar. `ndcache export
+//!   KEY --out F.npy` ([`DiskTier::export`]) writes either kind as a `.npy`
+//!   file.
+//! - **No pickle, ever.** Payloads are `.npy` bytes of `float32`, `float64`,
+//!   `int32` or `int64`; metadata is a strictly parsed text record (format
+//!   in [`EntryMeta`]), in a sidecar file or in the entry's row.
+//! - **Verified on every load.** The metadata records the xxh3-128 of the
+//!   whole `.npy` payload; a corrupt, truncated, half-written or orphan entry
+//!   is a miss, is removed and is counted ([`DiskStats::corrupt`]).
 //! - **Atomic writes, off the miss path.** [`DiskTier::put`] queues the
-//!   result for a background thread (by default) that writes temporary
-//!   files and renames them into place, payload first and sidecar last.
-//!   Nothing waits for `fsync`: verification makes it unnecessary.
-//! - **A byte budget, enforced on every write**, least recently used first,
-//!   counting payloads and sidecars. A hit refreshes the entry's last-access
-//!   time, which is the sidecar's modification time, so it is shared by
-//!   every process and survives restarts. Each tier keeps an index of sizes
-//!   and access times (one scan at open, then its own writes), and rescans
-//!   the directory when the index says it is over budget or after writing a
-//!   quarter of the budget, so that other processes' entries count too;
-//!   processes writing at the same time may together exceed the budget by
-//!   what they wrote since their last scans, until one of them rescans.
+//!   result for a background thread (by default) that writes queued entries
+//!   in batches: small ones in one SQLite transaction, large ones as
+//!   temporary files renamed into place, payload first and sidecar last, then
+//!   their index rows. Nothing waits for `fsync`: a crash loses at most the
+//!   entries being written, and verification catches anything torn.
+//! - **A byte budget that means disk, enforced on every write**, least
+//!   recently used first. An entry counts what it occupies: a large entry
+//!   its two files rounded up to whole file-system blocks, a small one its
+//!   row's bytes plus a measured per-row overhead. The count is kept in the
+//!   store, in the same transactions as the entries, so every process sees
+//!   the same total and eviction needs no directory scan. Outside the count
+//!   (a fixed overhead, see [below](self#what-the-budget-does-not-count)):
+//!   the write-ahead log, SQLite's shared-memory file, the small files and
+//!   the directories. A hit records the entry's last-access time in the
+//!   store (in batches, see the `store.rs` docs), shared by every process
+//!   and kept across restarts.
+//! - **Instant reopen.** Opening reads no entry: the store is the index. A
+//!   store that is missing (deleted) or damaged is recreated, and the large
+//!   entries' files are indexed again by a scan in a background thread.
 //! - **One computation per key across threads and processes**, with
 //!   [`DiskTier::get_or_insert_with`].
 //! - **Signed entries, optionally.** With a secret
@@ -37,12 +51,34 @@
 //! # Layout
 //!
 //! ```text
-//! <dir>/v1/<ab>/<cd>/<key>.npy    the result (a plain .npy file)
-//! <dir>/v1/<ab>/<cd>/<key>.meta   its sidecar; present means complete
-//! <dir>/v1/<ab>/<cd>/<key>.lock   while a process computes the key
-//! <dir>/v1/budget                 the remembered byte budget, if one was set
-//! <dir>/v1/CACHEDIR.TAG           tells backup tools to skip the cache
+//! <dir>/v2/entries.db             SQLite: small entries, the index, the totals
+//! <dir>/v2/entries.db-wal, -shm   SQLite's write-ahead log and shared memory
+//! <dir>/v2/<ab>/<key>.npy         a large result (a plain .npy file)
+//! <dir>/v2/<ab>/<key>.meta        its sidecar; present means complete
+//! <dir>/v2/locks/<key>.lock       while a process computes the key
+//! <dir>/v2/budget                 the remembered byte budget, if one was set
+//! <dir>/v2/CACHEDIR.TAG           tells backup tools to skip the cache
 //! ```
+//!
+//! # Earlier layouts
+//!
+//! The layout version is the directory's name. A directory written by an
+//! earlier version (`<dir>/v1/`, two files per entry in 65,536 fan-out
+//! directories) is never read: its entries are misses, recomputed into
+//! `v2/`. It is left in place (it may be in use by an older program);
+//! [`DiskTier::old_layouts`] and `ndcache stats` name it, and removing it
+//! (`rm -r <dir>/v1`) is safe once no older program uses it.
+//!
+//! # What the budget does not count
+//!
+//! Besides the entries' bytes, the directory holds: `entries.db`'s first
+//! pages (schema and totals, a few KiB), the write-ahead log (up to about
+//! 4 MiB between SQLite's automatic checkpoints, cut to 1 MiB after them, and
+//! emptied by [`DiskTier::gc`]), the 32 KiB shared-memory file, `budget` and
+//! `CACHEDIR.TAG` (a block each), and the directories (a block each: `v2`,
+//! `locks`, and at most 256 fan-out directories, removed by `gc` once
+//! empty). After `gc`, `du` of the cache is at most the budget plus about
+//! 100 KiB plus a block per fan-out directory still holding large entries.
 //!
 //! The budget file holds the budget in bytes, in decimal, and a newline. A
 //! tier opened with a budget ([`DiskTierBuilder::max_bytes`]) writes it
@@ -83,7 +119,6 @@
 //! ```
 
 mod entry;
-mod index;
 mod layout;
 mod lock;
 mod maint;
@@ -91,6 +126,7 @@ mod meta;
 pub(crate) mod npy;
 mod once;
 mod stats;
+mod store;
 mod writer;
 
 #[cfg(test)]
@@ -102,12 +138,14 @@ pub use meta::{EntryInfo, EntryMeta};
 pub use npy::{read_npy, write_npy_atomic};
 pub use once::Fetched;
 pub use stats::DiskStats;
+pub use store::{DEFAULT_ACCESS_GRANULARITY, DEFAULT_SMALL_MAX_BYTES};
 pub use writer::MAX_PENDING_BYTES;
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::SystemTime;
 
 use crate::error::{Error, Result};
@@ -115,9 +153,9 @@ use crate::key::Fingerprint;
 use crate::sync::lock;
 use crate::value::AnyArray;
 use entry::{Miss, Written};
-use index::{Index, Slot};
 use layout::Layout;
 use stats::Counters;
+use store::{NewRow, OpenError, Store};
 use writer::{Job, Writer};
 
 /// Options for opening a [`DiskTier`]; see [`DiskTier::builder`].
@@ -130,9 +168,30 @@ pub struct DiskTierBuilder {
     create: bool,
     read_only: bool,
     secret: Option<Vec<u8>>,
+    small_max_bytes: u64,
+    granularity: std::time::Duration,
 }
 
 impl DiskTierBuilder {
+    /// A hit records its time as the entry's last access only if the
+    /// recorded one is older than `d` (default
+    /// [`DEFAULT_ACCESS_GRANULARITY`], one minute, like `relatime`):
+    /// recording costs a random page write in the store. `Duration::ZERO`
+    /// records every hit (exact least-recently-used order, slower hits).
+    pub fn access_granularity(mut self, d: std::time::Duration) -> Self {
+        self.granularity = d;
+        self
+    }
+
+    /// Results whose `.npy` bytes are at most `n` are stored in the SQLite
+    /// store; larger ones as `.npy` files (default
+    /// [`DEFAULT_SMALL_MAX_BYTES`]; 0 puts every result in files). Only
+    /// where new entries go depends on it: a tier reads both kinds.
+    pub fn small_max_bytes(mut self, n: u64) -> Self {
+        self.small_max_bytes = n;
+        self
+    }
+
     /// Signs the entries written and accepts only entries signed with the
     /// same secret (an empty secret turns signing off). Without this, the
     /// secret is `$NDCACHE_SECRET` if that is set and not empty.
@@ -141,10 +200,11 @@ impl DiskTierBuilder {
         self
     }
 
-    /// Bounds the bytes on disk (payloads and sidecars); least recently used
-    /// entries are removed on every write that goes over.
+    /// Bounds the bytes on disk (entries as they occupy the disk: see the
+    /// [module docs](self)); least recently used entries are removed on
+    /// every write that goes over.
     ///
-    /// The directory remembers the budget (in `<dir>/v1/budget`): a tier
+    /// The directory remembers the budget (in `<dir>/v2/budget`): a tier
     /// opened later without one uses it. Unbounded if no budget was ever set.
     pub fn max_bytes(mut self, n: u64) -> Self {
         self.max_bytes = Some(n);
@@ -165,7 +225,7 @@ impl DiskTierBuilder {
         self
     }
 
-    /// Whether to create the cache when `<dir>/v1` does not exist (the
+    /// Whether to create the cache when `<dir>/v2` does not exist (the
     /// default). With `false`, opening a directory that is not a cache is an
     /// error instead.
     pub fn create(mut self, yes: bool) -> Self {
@@ -175,7 +235,7 @@ impl DiskTierBuilder {
 
     /// Opens an existing cache to inspect it: opening, [`DiskTier::entries`],
     /// [`DiskTier::stats`] and [`DiskTier::verify`] without repair then
-    /// create, write and remove nothing in the directory (no `v1/`, no probe
+    /// create, write and remove nothing in the directory (no `v2/`, no probe
     /// file, no `CACHEDIR.TAG`, no cleanup of leftovers). Writes are counted
     /// as failures, without a warning; [`DiskTier::gc`], [`DiskTier::clear`]
     /// and repairs fail. (A lookup still refreshes the access time of a hit
@@ -189,8 +249,9 @@ impl DiskTierBuilder {
     }
 
     /// Opens the tier: creates the directory if needed, checks that it is
-    /// writable, remembers or recalls the budget, and scans it once to
-    /// build the index.
+    /// writable, remembers or recalls the budget, and opens the store
+    /// (reading no entry; see the [module docs](self) for a missing or
+    /// damaged store).
     ///
     /// # Errors
     ///
@@ -212,13 +273,22 @@ impl DiskTierBuilder {
         }
         let layout = Layout::new(&self.dir);
         if (self.read_only || !self.create) && !layout.base().is_dir() {
+            let why = match layout.old_layouts().first() {
+                Some(old) => format!(
+                    "it is not an ndcache cache of this version (no {}/ directory; \
+                     {} is an earlier layout, which this version does not read)",
+                    layout::LAYOUT_DIR,
+                    old.display()
+                ),
+                None => format!(
+                    "it is not an ndcache cache (no {}/ directory)",
+                    layout::LAYOUT_DIR
+                ),
+            };
             return Err(Error::io(
                 "open the cache",
                 layout.root(),
-                std::io::Error::new(
-                    std::io::ErrorKind::NotFound,
-                    "it is not an ndcache cache (no v1/ directory)",
-                ),
+                std::io::Error::new(std::io::ErrorKind::NotFound, why),
             ));
         }
         let open_error = if self.read_only {
@@ -229,13 +299,16 @@ impl DiskTierBuilder {
         if let (Some(e), true) = (&open_error, self.require_writable) {
             return Err(e.clone());
         }
-        let max_bytes = budget(&layout, self.max_bytes, open_error.is_none());
-        let scan = layout::scan(&layout).unwrap_or_default();
+        let writable = open_error.is_none();
+        let max_bytes = budget(&layout, self.max_bytes, writable);
+        let (store, reindex) = open_store(&layout, writable, self.granularity);
         let inner = Arc::new(Inner {
+            block: layout::block_size(layout.base()),
             layout,
             max_bytes,
-            writable: open_error.is_none(),
-            index: Mutex::new(Index::from_scan(&scan)),
+            writable,
+            store,
+            small_max_bytes: self.small_max_bytes,
             evicting: Mutex::new(()),
             counters: Counters::default(),
             // A read-only tier fails its writes on purpose: no warning.
@@ -243,23 +316,70 @@ impl DiskTierBuilder {
             open_error,
             signer: crate::sign::Signer::from_option_or_env(self.secret.as_deref()),
         });
-        match &inner.open_error {
-            Some(_) if self.read_only => {}
-            Some(e) => inner.warn(
+        if let (Some(e), false) = (&inner.open_error, self.read_only) {
+            inner.warn(
                 Some(e),
                 "is not writable",
                 "results will not be saved there",
-            ),
-            None => {
-                inner.remove_stale(&scan, false);
-            }
+            );
         }
+        let reindexing = reindex.then(|| {
+            let inner = inner.clone();
+            std::thread::Builder::new()
+                .name("ndcache-disk-reindex".into())
+                .spawn(move || {
+                    let _ = inner.reindex();
+                })
+                .ok()
+        });
         Ok(DiskTier {
             writer: Writer::new(self.background),
             inner,
             computing: Default::default(),
+            reindexing: Mutex::new(reindexing.flatten()),
         })
     }
+}
+
+/// Opens the store of a writable cache (creating it), or of a read-only one
+/// if it exists. A damaged store is renamed aside (with a warning) and
+/// recreated. The flag says whether the large entries' files must be
+/// indexed again: the store is new and the directory has fan-out
+/// directories.
+fn open_store(
+    layout: &Layout,
+    writable: bool,
+    granularity: std::time::Duration,
+) -> (Option<Store>, bool) {
+    let path = layout.store();
+    if !writable {
+        let store = Store::open(&path, true, granularity).ok();
+        return (store.filter(|_| path.exists()), false);
+    }
+    let existed = path.exists();
+    let store = match Store::open(&path, false, granularity) {
+        Ok(s) => Some(s),
+        Err(OpenError::Damaged(e)) => {
+            let aside = path.with_extension(format!("db.damaged-{}", std::process::id()));
+            eprintln!(
+                "ndcache: warning: {e} (the store is damaged); moving it to {} and starting \
+                 a new one (its small entries are lost, large ones are indexed again)",
+                aside.display()
+            );
+            let _ = fs::rename(&path, &aside);
+            for ext in ["db-wal", "db-shm"] {
+                let _ = fs::remove_file(path.with_extension(ext));
+            }
+            let store = Store::open(&path, false, granularity).ok();
+            return (store, layout::has_fan_dirs(layout.base()));
+        }
+        Err(OpenError::Other(e)) => {
+            eprintln!("ndcache: warning: {e}; the disk cache will hold no small entries");
+            None
+        }
+    };
+    let reindex = store.is_some() && !existed && layout::has_fan_dirs(layout.base());
+    (store, reindex)
 }
 
 /// The tier's budget: `given` (remembered in the directory if `writable`
@@ -293,14 +413,14 @@ fn budget(layout: &Layout, given: Option<u64>, writable: bool) -> Option<u64> {
     }
 }
 
-/// Creates `<dir>/v1` and checks that a file can be created in it.
+/// Creates `<dir>/v2` and checks that a file can be created in it.
 fn prepare_dir(layout: &Layout) -> Result<()> {
     let base = layout.base();
     fs::create_dir_all(base).map_err(|e| Error::io("create", base, e))?;
     let (probe, file) = npy::create_temp(base, "probe")?;
     drop(file);
     let _ = fs::remove_file(probe);
-    // In `v1`, not in the user's directory: the tag makes backup tools skip
+    // In `v2`, not in the user's directory: the tag makes backup tools skip
     // its whole directory, which must hold nothing but the cache.
     let tag = base.join("CACHEDIR.TAG");
     if !tag.exists() {
@@ -331,7 +451,14 @@ pub(crate) struct Inner {
     layout: Layout,
     max_bytes: Option<u64>,
     writable: bool,
-    index: Mutex<Index>,
+    /// The SQLite store (small entries, the index); `None` if it cannot be
+    /// opened (an unusable directory): then only large entries' files are
+    /// read, and only large entries written.
+    store: Option<Store>,
+    /// Results up to this many `.npy` bytes go to the store.
+    small_max_bytes: u64,
+    /// The file system's block size.
+    block: u64,
     /// Serializes budget enforcement within the process.
     evicting: Mutex<()>,
     counters: Counters,
@@ -343,10 +470,6 @@ pub(crate) struct Inner {
 }
 
 impl Inner {
-    fn index(&self) -> MutexGuard<'_, Index> {
-        lock(&self.index)
-    }
-
     /// Prints one warning per tier, naming the directory and the OS error:
     /// `ndcache: warning: the disk cache /x is not writable (Permission
     /// denied (os error 13)); results will not be saved there`.
@@ -365,50 +488,75 @@ impl Inner {
         );
     }
 
-    /// Writes one queued entry, then releases its lock, then enforces the
-    /// budget. Returns whether the entry is in place.
-    fn store(&self, job: Job) -> bool {
-        let Job {
-            key,
-            value,
-            info,
-            lock,
-        } = job;
-        let result = if self.writable {
-            self.write_entry(key, &value, &info)
-        } else {
-            Err(self
-                .open_error
-                .clone()
-                .unwrap_or_else(|| Error::Config("the disk cache is read-only".into())))
-        };
-        drop(lock);
-        match result {
-            Ok(Written::New { bytes, at }) => {
-                Counters::bump(&self.counters.writes);
-                let slot = Slot {
-                    bytes,
-                    last_access: at,
-                };
-                self.index().insert(key, slot);
-                self.enforce_budget();
-                true
-            }
-            Ok(Written::Exists) => true,
-            Ok(Written::TooBig) => {
-                Counters::bump(&self.counters.rejected);
-                false
-            }
-            Err(e) => {
-                Counters::bump(&self.counters.write_failures);
-                self.warn(
-                    Some(&e),
-                    "could not be written",
-                    "further write failures are only counted",
-                );
-                false
+    /// Writes queued entries (small ones in one transaction), then releases
+    /// their locks, then enforces the budget. Returns, per job, whether its
+    /// entry is in place.
+    fn store(&self, jobs: Vec<Job>) -> Vec<bool> {
+        let mut done = vec![false; jobs.len()];
+        let mut rows = Vec::new();
+        let mut row_job = Vec::new();
+        for (i, job) in jobs.iter().enumerate() {
+            let result = if self.writable {
+                self.write_entry(job.key, &job.value, &job.info)
+            } else {
+                Err(self
+                    .open_error
+                    .clone()
+                    .unwrap_or_else(|| Error::Config("the disk cache is read-only".into())))
+            };
+            match result {
+                Ok(Written::New(row)) => {
+                    rows.push(row);
+                    row_job.push(i);
+                }
+                Ok(Written::Exists) => done[i] = true,
+                Ok(Written::TooBig) => Counters::bump(&self.counters.rejected),
+                Err(e) => self.write_failed(&e),
             }
         }
+        if !rows.is_empty() {
+            match self.store.as_ref().map(|s| s.insert(&rows)) {
+                Some(Ok(inserted)) => {
+                    for (&i, new) in row_job.iter().zip(inserted) {
+                        if new {
+                            Counters::bump(&self.counters.writes);
+                        }
+                        done[i] = true;
+                    }
+                }
+                // No store: only large entries were written, complete in
+                // their files (indexed when a lookup or `gc` finds them).
+                None => {
+                    for &i in &row_job {
+                        Counters::bump(&self.counters.writes);
+                        done[i] = true;
+                    }
+                }
+                Some(Err(e)) => {
+                    for (&i, row) in row_job.iter().zip(&rows) {
+                        if row.small.is_none() {
+                            Counters::bump(&self.counters.writes);
+                            done[i] = true;
+                        } else {
+                            self.write_failed(&e);
+                        }
+                    }
+                }
+            }
+        }
+        // Unlocks: the entries are in place (or failed).
+        drop(jobs);
+        self.enforce_budget();
+        done
+    }
+
+    fn write_failed(&self, e: &Error) {
+        Counters::bump(&self.counters.write_failures);
+        self.warn(
+            Some(e),
+            "could not be written",
+            "further write failures are only counted",
+        );
     }
 
     fn write_failed_panic(&self) {
@@ -420,29 +568,45 @@ impl Inner {
         );
     }
 
-    /// Evicts least recently used entries until the budget holds, after
-    /// rescanning the directory if one is due ([`Index::needs_rescan`]).
+    /// Evicts least recently used entries until the budget holds.
     fn enforce_budget(&self) {
-        let Some(max) = self.max_bytes else { return };
-        let _g = lock(&self.evicting);
-        if self.index().needs_rescan(max) {
-            let _ = self.rescan();
-        }
-        if self.index().total() <= max {
+        let (Some(max), Some(store)) = (self.max_bytes, &self.store) else {
             return;
+        };
+        let _g = lock(&self.evicting);
+        if store.totals().is_ok_and(|(_, bytes)| bytes > max) {
+            self.evict_to(max, &mut |_| {});
         }
-        self.evict_to(max, &mut |_| {});
     }
 
-    /// Rebuilds the index from the directory, removing stale temporary files.
-    fn rescan(&self) -> Result<()> {
+    /// Indexes every complete large entry whose files have no row (after
+    /// the store was recreated, or a crash between a sidecar's rename and
+    /// its row), and removes temporary files of dead writers. Returns how
+    /// many entries were indexed.
+    fn reindex(&self) -> Result<u64> {
+        let Some(store) = &self.store else {
+            return Ok(0);
+        };
         let scan =
             layout::scan(&self.layout).map_err(|e| Error::io("list", self.layout.base(), e))?;
         if self.writable {
             self.remove_stale(&scan, false);
         }
-        *self.index() = Index::from_scan(&scan);
-        Ok(())
+        let rows: Vec<NewRow> = scan
+            .keys
+            .iter()
+            .filter_map(|(&key, found)| {
+                let sidecar = found.sidecar.filter(|_| found.payload.is_some())?;
+                Some(NewRow {
+                    key,
+                    atime: sidecar.mtime,
+                    bytes: found.bytes(self.block),
+                    small: None,
+                })
+            })
+            .collect();
+        let inserted = store.insert(&rows)?;
+        Ok(inserted.into_iter().filter(|&b| b).count() as u64)
     }
 }
 
@@ -459,6 +623,8 @@ pub struct DiskTier {
     inner: Arc<Inner>,
     writer: Writer,
     computing: once::Computing,
+    /// The background indexing of a recreated store, until it is joined.
+    reindexing: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for DiskTier {
@@ -490,6 +656,8 @@ impl DiskTier {
             create: true,
             read_only: false,
             secret: None,
+            small_max_bytes: DEFAULT_SMALL_MAX_BYTES,
+            granularity: DEFAULT_ACCESS_GRANULARITY,
         }
     }
 
@@ -498,10 +666,36 @@ impl DiskTier {
         self.inner.layout.root()
     }
 
-    /// Where the `.npy` payload of `key` is (or would be) stored: a plain
-    /// file numpy can load.
+    /// Where the `.npy` payload of `key` is (or would be) stored if it is a
+    /// large entry: a plain file numpy can load. A small entry is in the
+    /// store: [`export`](Self::export) writes either kind as a `.npy` file.
     pub fn payload_path(&self, key: Fingerprint) -> PathBuf {
         self.inner.layout.payload(key)
+    }
+
+    /// Writes the entry of `key`, verified, to `out` as a `.npy` file
+    /// (atomically: through a temporary file and a rename); returns its
+    /// metadata, or `None` if there is no such entry (or it is damaged:
+    /// then it is removed and counted, as by [`get`](Self::get)).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] naming `out` if it cannot be written.
+    pub fn export(&self, key: Fingerprint, out: impl AsRef<Path>) -> Result<Option<EntryMeta>> {
+        self.flush();
+        match self.get(key) {
+            Some((array, meta)) => {
+                write_npy_atomic(out, &array)?;
+                Ok(Some(meta))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Directories of earlier layout versions under the cache directory,
+    /// which this version never reads (see [Earlier layouts](self#earlier-layouts)).
+    pub fn old_layouts(&self) -> Vec<PathBuf> {
+        self.inner.layout.old_layouts()
     }
 
     /// The byte budget, if any.
@@ -523,17 +717,26 @@ impl DiskTier {
         match self.inner.load(key, true) {
             Ok(loaded) => {
                 let now = SystemTime::now();
-                // Not the owner of the file (another user's cache)? Then the
-                // entry just ages as if unused.
-                let _ = loaded.sidecar.set_modified(now);
-                let bytes = loaded.meta.payload_bytes + loaded.sidecar_len;
-                self.inner.index().hit(key, bytes, now);
+                if let Some(store) = &self.inner.store {
+                    if let Some(last) = loaded.indexed {
+                        store.touch(key, last, now);
+                    } else if self.inner.writable {
+                        // A large entry without its row: index it.
+                        let row = NewRow {
+                            key,
+                            atime: now,
+                            bytes: loaded.bytes,
+                            small: None,
+                        };
+                        let _ = store.insert(&[row]);
+                    }
+                }
                 Counters::bump(&c.hits);
                 loaded.array.map(|a| (a, loaded.meta))
             }
             Err(miss) => {
                 Counters::bump(&c.misses);
-                match miss {
+                match &miss {
                     Miss::Corrupt(_) => {
                         Counters::bump(&c.corrupt);
                         self.inner.remove_files(key);
@@ -542,7 +745,10 @@ impl DiskTier {
                         Counters::bump(&c.forged);
                         self.inner.remove_files(key);
                     }
-                    Miss::Absent => {
+                    Miss::Stale | Miss::Absent => {
+                        if let (Miss::Stale, Some(store)) = (&miss, &self.inner.store) {
+                            let _ = store.remove(key);
+                        }
                         // A payload without its sidecar that no process is
                         // writing (no one holds the key's lock): an orphan.
                         if self.inner.layout.payload(key).exists() && self.inner.remove_orphan(key)
@@ -559,7 +765,13 @@ impl DiskTier {
 
     /// Whether a complete entry for `key` is present (not verified).
     pub fn contains_key(&self, key: Fingerprint) -> bool {
-        self.inner.layout.sidecar(key).exists() && self.inner.layout.payload(key).exists()
+        let indexed = self
+            .inner
+            .store
+            .as_ref()
+            .is_some_and(|s| s.contains(key).unwrap_or(false));
+        indexed
+            || (self.inner.layout.sidecar(key).exists() && self.inner.layout.payload(key).exists())
     }
 
     /// Stores `value` as the result of `key`, releasing `lock` (if given)
@@ -576,7 +788,7 @@ impl DiskTier {
             key,
             value: value.clone(),
             info,
-            lock,
+            _lock: lock,
         };
         let _ = self.writer.submit(&self.inner, job);
     }
@@ -588,15 +800,22 @@ impl DiskTier {
             key,
             value: value.clone(),
             info,
-            lock: None,
+            _lock: None,
         };
         self.writer.try_submit(&self.inner, job)
     }
 
     /// Waits until every entry handed to [`put`](Self::put) is written (or
-    /// has failed).
+    /// has failed), the buffered access times of hits too, and the
+    /// background indexing of a recreated store, if one runs.
     pub fn flush(&self) {
         self.writer.flush();
+        if let Some(h) = lock(&self.reindexing).take() {
+            let _ = h.join();
+        }
+        if let Some(store) = &self.inner.store {
+            store.write_touches();
+        }
     }
 
     /// Takes the lock of `key`, waiting while another thread or process
@@ -625,10 +844,12 @@ impl DiskTier {
 
     /// A snapshot of the statistics.
     pub fn stats(&self) -> DiskStats {
-        let (entries, bytes) = {
-            let idx = self.inner.index();
-            (idx.len(), idx.total())
-        };
+        let (entries, bytes) = self
+            .inner
+            .store
+            .as_ref()
+            .and_then(|s| s.totals().ok())
+            .unwrap_or_default();
         DiskStats::from_counters(
             &self.inner.counters,
             entries,
@@ -642,5 +863,8 @@ impl DiskTier {
 impl Drop for DiskTier {
     fn drop(&mut self) {
         self.writer.shutdown();
+        if let Some(h) = lock(&self.reindexing).take() {
+            let _ = h.join();
+        }
     }
 }

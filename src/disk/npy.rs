@@ -333,6 +333,27 @@ fn read_typed<T: NpyElement>(
     Ok(T::wrap_arc(array.into_shared()))
 }
 
+/// The array of `dtype` and `shape` whose C-order, native-endian element
+/// bytes are `bytes`; `None` if their length does not match.
+pub(crate) fn array_from_bytes(dtype: DType, shape: &[usize], bytes: &[u8]) -> Option<AnyArray> {
+    fn typed<T: NpyElement>(shape: &[usize], bytes: &[u8]) -> Option<AnyArray> {
+        if !bytes.len().is_multiple_of(std::mem::size_of::<T>()) {
+            return None;
+        }
+        // A copy into an aligned vector: the bytes come from SQLite.
+        let mut v = vec![T::default(); bytes.len() / std::mem::size_of::<T>()];
+        bytemuck::cast_slice_mut::<T, u8>(&mut v).copy_from_slice(bytes);
+        let a = ArrayD::from_shape_vec(ndarray::IxDyn(shape), v).ok()?;
+        Some(T::wrap_arc(a.into_shared()))
+    }
+    match dtype {
+        DType::F32 => typed::<f32>(shape, bytes),
+        DType::F64 => typed::<f64>(shape, bytes),
+        DType::I32 => typed::<i32>(shape, bytes),
+        DType::I64 => typed::<i64>(shape, bytes),
+    }
+}
+
 /// Reads a `.npy` file of `float32`, `float64`, `int32` or `int64` elements.
 ///
 /// Accepts every such file numpy writes: format versions 1.0, 2.0 and 3.0,

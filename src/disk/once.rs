@@ -89,7 +89,7 @@ impl DiskTier {
     /// The result of `key`: read from the directory if it is there, else
     /// computed by `compute` and stored, with `kernel` and `version` in its
     /// sidecar. One computation per key across the threads and processes
-    /// sharing the directory (see the [module docs](self) for how each
+    /// sharing the directory (see the [module docs](crate::disk) for how each
     /// waits), without ever blocking a rayon pool thread in a lock.
     ///
     /// A directory that cannot be locked or written (read-only) still
@@ -165,7 +165,7 @@ impl DiskTier {
             key,
             value: array.clone(),
             info,
-            lock: key_lock,
+            _lock: key_lock,
         };
         let stored = self
             .writer

@@ -166,6 +166,10 @@ fn ramp(n: usize) -> Array1<f64> {
     Array1::linspace(-2.0, 3.0, n)
 }
 
+/// Elements of a result stored as a file (above the 64 KiB of `.npy`
+/// bytes that go to the store).
+const LARGE: usize = 10_000;
+
 // ---------------------------------------------------------------- restarts
 
 #[test]
@@ -264,7 +268,7 @@ fn a_second_process_hits_the_disk_with_identical_output() {
 /// and `verify --repair`.
 fn check_corruption(what: &str, damage: impl Fn(&Path, &Path)) {
     let fx = Fixture::new();
-    let x = fx.input("x.npy", ramp(1000));
+    let x = fx.input("x.npy", ramp(LARGE));
     let expected = fx.uncached("exp", &[&x], &[]);
     let xa = read_npy(&x).unwrap();
     let err = fx.apply("exp", &[&x], &fx.path("y0.npy"), &[]);
@@ -381,7 +385,7 @@ fn corrupt_deleted_payload() {
 #[test]
 fn corrupt_deleted_sidecar_past_the_grace_period() {
     let fx = Fixture::new();
-    let x = fx.input("x.npy", ramp(1000));
+    let x = fx.input("x.npy", ramp(LARGE));
     let expected = fx.uncached("exp", &[&x], &[]);
     let xa = read_npy(&x).unwrap();
     fx.apply("exp", &[&x], &fx.path("y0.npy"), &[]);
@@ -431,7 +435,7 @@ fn corrupt_deleted_sidecar_past_the_grace_period() {
 #[test]
 fn a_payload_without_sidecar_is_being_written_only_while_its_key_is_locked() {
     let fx = Fixture::new();
-    let x = fx.input("x.npy", ramp(500));
+    let x = fx.input("x.npy", ramp(LARGE));
     let xa = read_npy(&x).unwrap();
     fx.apply("exp", &[&x], &fx.path("y0.npy"), &[]);
     let (payload, sidecar) = single_entry(&fx.cache);
@@ -583,11 +587,12 @@ fn kept(cache: &Path) -> BTreeSet<usize> {
         .collect()
 }
 
+/// The entries' files, each in whole 4 KiB blocks (what the budget counts).
 fn bytes_on_disk(cache: &Path) -> u64 {
     files_under(cache)
         .iter()
         .filter(|p| p.extension().is_some_and(|e| e == "npy" || e == "meta"))
-        .map(|p| fs::metadata(p).unwrap().len())
+        .map(|p| fs::metadata(p).unwrap().len().div_ceil(4096) * 4096)
         .sum()
 }
 
@@ -597,6 +602,7 @@ fn budget_keeps_the_most_recently_used_entries() {
     let cache = ArrayCache::builder()
         .disk(&fx.cache)
         .disk_max_bytes(5 * MIB)
+        .disk_access_granularity(Duration::ZERO)
         .build()
         .unwrap();
     let inputs: Vec<Array1<f64>> = (0..10).map(megabyte).collect();
@@ -730,7 +736,7 @@ fn a_read_only_cache_still_serves_hits() {
         }
     };
     set(0o555);
-    let probe = fx.cache.join("v1").join("probe");
+    let probe = fx.cache.join("v2").join("probe");
     if fs::write(&probe, "x").is_ok() {
         let _ = fs::remove_file(&probe);
         set(0o755);
@@ -824,12 +830,17 @@ fn bad_input_gives_one_error_line_and_no_output() {
         assert!(!out.exists(), "{args:?} wrote an output");
         assert_eq!(listing(), before, "{args:?} left a file behind");
     }
-    // No entry, lock or temporary file in the cache either.
+    // No entry, lock or temporary file in the cache either: only the tag,
+    // the store (empty) and the key-lock file (which is never removed).
     let left = files_under(&fx.cache);
     assert!(
-        left.iter().all(|p| p.ends_with("v1/CACHEDIR.TAG")),
+        left.iter().all(|p| p.ends_with("v2/CACHEDIR.TAG")
+            || p.ends_with("v2/entries.db")
+            || p.ends_with("v2/keylocks")),
         "{left:?}"
     );
+    let lib = fx.library();
+    assert_eq!(lib.info().disk.unwrap().entries, 0);
 
     // A write that fails at the last step (the output is a directory)
     // removes its temporary file.
@@ -920,7 +931,7 @@ fn ls_into_a_pipe_closed_early_exits_quietly() {
 }
 
 /// `ls`, `stats`, `verify` (and the maintenance commands) on a directory
-/// that is not a cache say so and create nothing in it: no `v1/`, no
+/// that is not a cache say so and create nothing in it: no `v2/`, no
 /// `CACHEDIR.TAG`.
 #[test]
 fn commands_refuse_a_directory_that_is_not_a_cache() {
@@ -951,7 +962,7 @@ fn commands_refuse_a_directory_that_is_not_a_cache() {
             assert!(r.stderr.starts_with("ndcache: error: "), "{}", r.stderr);
             assert!(
                 r.stderr
-                    .contains("is not an ndcache cache (no v1/ directory)"),
+                    .contains("is not an ndcache cache (no v2/ directory)"),
                 "{args:?}: {}",
                 r.stderr
             );
@@ -959,7 +970,7 @@ fn commands_refuse_a_directory_that_is_not_a_cache() {
             assert!(r.stdout.is_empty(), "{args:?}: {}", r.stdout);
             assert_eq!(snapshot(dir), before, "{args:?} changed {}", dir.display());
         }
-        assert!(!dir.join("v1").exists());
+        assert!(!dir.join("v2").exists());
     }
     assert!(!missing.exists());
 }
@@ -970,10 +981,10 @@ fn commands_refuse_a_directory_that_is_not_a_cache() {
 #[test]
 fn ls_stats_and_verify_write_nothing_in_a_cache() {
     let fx = Fixture::new();
-    let x = fx.input("x.npy", ramp(100));
+    let x = fx.input("x.npy", ramp(LARGE));
     fx.apply("exp", &[&x], &fx.path("y.npy"), &[]);
     let (payload, _) = single_entry(&fx.cache);
-    fs::remove_file(fx.cache.join("v1").join("CACHEDIR.TAG")).unwrap();
+    fs::remove_file(fx.cache.join("v2").join("CACHEDIR.TAG")).unwrap();
     let old_temp = payload.with_file_name(".x.npy.1.1.tmp");
     fs::write(&old_temp, "half").unwrap();
     let two_hours_ago = SystemTime::now() - Duration::from_secs(7200);
@@ -1055,7 +1066,7 @@ fn the_cache_directory_remembers_its_budget() {
 
     // A damaged budget file: a warning, no budget, no panic; the next
     // explicit budget replaces it.
-    let file = fx.cache.join("v1").join("budget");
+    let file = fx.cache.join("v2").join("budget");
     assert_eq!(fs::read_to_string(&file).unwrap(), "3145728\n");
     for bad in [
         &b""[..],
@@ -1166,7 +1177,7 @@ fn apply_reports_what_the_call_did() {
 fn verify_fails_on_unreadable_entries() {
     use std::os::unix::fs::PermissionsExt;
     let fx = Fixture::new();
-    let x = fx.input("x.npy", ramp(100));
+    let x = fx.input("x.npy", ramp(LARGE));
     fx.apply("exp", &[&x], &fx.path("y.npy"), &[]);
     let (payload, _) = single_entry(&fx.cache);
     fs::set_permissions(&payload, fs::Permissions::from_mode(0o000)).unwrap();

@@ -302,3 +302,43 @@ fn fleet_example_computes_each_experiment_once() {
     let out = fleet(&redis.url());
     assert_has(&out, ": 0 computed, 32 remote hits; 8 distinct results");
 }
+
+/// The scaling example, small: its table has one row whose numbers hold
+/// together (it checks every hit and `verify` itself and fails otherwise).
+#[test]
+fn disk_scaling_example_runs_small() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run_with_args(
+        "disk_scaling",
+        &[],
+        &[
+            "--max",
+            "3000",
+            "--large",
+            "20",
+            "--dir",
+            dir.path().to_str().unwrap(),
+        ],
+    );
+    let row = out
+        .lines()
+        .find(|l| l.starts_with("| 3000 |"))
+        .unwrap_or_else(|| panic!("no row for 3000 entries in:\n{out}"));
+    let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+    // files / dirs: the store's three files, the tag, the key locks, and
+    // the 20 large entries' 40 files (in at most 20 fan-out directories).
+    let (files, dirs) = cells[10].split_once(" / ").unwrap();
+    let files: u64 = files.parse().unwrap();
+    assert!((40..=46).contains(&files), "{row}");
+    assert!(dirs.parse::<u64>().unwrap() <= 21, "{row}");
+    // du after `gc --max-bytes 5M`: within the budget and its overhead.
+    let after: f64 = cells[12].split(' ').next().unwrap().parse().unwrap();
+    assert!(after <= 5.0 + 0.2, "{row}");
+    let bad = Command::new(example_bin("disk_scaling"))
+        .args(["--max", "lots"])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("--max") && err.contains("\"lots\""), "{err}");
+}

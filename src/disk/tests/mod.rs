@@ -2,6 +2,7 @@
 //! is available; tests that need it print a message and skip otherwise.
 
 mod npy_files;
+mod small;
 mod tier;
 mod tier_maint;
 

@@ -20,9 +20,12 @@ fn info(kernel: &str) -> EntryInfo {
     EntryInfo::new(kernel, "3", Duration::from_micros(1234))
 }
 
+/// A tier that stores every result in files (these tests are about them;
+/// small entries: see `small.rs`).
 fn tier(dir: &Path, background: bool) -> DiskTier {
     DiskTier::builder(dir)
         .background_writes(background)
+        .small_max_bytes(0)
         .build()
         .unwrap()
 }
@@ -70,9 +73,9 @@ fn round_trip_every_dtype_and_restart() {
             let n = arrays.len() as u64;
             assert_eq!((st.entries, st.writes, st.hits, st.misses), (n, n, n, n));
             assert_eq!((st.corrupt, st.write_failures), (0, 0));
-            let on_disk: u64 = entry_files(&dir.path().join("v1"))
+            let on_disk: u64 = entry_files(&dir.path().join("v2"))
                 .iter()
-                .map(|f| f.1)
+                .map(|f| crate::disk::layout::on_disk(f.1, t.inner.block))
                 .sum();
             assert_eq!(st.bytes, on_disk);
         }
@@ -295,7 +298,7 @@ fn write_failures_after_open_are_counted() {
     let st = t.stats();
     assert_eq!((st.write_failures, st.writes), (1, 1));
     assert!(t.get(other).is_some());
-    let leftovers: Vec<_> = files_under(&dir.path().join("v1"))
+    let leftovers: Vec<_> = files_under(&dir.path().join("v2"))
         .into_iter()
         .filter(|(p, _)| p.to_string_lossy().ends_with(".tmp"))
         .collect();
@@ -362,10 +365,11 @@ fn one_computation_per_key_under_the_lock() {
     assert_eq!(computed.load(Ordering::SeqCst), 1);
     t.flush();
     assert_eq!(t.stats().writes, 1);
-    assert!(
-        !t.inner.layout.lock(k).exists(),
-        "lock files do not pile up"
-    );
+    let locks: Vec<_> = files_under(&dir.path().join("v2"))
+        .into_iter()
+        .filter(|(p, _)| p.extension().is_some_and(|e| e == "lock"))
+        .collect();
+    assert!(locks.is_empty(), "lock files pile up: {locks:?}");
 }
 
 #[test]
@@ -414,42 +418,52 @@ fn readers_never_see_partial_entries() {
 const CHILD_ENV: &str = "NDCACHE_DISK_TEST_CHILD_DIR";
 
 /// Real processes (this test binary, run again) share one directory: the
-/// value is computed by exactly one of them, and all of them get it.
+/// value is computed by exactly one of them, and all of them get it; for a
+/// large entry (files) and for a small one (a row of the store).
 #[test]
 fn one_computation_per_key_across_processes() {
-    let dir = tempfile::tempdir().unwrap();
-    let exe = std::env::current_exe().unwrap();
-    let children: Vec<_> = (0..4)
-        .map(|_| {
-            std::process::Command::new(&exe)
-                .args(["--exact", "disk::tests::tier::cross_process_child"])
-                .args(["--ignored", "--nocapture", "--test-threads=1"])
-                .env(CHILD_ENV, dir.path())
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
-    for c in children {
-        let out = c.wait_with_output().unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "{text}{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(text.contains("1 passed"), "the child ran its test: {text}");
+    for small in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let exe = std::env::current_exe().unwrap();
+        let children: Vec<_> = (0..4)
+            .map(|_| {
+                std::process::Command::new(&exe)
+                    .args(["--exact", "disk::tests::tier::cross_process_child"])
+                    .args(["--ignored", "--nocapture", "--test-threads=1"])
+                    .env(CHILD_ENV, dir.path())
+                    .env(CHILD_SMALL_ENV, if small { "1" } else { "0" })
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for c in children {
+            let out = c.wait_with_output().unwrap();
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                out.status.success(),
+                "{text}{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(text.contains("1 passed"), "the child ran its test: {text}");
+        }
+        let markers = fs::read_dir(dir.path())
+            .unwrap()
+            .filter(|e| {
+                let name = e.as_ref().unwrap().file_name();
+                name.to_string_lossy().starts_with("computed-")
+            })
+            .count();
+        assert_eq!(markers, 1, "small {small}: computed by exactly one process");
+        let t = DiskTier::open(dir.path().join("cache"), None).unwrap();
+        let files = entry_files(&dir.path().join("cache/v2")).len();
+        assert_eq!(files, if small { 0 } else { 2 }, "small {small}");
+        assert_eq!(t.stats().entries, 1);
     }
-    let markers = fs::read_dir(dir.path())
-        .unwrap()
-        .filter(|e| {
-            let name = e.as_ref().unwrap().file_name();
-            name.to_string_lossy().starts_with("computed-")
-        })
-        .count();
-    assert_eq!(markers, 1, "computed by exactly one process");
 }
+
+const CHILD_SMALL_ENV: &str = "NDCACHE_DISK_TEST_CHILD_SMALL";
 
 #[test]
 #[ignore = "run by one_computation_per_key_across_processes in child processes"]
@@ -460,7 +474,9 @@ fn cross_process_child() {
     let dir = Path::new(&dir);
     let t = DiskTier::open(dir.join("cache"), None).unwrap();
     let k = key(4242);
-    let want = sample(DType::I64, &[300_000]);
+    // 2.4 MB (a large entry), or 128 bytes (a small one).
+    let small = std::env::var(CHILD_SMALL_ENV).is_ok_and(|v| v == "1");
+    let want = sample(DType::I64, &[if small { 16 } else { 300_000 }]);
     let got = match t.get(k) {
         Some((v, _)) => v,
         None => {

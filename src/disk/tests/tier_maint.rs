@@ -5,6 +5,7 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use super::{entry_files, files_under, sample};
+use crate::disk::layout::on_disk;
 use crate::disk::{DiskTier, EntryInfo, Progress};
 use crate::{DType, Fingerprint};
 
@@ -23,13 +24,33 @@ fn one_mb() -> crate::AnyArray {
     sample(DType::F64, &[125_000])
 }
 
+/// The large entries' files, in whole blocks.
 fn disk_bytes(dir: &Path) -> u64 {
-    entry_files(&dir.join("v1")).iter().map(|f| f.1).sum()
+    entry_files(&dir.join("v2"))
+        .iter()
+        .map(|f| on_disk(f.1, 4096))
+        .sum()
 }
 
 fn entry_bytes(t: &DiskTier, k: Fingerprint) -> u64 {
     let p = fs::metadata(t.inner.layout.payload(k)).unwrap().len();
-    p + fs::metadata(t.inner.layout.sidecar(k)).unwrap().len()
+    on_disk(p, t.inner.block)
+        + on_disk(
+            fs::metadata(t.inner.layout.sidecar(k)).unwrap().len(),
+            t.inner.block,
+        )
+}
+
+/// A tier that stores every result in files (these tests are about them;
+/// small entries: see `small.rs`).
+fn files_tier(dir: &Path, budget: Option<u64>) -> DiskTier {
+    let mut b = DiskTier::builder(dir)
+        .small_max_bytes(0)
+        .access_granularity(Duration::ZERO);
+    if let Some(n) = budget {
+        b = b.max_bytes(n);
+    }
+    b.build().unwrap()
 }
 
 /// A plain LRU list of (key, bytes), oldest first.
@@ -66,6 +87,8 @@ fn budget_keeps_the_most_recently_used() {
         let budget = 5 * MB;
         let t = DiskTier::builder(dir.path())
             .max_bytes(budget)
+            .small_max_bytes(0)
+            .access_granularity(Duration::ZERO)
             .background_writes(background)
             .build()
             .unwrap();
@@ -101,7 +124,7 @@ fn budget_keeps_the_most_recently_used() {
 #[test]
 fn results_larger_than_the_budget_are_not_written() {
     let dir = tempfile::tempdir().unwrap();
-    let t = DiskTier::open(dir.path(), Some(5 * MB)).unwrap();
+    let t = files_tier(dir.path(), Some(5 * MB));
     t.put(key(1), &one_mb(), info(), None);
     t.put(key(2), &sample(DType::F64, &[700_000]), info(), None);
     t.flush();
@@ -118,7 +141,7 @@ fn results_larger_than_the_budget_are_not_written() {
 fn the_budget_counts_other_processes() {
     let dir = tempfile::tempdir().unwrap();
     let budget = 5 * MB;
-    let open = || DiskTier::open(dir.path(), Some(budget)).unwrap();
+    let open = || files_tier(dir.path(), Some(budget));
     let (a, b) = (open(), open());
     for i in 0..4 {
         a.put(key(i), &one_mb(), info(), None);
@@ -137,6 +160,7 @@ fn the_budget_counts_other_processes() {
     let c = open();
     let a_key = key(10);
     assert!(a.get(a_key).is_some());
+    a.flush(); // writes the hit's access time
     let target = c.stats().bytes - 1;
     let removed = c.inner.evict_to(target, &mut |_| {});
     assert_eq!(removed.len(), 1);
@@ -147,7 +171,7 @@ fn the_budget_counts_other_processes() {
 #[test]
 fn gc_removes_lru_entries_and_leftovers() {
     let dir = tempfile::tempdir().unwrap();
-    let t = DiskTier::open(dir.path(), None).unwrap();
+    let t = files_tier(dir.path(), None);
     for i in 0..5 {
         t.put(key(i), &sample(DType::I32, &[1000]), info(), None);
         t.flush();
@@ -170,8 +194,9 @@ fn gc_removes_lru_entries_and_leftovers() {
         f.set_modified(SystemTime::now() - Duration::from_secs(7200))
             .unwrap();
     }
-    fs::create_dir_all(t.inner.layout.fan_dir(key(8))).unwrap();
-    fs::write(t.inner.layout.lock(key(8)), b"").unwrap();
+    fs::create_dir_all(t.inner.layout.lock_dir()).unwrap();
+    let dead_lock = t.inner.layout.lock_dir().join(format!("{}.lock", key(8)));
+    fs::write(&dead_lock, b"").unwrap();
 
     let mut calls: Vec<Progress> = Vec::new();
     let report = t.gc(2 * size, |p| calls.push(p)).unwrap();
@@ -181,7 +206,7 @@ fn gc_removes_lru_entries_and_leftovers() {
     assert_eq!(report.remaining_bytes, 2 * size);
     assert_eq!(report.stale_files, 3);
     assert!(young_temp.exists() && !old_temp.exists() && !orphan.exists());
-    assert!(!t.inner.layout.lock(key(8)).exists());
+    assert!(!dead_lock.exists());
     assert_eq!(calls.len(), 3);
     assert!(calls.windows(2).all(|w| w[0].done < w[1].done));
     assert_eq!(calls[2].done, calls[2].total);
@@ -192,7 +217,7 @@ fn gc_removes_lru_entries_and_leftovers() {
 #[test]
 fn entries_verify_and_clear() {
     let dir = tempfile::tempdir().unwrap();
-    let t = DiskTier::open(dir.path(), None).unwrap();
+    let t = files_tier(dir.path(), None);
     for i in 0..4 {
         let info = EntryInfo::new(format!("kernel{i}"), "7", Duration::from_nanos(i as u64));
         t.put(
@@ -223,11 +248,15 @@ fn entries_verify_and_clear() {
     // A lock someone holds survives clear; everything else goes.
     let held = t.lock(key(0)).unwrap();
     assert_eq!(t.clear().unwrap(), 4);
-    let left: Vec<_> = files_under(&dir.path().join("v1"));
-    let left: Vec<_> = left.into_iter().map(|f| f.0).collect();
+    let left: Vec<_> = files_under(&dir.path().join("v2"));
+    let left: Vec<_> = left
+        .into_iter()
+        .map(|f| f.0)
+        .filter(|p| !p.to_string_lossy().contains("entries.db"))
+        .collect();
     let mut want = vec![
         t.inner.layout.lock(key(0)),
-        dir.path().join("v1").join("CACHEDIR.TAG"),
+        dir.path().join("v2").join("CACHEDIR.TAG"),
     ];
     want.sort();
     assert_eq!(left, want);
@@ -252,6 +281,7 @@ fn an_unlocked_payload_without_sidecar_is_an_orphan() {
     let dir = tempfile::tempdir().unwrap();
     let t = DiskTier::builder(dir.path())
         .background_writes(false)
+        .small_max_bytes(0)
         .build()
         .unwrap();
     let (orphan, busy) = (key(1), key(2));
@@ -272,10 +302,13 @@ fn an_unlocked_payload_without_sidecar_is_an_orphan() {
     assert!(r.corrupt[0].reason.contains("sidecar is missing"), "{r:?}");
     assert_eq!(r.in_progress, 1, "{r:?}");
     assert!(t.inner.layout.payload(orphan).exists(), "verify removed it");
-    assert!(
-        !t.inner.layout.lock(orphan).exists(),
-        "verify created a lock file"
-    );
+    let lock_files = || {
+        files_under(&dir.path().join("v2"))
+            .into_iter()
+            .filter(|(p, _)| p.extension().is_some_and(|e| e == "lock") || p.ends_with("keylocks"))
+            .count()
+    };
+    assert_eq!(lock_files(), 1, "verify created a lock file");
 
     let gc = t.gc(u64::MAX, |_| {}).unwrap();
     assert_eq!(gc.stale_files, 1, "{gc:?}");
@@ -297,7 +330,7 @@ fn an_unlocked_payload_without_sidecar_is_an_orphan() {
     assert!(!t.inner.layout.payload(busy).exists());
     let r = t.verify(false, |_| {}).unwrap();
     assert_eq!((r.ok, r.corrupt.len(), r.in_progress), (1, 0, 0), "{r:?}");
-    let locks: Vec<_> = files_under(&dir.path().join("v1"))
+    let locks: Vec<_> = files_under(&dir.path().join("v2"))
         .into_iter()
         .filter(|(p, _)| p.extension().is_some_and(|e| e == "lock"))
         .collect();

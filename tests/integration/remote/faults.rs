@@ -419,12 +419,18 @@ fn a_disk_entry_forged_without_the_secret_is_rejected() {
         .unwrap();
     assert_eq!(s, Source::Disk);
     // A payload changed under a valid sidecar: forged for a signed reader.
+    // (A small result: a row of the store, whose data is changed here.)
     let c = disk(Some("team secret"));
-    let payload = with_ext(dir.path(), "npy");
-    let mut bytes = std::fs::read(&payload).unwrap();
-    let last = bytes.len() - 1;
-    bytes[last] ^= 0x01;
-    std::fs::write(&payload, &bytes).unwrap();
+    let store = with_ext(dir.path(), "db");
+    let db = rusqlite::Connection::open(&store).unwrap();
+    let changed = db
+        .execute(
+            "UPDATE entries SET data = CAST(substr(data, 1, length(data) - 1) || x'ff' AS BLOB)",
+            [],
+        )
+        .unwrap();
+    assert_eq!(changed, 1);
+    drop(db);
     let got = c.call("exp", &[x.arg()], &Params::new()).unwrap();
     assert!(got.array().bitwise_eq(&raw("exp", &x)));
     let d = c.info().disk.unwrap();

@@ -1,0 +1,589 @@
+//! The store: one SQLite database in WAL mode (`<dir>/v2/entries.db`) that
+//! holds the small entries whole and indexes every entry.
+//!
+//! # Why SQLite, and why a threshold
+//!
+//! Layout v1 kept every result as two files in 65,536 fan-out directories:
+//! 50,000 results of 16 float64 (25 MB by its own count) took 529 MB of
+//! `du`, and every open scanned the whole directory (617 ms for them). SQLite (bundled, so every machine runs
+//! the same version) gives what the tier needs without a format of our own:
+//! atomic multi-row transactions, crash safety (a transaction is in or out,
+//! whatever instant the process dies), several processes reading while one
+//! writes (WAL), and B-tree lookups by key, so reopening reads no entry.
+//! Results whose `.npy` bytes exceed [`DEFAULT_SMALL_MAX_BYTES`] stay plain
+//! files that numpy loads, with a row here as their index entry: above a few
+//! tens of KiB a file costs little next to its data, and SQLite's own
+//! measurements (<https://www.sqlite.org/intern-v-extern-blob.html>) put the
+//! point where files start to read faster near 100 KiB with 4 KiB pages.
+//!
+//! # Schema (`PRAGMA user_version = 1`)
+//!
+//! ```sql
+//! CREATE TABLE entries (
+//!     key   BLOB PRIMARY KEY NOT NULL, -- the call key, 16 bytes, big-endian
+//!     atime INTEGER NOT NULL,          -- last access, ns since the epoch
+//!     bytes INTEGER NOT NULL,          -- what it counts toward the budget
+//!     meta  TEXT,                      -- small: the sidecar text (EntryMeta)
+//!     data  BLOB                       -- small: the array's bytes, no header;
+//! ) WITHOUT ROWID;                     --  NULL: a large entry, in files
+//! CREATE INDEX entries_atime ON entries(atime);
+//! CREATE TABLE totals (id INTEGER PRIMARY KEY, entries INTEGER, bytes INTEGER);
+//! -- kept by triggers on insert and delete, so `stats` reads one row
+//! ```
+//!
+//! A small entry's checksum (in its meta, as in a sidecar) is the xxh3-128 of
+//! the `.npy` file it stands for: the header that its dtype and shape give,
+//! then `data`. So a damaged `data`, or a meta whose dtype or shape changed,
+//! fails verification, and `ndcache export` writes a file whose checksum is
+//! the recorded one.
+//!
+//! # Consistency with the large entries' files
+//!
+//! The files are the truth for large entries; their rows are an index. A
+//! writer renames the payload, then the sidecar, then inserts the row; an
+//! eviction removes the sidecar, the payload, then the row. A crash between
+//! two of those steps leaves a row without files (a lookup finds nothing and
+//! drops the row) or files without a row (a lookup that misses the store
+//! looks for the sidecar, serves the verified entry and indexes it; `gc` and
+//! `verify` index them all). A store that is missing or damaged is rebuilt:
+//! a damaged one is renamed aside, and the large entries are indexed again by
+//! a scan in a background thread (small entries are lost: misses).
+//!
+//! Last-access times of hits are recorded with a granularity of a minute
+//! by default ([`DEFAULT_ACCESS_GRANULARITY`]), buffered in memory and written in batches (with
+//! the next write, every [`TOUCH_BATCH`] hits, and on `flush`), so a hit
+//! reads and almost never writes; another process sees them after that.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
+
+use crate::error::{Error, Result};
+use crate::key::Fingerprint;
+use crate::sync::lock;
+
+/// Results whose `.npy` bytes (header and data) are at most this many go to
+/// the store; larger ones are files. See the module docs for the choice.
+pub const DEFAULT_SMALL_MAX_BYTES: u64 = 64 * 1024;
+
+/// Hits buffered before their access times are written.
+pub(crate) const TOUCH_BATCH: usize = 1024;
+
+/// By default a hit records its time only if the entry's recorded last
+/// access is older than this (as `relatime` does for files): rewriting a
+/// row and its `atime` index entry costs a random page write per hit, which
+/// made a hit cost three times as much at 10^5 entries (scaling example).
+/// Eviction order among entries used within the same minute is then their
+/// write order. See [`DiskTierBuilder::access_granularity`](super::DiskTierBuilder::access_granularity).
+pub const DEFAULT_ACCESS_GRANULARITY: Duration = Duration::from_secs(60);
+
+const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE entries (
+    key BLOB PRIMARY KEY NOT NULL,
+    atime INTEGER NOT NULL,
+    bytes INTEGER NOT NULL,
+    meta TEXT,
+    data BLOB
+) WITHOUT ROWID;
+CREATE INDEX entries_atime ON entries(atime);
+CREATE TABLE totals (
+    id INTEGER PRIMARY KEY CHECK (id = 0),
+    entries INTEGER NOT NULL,
+    bytes INTEGER NOT NULL
+);
+INSERT INTO totals VALUES (0, 0, 0);
+CREATE TRIGGER entries_insert AFTER INSERT ON entries BEGIN
+    UPDATE totals SET entries = entries + 1, bytes = bytes + NEW.bytes WHERE id = 0;
+END;
+CREATE TRIGGER entries_delete AFTER DELETE ON entries BEGIN
+    UPDATE totals SET entries = entries - 1, bytes = bytes - OLD.bytes WHERE id = 0;
+END;
+";
+
+/// How long a connection waits for another process's write transaction.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Bytes a small entry's row costs beyond its meta and data: the key (in the
+/// table and in the `atime` index), the index entry, record headers, B-tree
+/// cell pointers and the free space SQLite leaves in pages (measured with the
+/// scaling example: a database of 10^5 entries of 16 float64 over its
+/// entries' meta and data bytes).
+pub(crate) const ROW_OVERHEAD: u64 = 160;
+
+/// What a small entry counts toward the budget. Past about 1 KiB a row
+/// spills into overflow pages of 4 KiB, whose last one is partly empty.
+pub(crate) fn row_bytes(meta_len: usize, data_len: usize) -> u64 {
+    let len = (meta_len + data_len) as u64;
+    if len <= 1000 {
+        len + ROW_OVERHEAD
+    } else {
+        super::layout::on_disk(len, 4092) + ROW_OVERHEAD
+    }
+}
+
+/// One row as read.
+#[derive(Debug)]
+pub(crate) enum Row {
+    /// A small entry: its sidecar text and the array's bytes.
+    Small { meta: String, data: Vec<u8> },
+    /// A large entry: only indexed here.
+    File,
+    /// A row that is neither (damaged).
+    Damaged,
+}
+
+/// A row to insert.
+#[derive(Debug)]
+pub(crate) struct NewRow {
+    pub key: Fingerprint,
+    pub atime: SystemTime,
+    pub bytes: u64,
+    /// `Some` for a small entry.
+    pub small: Option<(String, Vec<u8>)>,
+}
+
+/// One row listed by [`Store::for_each`].
+#[derive(Debug)]
+pub(crate) struct Listed {
+    pub key: Fingerprint,
+    pub atime: SystemTime,
+    pub bytes: u64,
+    pub row: Row,
+}
+
+/// The SQLite store; see the module docs.
+pub(crate) struct Store {
+    path: PathBuf,
+    read_only: bool,
+    /// Open connections not in use (a connection serves one thread at a time).
+    pool: Mutex<Vec<Connection>>,
+    /// Buffered access times of hits.
+    touches: Mutex<Vec<(Fingerprint, i64)>>,
+    /// See [`DEFAULT_ACCESS_GRANULARITY`].
+    granularity: Duration,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.path).finish()
+    }
+}
+
+/// Why a store could not be opened.
+#[derive(Debug)]
+pub(crate) enum OpenError {
+    /// The file is not a database, or is damaged: rename it aside.
+    Damaged(Error),
+    /// Anything else (permissions, a newer schema): leave it alone.
+    Other(Error),
+}
+
+impl Store {
+    /// Opens (creating if `!read_only` and absent) the store at `path`.
+    pub fn open(path: &Path, read_only: bool, granularity: Duration) -> Result<Store, OpenError> {
+        let store = Store {
+            path: path.to_path_buf(),
+            granularity,
+            read_only,
+            pool: Mutex::new(Vec::new()),
+            touches: Mutex::new(Vec::new()),
+        };
+        let mut conn = store.connect().map_err(|e| store.classify(e))?;
+        store.ensure_schema(&mut conn)?;
+        lock(&store.pool).push(conn);
+        Ok(store)
+    }
+
+    fn classify(&self, e: rusqlite::Error) -> OpenError {
+        let damaged = matches!(
+            e.sqlite_error_code(),
+            Some(rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt)
+        );
+        let e = self.error("open", e);
+        if damaged {
+            OpenError::Damaged(e)
+        } else {
+            OpenError::Other(e)
+        }
+    }
+
+    fn connect(&self) -> rusqlite::Result<Connection> {
+        let flags = OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
+        let conn = if self.read_only {
+            let ro = flags | OpenFlags::SQLITE_OPEN_READ_ONLY;
+            let immutable = || {
+                let uri = format!("file:{}?immutable=1", uri_path(&self.path));
+                Connection::open_with_flags(uri, ro)
+            };
+            // Without a write-ahead log, everything is in the database file,
+            // and opening it immutable creates no -wal or -shm file (a
+            // read-only view must not write). With one (a writer is at work,
+            // or died), its files exist already: read them too. In a
+            // directory we cannot write, the shared memory cannot be
+            // created: no one writes there, so the file is immutable.
+            let mut wal = self.path.clone().into_os_string();
+            wal.push("-wal");
+            if Path::new(&wal).exists() {
+                Connection::open_with_flags(&self.path, ro)
+                    .and_then(|c| {
+                        c.query_row("PRAGMA user_version", [], |_| Ok(()))
+                            .map(|_| c)
+                    })
+                    .or_else(|_| immutable())?
+            } else {
+                immutable()?
+            }
+        } else {
+            Connection::open_with_flags(
+                &self.path,
+                flags | OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
+            )?
+        };
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        // NORMAL: a WAL commit does not wait for the disk; a power loss may
+        // lose the last transactions, never consistency (and a lost entry is
+        // a miss). The mmap (up to SQLite's 2 GiB default limit) makes hits
+        // read pages without a system call or a copy: with 256 MiB, a hit at
+        // 10^6 entries (580 MB) cost 4 times one at 10^5 (scaling example).
+        conn.execute_batch(
+            "PRAGMA synchronous = NORMAL; PRAGMA cache_size = -8192; \
+             PRAGMA mmap_size = 2147418112; PRAGMA journal_size_limit = 1048576;",
+        )?;
+        Ok(conn)
+    }
+
+    /// Creates the tables in a new database; checks the version of an old one.
+    fn ensure_schema(&self, conn: &mut Connection) -> Result<(), OpenError> {
+        let version =
+            |c: &Connection| c.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0));
+        let v = version(conn).map_err(|e| self.classify(e))?;
+        if v == 0 && !self.read_only {
+            // Page reuse and `incremental_vacuum` need this before any table.
+            conn.execute_batch("PRAGMA auto_vacuum = INCREMENTAL;")
+                .map_err(|e| self.classify(e))?;
+            conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))
+                .map_err(|e| self.classify(e))?;
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(|e| self.classify(e))?;
+            // Another process may have created it meanwhile.
+            if version(&tx).map_err(|e| self.classify(e))? == 0 {
+                tx.execute_batch(SCHEMA).map_err(|e| self.classify(e))?;
+                tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))
+                    .map_err(|e| self.classify(e))?;
+            }
+            tx.commit().map_err(|e| self.classify(e))?;
+            return Ok(());
+        }
+        if v != SCHEMA_VERSION && !(v == 0 && self.read_only) {
+            return Err(OpenError::Other(Error::io(
+                "open",
+                &self.path,
+                std::io::Error::other(format!(
+                    "the store's schema version is {v}, this ndcache reads version {SCHEMA_VERSION}"
+                )),
+            )));
+        }
+        Ok(())
+    }
+
+    fn error(&self, action: &'static str, e: rusqlite::Error) -> Error {
+        Error::io(action, &self.path, std::io::Error::other(e.to_string()))
+    }
+
+    /// Runs `f` on a pooled connection.
+    fn with<T>(
+        &self,
+        action: &'static str,
+        f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
+    ) -> Result<T> {
+        let conn = lock(&self.pool).pop();
+        let mut conn = match conn {
+            Some(c) => c,
+            None => self.connect().map_err(|e| self.error(action, e))?,
+        };
+        let out = f(&mut conn).map_err(|e| self.error(action, e));
+        lock(&self.pool).push(conn);
+        out
+    }
+
+    /// The row of `key` and its recorded last access, if any.
+    pub fn get(&self, key: Fingerprint) -> Result<Option<(Row, SystemTime)>> {
+        self.with("read", |c| {
+            c.prepare_cached("SELECT meta, data, atime FROM entries WHERE key = ?1")?
+                .query_row([blob(key)], |r| {
+                    let meta: Option<String> = r.get(0).unwrap_or(None);
+                    let data: Option<Vec<u8>> = r.get(1).unwrap_or(None);
+                    let row = match (meta, data) {
+                        (Some(meta), Some(data)) => Row::Small { meta, data },
+                        (None, None) => Row::File,
+                        _ => Row::Damaged,
+                    };
+                    Ok((row, time_of(r.get(2).unwrap_or(0))))
+                })
+                .optional()
+        })
+    }
+
+    /// Whether `key` has a row.
+    pub fn contains(&self, key: Fingerprint) -> Result<bool> {
+        self.with("read", |c| {
+            c.prepare_cached("SELECT 1 FROM entries WHERE key = ?1")?
+                .exists([blob(key)])
+        })
+    }
+
+    /// Inserts `rows` (keeping a row already there: entries are immutable)
+    /// and the buffered access times, in one transaction. Returns, per row,
+    /// whether it was inserted.
+    pub fn insert(&self, rows: &[NewRow]) -> Result<Vec<bool>> {
+        let touches = std::mem::take(&mut *lock(&self.touches));
+        self.with("write", |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let mut done = Vec::with_capacity(rows.len());
+            {
+                let mut ins = tx.prepare_cached(
+                    "INSERT OR IGNORE INTO entries (key, atime, bytes, meta, data) \
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?;
+                for r in rows {
+                    let (meta, data) = match &r.small {
+                        Some((m, d)) => (Some(m.as_str()), Some(d.as_slice())),
+                        None => (None, None),
+                    };
+                    let n = ins.execute(params![
+                        blob(r.key),
+                        nanos(r.atime),
+                        to_i64(r.bytes),
+                        meta,
+                        data
+                    ])?;
+                    done.push(n == 1);
+                }
+                apply_touches(&tx, &touches)?;
+            }
+            tx.commit()?;
+            Ok(done)
+        })
+    }
+
+    /// Records a hit's access time (written later, in a batch) if the
+    /// recorded one, `last`, is older than the granularity.
+    pub fn touch(&self, key: Fingerprint, last: SystemTime, when: SystemTime) {
+        if when
+            .duration_since(last)
+            .is_ok_and(|d| d < self.granularity)
+        {
+            return;
+        }
+        let full = {
+            let mut t = lock(&self.touches);
+            t.push((key, nanos(when)));
+            t.len() >= TOUCH_BATCH
+        };
+        if full {
+            self.write_touches();
+        }
+    }
+
+    /// Writes the buffered access times (errors are ignored: they only
+    /// make the order of evictions less exact).
+    pub fn write_touches(&self) {
+        let touches = std::mem::take(&mut *lock(&self.touches));
+        if touches.is_empty() || self.read_only {
+            return;
+        }
+        let _ = self.with("write", |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            apply_touches(&tx, &touches)?;
+            tx.commit()
+        });
+    }
+
+    /// Removes the row of `key`; returns whether there was one.
+    pub fn remove(&self, key: Fingerprint) -> Result<bool> {
+        self.with("write", |c| {
+            Ok(c.prepare_cached("DELETE FROM entries WHERE key = ?1")?
+                .execute([blob(key)])?
+                == 1)
+        })
+    }
+
+    /// Removes the rows of `keys` in one transaction; returns how many were
+    /// there.
+    pub fn remove_many(&self, keys: &[Fingerprint]) -> Result<u64> {
+        self.with("write", |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let mut n = 0;
+            {
+                let mut del = tx.prepare_cached("DELETE FROM entries WHERE key = ?1")?;
+                for k in keys {
+                    n += del.execute([blob(*k)])? as u64;
+                }
+            }
+            tx.commit()?;
+            Ok(n)
+        })
+    }
+
+    /// The number of entries and their bytes.
+    pub fn totals(&self) -> Result<(u64, u64)> {
+        self.with("read", |c| {
+            c.prepare_cached("SELECT entries, bytes FROM totals WHERE id = 0")?
+                .query_row([], |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?.max(0) as u64,
+                        r.get::<_, i64>(1)?.max(0) as u64,
+                    ))
+                })
+        })
+    }
+
+    /// Up to `limit` entries, least recently used first: key, bytes, atime
+    /// and whether it is a large entry.
+    pub fn oldest(&self, limit: usize) -> Result<Vec<(Fingerprint, u64, SystemTime, bool)>> {
+        self.write_touches();
+        self.with("read", |c| {
+            let mut st = c.prepare_cached(
+                "SELECT key, bytes, atime, data IS NULL FROM entries ORDER BY atime, key LIMIT ?1",
+            )?;
+            let rows = st.query_map([limit as i64], |r| {
+                Ok((
+                    key_of(&r.get::<_, Vec<u8>>(0)?),
+                    r.get::<_, i64>(1)?.max(0) as u64,
+                    time_of(r.get(2)?),
+                    r.get::<_, bool>(3)?,
+                ))
+            })?;
+            rows.collect()
+        })
+    }
+
+    /// Calls `f` on every row in key order (with `data` only if
+    /// `with_data`; `Row::Small` then has an empty `data`).
+    pub fn for_each(&self, with_data: bool, mut f: impl FnMut(Listed)) -> Result<()> {
+        self.write_touches();
+        self.with("list", |c| {
+            let sql = if with_data {
+                "SELECT key, atime, bytes, meta, data, data IS NULL FROM entries ORDER BY key"
+            } else {
+                "SELECT key, atime, bytes, meta, NULL, data IS NULL FROM entries ORDER BY key"
+            };
+            let mut st = c.prepare(sql)?;
+            let mut rows = st.query([])?;
+            while let Some(r) = rows.next()? {
+                let meta: Option<String> = r.get(3).unwrap_or(None);
+                let data: Option<Vec<u8>> = r.get(4).unwrap_or(None);
+                let is_file: bool = r.get(5)?;
+                let row = match (meta, is_file) {
+                    (None, true) => Row::File,
+                    (Some(meta), false) => Row::Small {
+                        meta,
+                        data: data.unwrap_or_default(),
+                    },
+                    _ => Row::Damaged,
+                };
+                f(Listed {
+                    key: key_of(&r.get::<_, Vec<u8>>(0)?),
+                    atime: time_of(r.get(1)?),
+                    bytes: r.get::<_, i64>(2)?.max(0) as u64,
+                    row,
+                });
+            }
+            Ok(())
+        })
+    }
+
+    /// The keys of the large entries' rows.
+    pub fn file_keys(&self) -> Result<Vec<Fingerprint>> {
+        self.with("list", |c| {
+            let mut st = c.prepare("SELECT key FROM entries WHERE data IS NULL")?;
+            let rows = st.query_map([], |r| Ok(key_of(&r.get::<_, Vec<u8>>(0)?)))?;
+            rows.collect()
+        })
+    }
+
+    /// Removes every row; returns how many there were.
+    pub fn clear(&self) -> Result<u64> {
+        lock(&self.touches).clear();
+        self.with(
+            "write",
+            |c| Ok(c.execute("DELETE FROM entries", [])? as u64),
+        )
+    }
+
+    /// Gives the pages of removed rows back to the file system and empties
+    /// the write-ahead log (waiting for readers, at most the busy timeout).
+    pub fn shrink(&self) -> Result<()> {
+        self.with("shrink", |c| {
+            // Each step frees one page: run it to the end.
+            let mut st = c.prepare("PRAGMA incremental_vacuum")?;
+            let mut rows = st.query([])?;
+            while rows.next()?.is_some() {}
+            drop(rows);
+            drop(st);
+            c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        })
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        self.write_touches();
+    }
+}
+
+fn apply_touches(tx: &Connection, touches: &[(Fingerprint, i64)]) -> rusqlite::Result<()> {
+    if touches.is_empty() {
+        return Ok(());
+    }
+    let mut up = tx.prepare_cached("UPDATE entries SET atime = max(atime, ?2) WHERE key = ?1")?;
+    for (k, t) in touches {
+        up.execute(params![blob(*k), t])?;
+    }
+    Ok(())
+}
+
+/// `key` as stored: 16 bytes, big-endian, so that rows sort like hex keys.
+fn blob(key: Fingerprint) -> [u8; 16] {
+    key.as_u128().to_be_bytes()
+}
+
+fn key_of(b: &[u8]) -> Fingerprint {
+    let mut a = [0u8; 16];
+    let n = b.len().min(16);
+    a[16 - n..].copy_from_slice(&b[b.len() - n..]);
+    Fingerprint::from_u128(u128::from_be_bytes(a))
+}
+
+pub(crate) fn nanos(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+}
+
+fn time_of(ns: i64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_nanos(ns.max(0) as u64)
+}
+
+fn to_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// A path as the path part of a `file:` URI (`%`, `?` and `#` escaped).
+fn uri_path(p: &Path) -> String {
+    let s = p.to_string_lossy();
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '%' => out.push_str("%25"),
+            '?' => out.push_str("%3f"),
+            '#' => out.push_str("%23"),
+            c => out.push(c),
+        }
+    }
+    out
+}
