@@ -526,6 +526,12 @@ impl Store {
             while rows.next()?.is_some() {}
             drop(rows);
             drop(st);
+            // Pages an incremental vacuum could not give back (seen at 10^6
+            // entries): rewrite the file, which costs its live pages only.
+            let pages = |sql: &str| c.query_row(sql, [], |r| r.get::<_, i64>(0));
+            if pages("PRAGMA freelist_count")? > pages("PRAGMA page_count")? / 4 {
+                c.execute_batch("VACUUM")?;
+            }
             c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
         })
     }
@@ -534,6 +540,16 @@ impl Store {
 impl Drop for Store {
     fn drop(&mut self) {
         self.write_touches();
+        // Empty the write-ahead log if no other process is using it, so
+        // that the next open has no log to recover (a 2.9 MiB log made an
+        // open at 10^6 entries take 94 ms); never wait for that.
+        if !self.read_only {
+            if let Some(c) = lock(&self.pool).first() {
+                if c.busy_timeout(Duration::ZERO).is_ok() {
+                    let _ = c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+                }
+            }
+        }
     }
 }
 
