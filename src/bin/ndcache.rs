@@ -191,6 +191,17 @@ fn count(n: u64, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
 
+/// The last line of a listing: "3 entries, 1.2 MiB".
+fn total_line(out: &mut dyn Write, entries: usize, bytes: u64) -> Result<()> {
+    writeln!(
+        out,
+        "{}, {}",
+        count(entries as u64, "entry", "entries"),
+        human(bytes)
+    )?;
+    Ok(())
+}
+
 fn human(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut v = bytes as f64;
@@ -418,14 +429,7 @@ fn ls(dir: &DirArgs, out: &mut dyn Write) -> Result<()> {
             ago(e.last_access)
         )?;
     }
-    let total: u64 = entries.iter().map(|e| e.bytes).sum();
-    writeln!(
-        out,
-        "{}, {}",
-        count(entries.len() as u64, "entry", "entries"),
-        human(total)
-    )?;
-    Ok(())
+    total_line(out, entries.len(), entries.iter().map(|e| e.bytes).sum())
 }
 
 fn stats(dir: &DirArgs, out: &mut dyn Write) -> Result<()> {
@@ -647,13 +651,7 @@ fn remote(cmd: &RemoteCommand, out: &mut dyn Write) -> Result<()> {
                     e.chunks
                 )?;
             }
-            let total: u64 = entries.iter().map(|e| e.bytes).sum();
-            writeln!(
-                out,
-                "{}, {}",
-                count(entries.len() as u64, "entry", "entries"),
-                human(total)
-            )?;
+            total_line(out, entries.len(), entries.iter().map(|e| e.bytes).sum())?;
         }
         RemoteCommand::Clear(a) => {
             let tier = open_remote(a)?;

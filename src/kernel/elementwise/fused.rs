@@ -29,7 +29,7 @@ use rayon::prelude::*;
 
 use super::engine::set_len_initialized;
 use super::ops;
-use super::simd::{self, Level, Map1, Map1x2, Map2, Operand};
+use super::simd::{self, Level, Map1, Map1x2, Map2, Operand, Slot};
 use super::source::Cast;
 use crate::element::{DType, Element};
 use crate::kernel::reduce::fused::{Ranges, Reducible, Sink};
@@ -811,40 +811,34 @@ fn go1<T: Lane, F: Map1<T, T>>(
     lo: usize,
     hi: usize,
 ) -> Val {
-    let one = |v: T| {
-        if f.needs_exact(v) {
-            f.exact(v)
-        } else {
-            f.call(v)
-        }
-    };
     match dest {
         Dest::Reg(r) => {
-            let len = hi - lo;
-            let mut out = s.take::<T>(r, len);
-            let val = match s.operand::<T>(a, run, lo, hi) {
-                Operand::Slice(x) => {
-                    simd::map1(level, x, &mut out[..len], f);
-                    Val::Buf
-                }
-                Operand::Scalar(v) => Val::Scalar(one(v).scalar()),
-            };
+            let mut out = s.take::<T>(r, hi - lo);
+            let v = apply1(f, level, s.operand(a, run, lo, hi), &mut out[..hi - lo]);
             s.put(r, out);
-            val
+            v.map_or(Val::Buf, |v| Val::Scalar(v.scalar()))
         }
-        Dest::Out(out) => {
-            match s.operand::<T>(a, run, lo, hi) {
-                Operand::Slice(x) => simd::map1(level, x, out, f),
-                Operand::Scalar(v) => fill(out, one(v)),
-            }
-            Val::Buf
-        }
+        Dest::Out(out) => into_output(apply1(f, level, s.operand(a, run, lo, hi), out), out),
     }
 }
 
-fn fill<T: Copy>(out: &mut [MaybeUninit<T>], v: T) {
-    for o in out {
-        o.write(v);
+/// `f` of `x` into `out`; of a scalar, the one value instead (`out` untouched).
+fn apply1<T: Lane, S: Slot<T>, F: Map1<T, T>>(
+    f: &F,
+    level: Level,
+    x: Operand<'_, T>,
+    out: &mut [S],
+) -> Option<T> {
+    match x {
+        Operand::Slice(x) => {
+            simd::map1(level, x, out, f);
+            None
+        }
+        Operand::Scalar(v) => Some(if f.needs_exact(v) {
+            f.exact(v)
+        } else {
+            f.call(v)
+        }),
     }
 }
 
@@ -861,43 +855,50 @@ fn go2<T: Lane, F: Map2<T, T, T>>(
     lo: usize,
     hi: usize,
 ) -> Val {
-    let len = hi - lo;
-    let one = |x: T, y: T| {
-        if f.needs_exact(x, y) {
+    match dest {
+        Dest::Reg(r) => {
+            let mut out = s.take::<T>(r, hi - lo);
+            let (x, y) = (s.operand(a, run, lo, hi), s.operand(b, run, lo, hi));
+            let v = apply2(f, level, x, y, &mut out[..hi - lo]);
+            s.put(r, out);
+            v.map_or(Val::Buf, |v| Val::Scalar(v.scalar()))
+        }
+        Dest::Out(out) => {
+            let (x, y) = (s.operand(a, run, lo, hi), s.operand(b, run, lo, hi));
+            into_output(apply2(f, level, x, y, out), out)
+        }
+    }
+}
+
+/// `f` of `x` and `y` into `out`; of two scalars, the one value instead.
+fn apply2<T: Lane, S: Slot<T>, F: Map2<T, T, T>>(
+    f: &F,
+    level: Level,
+    x: Operand<'_, T>,
+    y: Operand<'_, T>,
+    out: &mut [S],
+) -> Option<T> {
+    if let (Operand::Scalar(x), Operand::Scalar(y)) = (x, y) {
+        Some(if f.needs_exact(x, y) {
             f.exact(x, y)
         } else {
             f.call(x, y)
-        }
-    };
-    match dest {
-        Dest::Reg(r) => {
-            let mut out = s.take::<T>(r, len);
-            let (x, y) = (
-                s.operand::<T>(a, run, lo, hi),
-                s.operand::<T>(b, run, lo, hi),
-            );
-            let val = if let (Operand::Scalar(x), Operand::Scalar(y)) = (x, y) {
-                Val::Scalar(one(x, y).scalar())
-            } else {
-                simd::map2(level, x, y, &mut out[..len], f);
-                Val::Buf
-            };
-            s.put(r, out);
-            val
-        }
-        Dest::Out(out) => {
-            let (x, y) = (
-                s.operand::<T>(a, run, lo, hi),
-                s.operand::<T>(b, run, lo, hi),
-            );
-            if let (Operand::Scalar(x), Operand::Scalar(y)) = (x, y) {
-                fill(out, one(x, y));
-            } else {
-                simd::map2(level, x, y, out, f);
-            }
-            Val::Buf
+        })
+    } else {
+        simd::map2(level, x, y, out, f);
+        None
+    }
+}
+
+/// Completes an output tile: a scalar result fills it (a slice result
+/// was written by the loop).
+fn into_output<T: Copy>(scalar: Option<T>, out: &mut [MaybeUninit<T>]) -> Val {
+    if let Some(v) = scalar {
+        for o in out {
+            o.write(v);
         }
     }
+    Val::Buf
 }
 
 /// `sin` and `cos` of register `x` into registers `sin` and `cos`.
