@@ -70,7 +70,9 @@ use crate::value::{AnyArray, AnyView};
 /// `tanh` (d97d0e6), `sin` and `cos` (53c07d9), `tan` (aa595c4), `power`
 /// (libm's `pow`, then the crate's own, `pow`); "3" for `exp`, `expm1`,
 /// `tanh`, `sin`, `cos` and `tan` (their polynomials and reductions use
-/// fused multiply-adds: fewer roundings, other bits).
+/// fused multiply-adds: fewer roundings, other bits); "4" for `sin`, `cos`
+/// and `tan` (a shorter reduction, π/2 in three doubles, and Estrin's
+/// scheme: other roundings).
 struct Builtin {
     name: &'static str,
     version: &'static str,
@@ -233,9 +235,9 @@ fn builtins() -> Vec<Builtin> {
         float_fn!("expm1", "3", Expm1, Cost::Vector, "exp(x) - 1, accurate for small x, elementwise"),
         float_fn!("log", "2", Log, Cost::Vector, "natural logarithm, elementwise"),
         float_fn!("log1p", "2", Log1p, Cost::Vector, "log(1 + x), accurate for small x, elementwise"),
-        float_fn!("sin", "3", Sin, Cost::Vector, "sine (radians), elementwise"),
-        float_fn!("cos", "3", Cos, Cost::Vector, "cosine (radians), elementwise"),
-        float_fn!("tan", "3", Tan, Cost::Vector, "tangent (radians), elementwise"),
+        float_fn!("sin", "4", Sin, Cost::Vector, "sine (radians), elementwise"),
+        float_fn!("cos", "4", Cos, Cost::Vector, "cosine (radians), elementwise"),
+        float_fn!("tan", "4", Tan, Cost::Vector, "tangent (radians), elementwise"),
         float_fn!("tanh", "3", Tanh, Cost::Vector, "hyperbolic tangent, elementwise"),
         promoted!("add", "1", Add, "sum of two broadcast arrays, elementwise (integers wrap)"),
         promoted!("subtract", "1", Sub, "difference of two broadcast arrays, elementwise (integers wrap)"),
