@@ -106,6 +106,23 @@ pub(super) fn exp(x: f64) -> f64 {
     }
 }
 
+/// Where [`exp_normal`] applies: `e^x` is a normal float for every x in
+/// this range, whatever `e^r`, with two binades to spare.
+pub(super) const EXP_NORMAL_MIN: f64 = -707.0;
+pub(super) const EXP_NORMAL_MAX: f64 = 708.0;
+
+/// [`exp`] for x in [`EXP_NORMAL_MIN`, `EXP_NORMAL_MAX`], the same bits
+/// with a shorter dependency chain: the result is normal, so `e^r · 2^k`
+/// is exact and is `e^r` with `k` added to its exponent field (one integer
+/// addition instead of two multiplications, and no clamps or NaN select).
+/// Other arguments give garbage (no traps, no undefined behaviour).
+#[inline(always)]
+pub(super) fn exp_normal(x: f64) -> f64 {
+    let (kb, em1, _) = reduce(x);
+    let k = kb.wrapping_sub(2048);
+    f64::from_bits((1.0 + em1).to_bits().wrapping_add(k << 52))
+}
+
 /// Below this magnitude `expm1(x)`, `log1p(x)` and `tanh(x)` round to `x`.
 const TINY: f64 = 5.551_115_123_125_783e-17; // 2⁻⁵⁴
 
@@ -362,6 +379,26 @@ mod tests {
                 ulps(ours, libm) <= 1,
                 "exp({x:e}) = {ours:e}, libm {libm:e}"
             );
+        }
+    }
+
+    #[test]
+    fn exp_normal_is_exp_bit_for_bit_over_its_range() {
+        let mut s = 5;
+        let ends = [EXP_NORMAL_MIN, EXP_NORMAL_MAX, -0.0, 0.0, 5e-324, -1e-300];
+        let random = (0..2_000_000).map(|i| {
+            let u = lcg(&mut s);
+            match i % 3 {
+                0 => EXP_NORMAL_MIN + u * (EXP_NORMAL_MAX - EXP_NORMAL_MIN),
+                1 => (u - 0.5) * 2.0,
+                // Halfway between multiples of ln 2, where k rounds either way.
+                _ => ((u * 2040.0).floor() - 1020.0 + 0.5) * std::f64::consts::LN_2,
+            }
+        });
+        for x in ends.into_iter().chain(random) {
+            if (EXP_NORMAL_MIN..=EXP_NORMAL_MAX).contains(&x) {
+                assert_eq!(exp_normal(x).to_bits(), exp(x).to_bits(), "exp({x:e})");
+            }
         }
     }
 

@@ -193,8 +193,8 @@ op1! {
     Square = Arith::square for f32, f64, i32, i64;
     /// `numpy.sqrt`.
     Sqrt = Float::sqrt for f32, f64;
-    /// `numpy.exp`.
-    Exp = Float::exp for f32, f64;
+    /// `numpy.exp` of `f32` (of `f64`: [`Exp`]).
+    ExpF32 = Float::exp for f32;
     /// `numpy.expm1`.
     Expm1 = Float::expm1 for f32, f64;
     /// `numpy.log`.
@@ -220,6 +220,35 @@ op2! {
     Div = Float::div for f32, f64;
     /// `numpy.power` of integers (exponents checked non-negative first).
     IPow = IntPow::pow for i32, i64;
+}
+
+/// `numpy.exp`: `math::exp`, whose bits [`math::exp_normal`] gives faster
+/// where the result is a normal float; the other elements (near overflow,
+/// underflow, ±inf, NaN) are left to the fix-up pass.
+pub(super) struct Exp;
+
+impl Map1<f64, f64> for Exp {
+    const FIXUP: bool = true;
+    #[inline(always)]
+    fn call(&self, a: f64) -> f64 {
+        math::exp_normal(a)
+    }
+    #[inline(always)]
+    fn needs_exact(&self, a: f64) -> bool {
+        !(math::EXP_NORMAL_MIN..=math::EXP_NORMAL_MAX).contains(&a)
+    }
+    #[inline(never)]
+    #[cold]
+    fn exact(&self, a: f64) -> f64 {
+        math::exp(a)
+    }
+}
+
+impl Map1<f32, f32> for Exp {
+    #[inline(always)]
+    fn call(&self, a: f32) -> f32 {
+        ExpF32.call(a)
+    }
 }
 
 /// `numpy.power` of floats ([`pow`]), products split by Dekker's algorithm.
