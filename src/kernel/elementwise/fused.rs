@@ -508,7 +508,7 @@ impl<'p, 'a> Run<'p, 'a> {
                             let v = data.view();
                             let src = T::unwrap_view(&v).expect("dtype checked at binding");
                             let src = src.as_slice().expect("gathered inputs are in C order");
-                            gather(src, strides, &self.shape, lo, &mut buf[..len]);
+                            gather(src, strides, &self.shape, lo, buf.slice_mut(len));
                             s.put::<T>(r, buf);
                         });
                         Val::Buf
@@ -668,28 +668,76 @@ struct Scratch {
     vals: Vec<Val>,
     /// The program's buffer of each register ([`Program::allocate`]).
     buffers: Vec<usize>,
-    f32: Vec<Vec<f32>>,
-    f64: Vec<Vec<f64>>,
-    i32: Vec<Vec<i32>>,
-    i64: Vec<Vec<i64>>,
+    f32: Vec<Buffer<f32>>,
+    f64: Vec<Buffer<f64>>,
+    i32: Vec<Buffer<i32>>,
+    i64: Vec<Buffer<i64>>,
+}
+
+/// A register's buffer: room for a tile that starts on a cache line, so
+/// that no vector load or store of the loops spans two lines (allocations
+/// are only 16-byte aligned). Measured on one thread over 1e4 `f64` (in
+/// cache, min of 6000, three alternations): fused poly 13.6 against 12.9
+/// µs, trig 34.9 against 33.9.
+struct Buffer<T> {
+    data: Vec<T>,
+    start: usize,
+}
+
+impl<T> Default for Buffer<T> {
+    fn default() -> Self {
+        Buffer {
+            data: Vec::new(),
+            start: 0,
+        }
+    }
+}
+
+impl<T: Copy + Default> Buffer<T> {
+    const LINE: usize = 64;
+
+    /// A zeroed buffer of at least `len` elements.
+    fn new(len: usize) -> Self {
+        let pad = Self::LINE / std::mem::size_of::<T>();
+        let data = vec![T::default(); len + pad];
+        // `align_offset` may decline (usize::MAX): then unaligned, still correct.
+        let start = Some(data.as_ptr().align_offset(Self::LINE)).filter(|&a| a <= pad);
+        Buffer {
+            data,
+            start: start.unwrap_or(0),
+        }
+    }
+
+    /// How many elements it holds.
+    fn len(&self) -> usize {
+        self.data.len() - self.start
+    }
+
+    fn slice(&self, len: usize) -> &[T] {
+        &self.data[self.start..self.start + len]
+    }
+
+    fn slice_mut(&mut self, len: usize) -> &mut [T] {
+        &mut self.data[self.start..self.start + len]
+    }
 }
 
 impl Scratch {
     /// Register `r`'s buffer, at least `len` long, taken out of the scratch.
-    fn take<T: Lane>(&mut self, r: usize, len: usize) -> Vec<T> {
+    fn take<T: Lane>(&mut self, r: usize, len: usize) -> Buffer<T> {
         let b = self.buffers[r];
         let pool = T::pool(self);
         if pool.len() <= b {
-            pool.resize_with(b + 1, Vec::new);
+            pool.resize_with(b + 1, Buffer::default);
         }
         let mut buf = std::mem::take(&mut pool[b]);
         if buf.len() < len {
-            buf.resize(len.max(TILE), T::default());
+            buf = Buffer::new(len.max(TILE));
         }
         buf
     }
 
-    fn put<T: Lane>(&mut self, r: usize, buf: Vec<T>) {
+    fn put<T: Lane>(&mut self, r: usize, buf: Buffer<T>) {
         let b = self.buffers[r];
         T::pool(self)[b] = buf;
     }
@@ -708,7 +756,7 @@ impl Scratch {
                 _ => unreachable!("only slices are read in place"),
             },
             Val::Scalar(v) => Operand::Scalar(T::of(v)),
-            Val::Buf => Operand::Slice(&T::pool_ref(self)[self.buffers[r]][..hi - lo]),
+            Val::Buf => Operand::Slice(T::pool_ref(self)[self.buffers[r]].slice(hi - lo)),
         }
     }
 }
@@ -727,8 +775,8 @@ fn with_scratch<R>(f: impl FnOnce(&mut Scratch) -> R) -> R {
 
 /// An element type of registers.
 trait Lane: Element + Wrap + Reducible {
-    fn pool(s: &mut Scratch) -> &mut Vec<Vec<Self>>;
-    fn pool_ref(s: &Scratch) -> &Vec<Vec<Self>>;
+    fn pool(s: &mut Scratch) -> &mut Vec<Buffer<Self>>;
+    fn pool_ref(s: &Scratch) -> &Vec<Buffer<Self>>;
     fn of(v: Scalar) -> Self;
     fn scalar(self) -> Scalar;
     /// The elements of an in-place input of this dtype.
@@ -773,8 +821,8 @@ macro_rules! lane {
             fn binary(op: FOp, s: &mut Scratch, run: &Run<'_, '_>, ab: [usize; 2], dest: Dest<'_, Self>, lo: usize, hi: usize) -> Val {
                 $binary::<$t>(op, s, run, ab, dest, lo, hi)
             }
-            fn pool(s: &mut Scratch) -> &mut Vec<Vec<Self>> { &mut s.$t }
-            fn pool_ref(s: &Scratch) -> &Vec<Vec<Self>> { &s.$t }
+            fn pool(s: &mut Scratch) -> &mut Vec<Buffer<Self>> { &mut s.$t }
+            fn pool_ref(s: &Scratch) -> &Vec<Buffer<Self>> { &s.$t }
             fn of(v: Scalar) -> Self {
                 match v {
                     Scalar::$v(x) => x,
@@ -814,7 +862,7 @@ fn go1<T: Lane, F: Map1<T, T>>(
     match dest {
         Dest::Reg(r) => {
             let mut out = s.take::<T>(r, hi - lo);
-            let v = apply1(f, level, s.operand(a, run, lo, hi), &mut out[..hi - lo]);
+            let v = apply1(f, level, s.operand(a, run, lo, hi), out.slice_mut(hi - lo));
             s.put(r, out);
             v.map_or(Val::Buf, |v| Val::Scalar(v.scalar()))
         }
@@ -859,7 +907,7 @@ fn go2<T: Lane, F: Map2<T, T, T>>(
         Dest::Reg(r) => {
             let mut out = s.take::<T>(r, hi - lo);
             let (x, y) = (s.operand(a, run, lo, hi), s.operand(b, run, lo, hi));
-            let v = apply2(f, level, x, y, &mut out[..hi - lo]);
+            let v = apply2(f, level, x, y, out.slice_mut(hi - lo));
             s.put(r, out);
             v.map_or(Val::Buf, |v| Val::Scalar(v.scalar()))
         }
@@ -918,7 +966,8 @@ where
     let (mut out_s, mut out_c) = (s.take::<T>(rs, len), s.take::<T>(rc, len));
     let vals = match s.operand::<T>(x, run, lo, hi) {
         Operand::Slice(v) => {
-            simd::map1x2(simd::level(), v, &mut out_s[..len], &mut out_c[..len], &f);
+            let (out_s, out_c) = (out_s.slice_mut(len), out_c.slice_mut(len));
+            simd::map1x2(simd::level(), v, out_s, out_c, &f);
             (Val::Buf, Val::Buf)
         }
         Operand::Scalar(v) => {
@@ -967,7 +1016,7 @@ fn cast<S: Lane + Cast<T>, T: Lane>(
     let mut out = s.take::<T>(r, len);
     let val = match s.operand::<S>(a, run, lo, hi) {
         Operand::Slice(x) => {
-            for (o, &v) in out[..len].iter_mut().zip(x) {
+            for (o, &v) in out.slice_mut(len).iter_mut().zip(x) {
                 *o = v.cast();
             }
             Val::Buf
