@@ -203,7 +203,40 @@ pub(crate) enum Instr {
     SinCos { x: usize, sin: usize, cos: usize },
     /// A result written by an earlier [`Instr::SinCos`].
     Paired,
+    /// A binary builtin with a unary one on an operand or on its result,
+    /// in one loop; see [`Program::compose`].
+    Composed(Composition, usize, usize),
+    /// A unary or binary builtin computed by a later [`Instr::Composed`]
+    /// (no register).
+    Absorbed,
 }
+
+/// What an [`Instr::Composed`] computes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct Composition {
+    /// The binary builtin.
+    op: FOp,
+    /// The unary builtin.
+    unary: FOp,
+    /// Where the unary one applies.
+    place: Place,
+}
+
+/// Where a composition applies its unary builtin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Place {
+    /// `op(unary(a), b)`
+    First,
+    /// `op(a, unary(b))`
+    Second,
+    /// `unary(op(a, b))`
+    Result,
+}
+
+/// The builtins [`Program::compose`] combines (float loops only): cheap
+/// ones, for which a pass over the tile costs more than the arithmetic.
+const COMPOSED_UNARY: [FOp; 2] = [FOp::Neg, FOp::Square];
+const COMPOSED_BINARY: [FOp; 4] = [FOp::Add, FOp::Sub, FOp::Mul, FOp::Div];
 
 /// A compiled fused program: instructions in order, each with the dtype of
 /// its register; the last one is the result.
@@ -274,7 +307,63 @@ impl Program {
                 self.instrs[i.max(j)].0 = Instr::Paired;
             }
         }
+        self.compose();
         self.allocate();
+    }
+
+    /// Merges a negation or a square into the binary operation it feeds or
+    /// that feeds it, when nothing else reads the intermediate: one pass
+    /// over the tile instead of two (a pass of arithmetic costs its loads
+    /// and stores more than its operation). `-(x - m)**2 / s` takes two
+    /// passes instead of four, `2 * sin(x)**2` one instead of two.
+    fn compose(&mut self) {
+        let n = self.instrs.len();
+        let mut readers = vec![0usize; n];
+        for (instr, _) in &self.instrs {
+            for a in operands(instr) {
+                readers[a] += 1;
+            }
+        }
+        for i in 0..n {
+            if !self.instrs[i].1.is_float() {
+                continue;
+            }
+            // The operand of a unary builtin that only instruction i reads.
+            let inner = |instrs: &[(Instr, DType)], r: usize| match instrs[r].0 {
+                Instr::Unary(u, x) if readers[r] == 1 && COMPOSED_UNARY.contains(&u) => {
+                    Some((u, x))
+                }
+                _ => None,
+            };
+            let (composed, absorbed) = match self.instrs[i].0 {
+                Instr::Binary(op, a, b) if COMPOSED_BINARY.contains(&op) => {
+                    let of = |unary, place| Composition { op, unary, place };
+                    if let Some((u, x)) = inner(&self.instrs, a) {
+                        (Instr::Composed(of(u, Place::First), x, b), a)
+                    } else if let Some((u, y)) = inner(&self.instrs, b) {
+                        (Instr::Composed(of(u, Place::Second), a, y), b)
+                    } else {
+                        continue;
+                    }
+                }
+                Instr::Unary(unary, r) if readers[r] == 1 && COMPOSED_UNARY.contains(&unary) => {
+                    match self.instrs[r].0 {
+                        Instr::Binary(op, a, b) if COMPOSED_BINARY.contains(&op) => {
+                            let c = Composition {
+                                op,
+                                unary,
+                                place: Place::Result,
+                            };
+                            (Instr::Composed(c, a, b), r)
+                        }
+                        _ => continue,
+                    }
+                }
+                _ => continue,
+            };
+            self.instrs[i].0 = composed;
+            self.instrs[absorbed].0 = Instr::Absorbed;
+        }
     }
 
     /// Linear scan over the instructions: an instruction's register takes a
@@ -283,13 +372,6 @@ impl Program {
     /// A tile of `trig` then touches 3 buffers instead of 5.
     fn allocate(&mut self) {
         let n = self.instrs.len();
-        let operands = |instr: &Instr| -> Vec<usize> {
-            match *instr {
-                Instr::Cast(a) | Instr::Unary(_, a) | Instr::SinCos { x: a, .. } => vec![a],
-                Instr::Binary(_, a, b) => vec![a, b],
-                Instr::Input(_) | Instr::Paired => vec![],
-            }
-        };
         // The last reader of each register; the root lives to the end.
         let mut last = vec![0; n];
         for (i, (instr, _)) in self.instrs.iter().enumerate() {
@@ -311,7 +393,7 @@ impl Program {
         for (i, (instr, _)) in self.instrs.iter().enumerate() {
             let defined = match *instr {
                 Instr::SinCos { sin, cos, .. } => vec![sin, cos],
-                Instr::Paired => vec![],
+                Instr::Paired | Instr::Absorbed => vec![],
                 _ => vec![i],
             };
             for &r in &defined {
@@ -347,6 +429,7 @@ impl Program {
             .iter()
             .map(|(i, _)| match i {
                 Instr::Unary(op, _) | Instr::Binary(op, _, _) => op.weight(),
+                Instr::Composed(c, ..) => c.op.weight().max(c.unary.weight()),
                 _ => 0,
             })
             .max()
@@ -356,6 +439,15 @@ impl Program {
             1 => 1 << 15,
             _ => 1 << 12,
         }
+    }
+}
+
+/// The registers an instruction reads.
+fn operands(instr: &Instr) -> Vec<usize> {
+    match *instr {
+        Instr::Cast(a) | Instr::Unary(_, a) | Instr::SinCos { x: a, .. } => vec![a],
+        Instr::Binary(_, a, b) | Instr::Composed(_, a, b) => vec![a, b],
+        Instr::Input(_) | Instr::Paired | Instr::Absorbed => vec![],
     }
 }
 
@@ -540,7 +632,15 @@ impl<'p, 'a> Run<'p, 'a> {
                     s.vals[cos] = vc;
                     continue;
                 }
-                Instr::Paired => continue,
+                Instr::Paired | Instr::Absorbed => continue,
+                Instr::Composed(c, a, b) if r == root && out.is_some() => {
+                    let dest = Dest::Out(out.take().expect("checked"));
+                    O::composed(c, s, self, [a, b], dest, lo, hi);
+                    return true;
+                }
+                Instr::Composed(c, a, b) => {
+                    with_type!(*dt, T => T::composed(c, s, self, [a, b], Dest::Reg(r), lo, hi))
+                }
                 Instr::Binary(op, a, b) => {
                     with_type!(*dt, T => T::binary(op, s, self, [a, b], Dest::Reg(r), lo, hi))
                 }
@@ -792,6 +892,17 @@ trait Lane: Element + Wrap + Reducible {
         lo: usize,
         hi: usize,
     ) -> Val;
+    /// Composition `c` of registers `ab` into `dest` (floats only).
+    #[allow(clippy::too_many_arguments)]
+    fn composed(
+        c: Composition,
+        s: &mut Scratch,
+        run: &Run<'_, '_>,
+        ab: [usize; 2],
+        dest: Dest<'_, Self>,
+        lo: usize,
+        hi: usize,
+    ) -> Val;
     /// Binary `op` of registers `ab` into `dest`.
     #[allow(clippy::too_many_arguments)]
     fn binary(
@@ -813,8 +924,11 @@ enum Dest<'o, T> {
 }
 
 macro_rules! lane {
-    ($($t:ident => $v:ident, $unary:ident, $binary:ident);*) => {$(
+    ($($t:ident => $v:ident, $unary:ident, $binary:ident, $composed:ident);*) => {$(
         impl Lane for $t {
+            fn composed(c: Composition, s: &mut Scratch, run: &Run<'_, '_>, ab: [usize; 2], dest: Dest<'_, Self>, lo: usize, hi: usize) -> Val {
+                $composed::<$t>(c, s, run, ab, dest, lo, hi)
+            }
             fn unary(op: FOp, s: &mut Scratch, run: &Run<'_, '_>, a: usize, dest: Dest<'_, Self>, lo: usize, hi: usize) -> Val {
                 $unary::<$t>(op, s, run, a, dest, lo, hi)
             }
@@ -841,11 +955,73 @@ macro_rules! lane {
 }
 
 lane!(
-    f32 => F32, unary_float, binary_float;
-    f64 => F64, unary_float, binary_float;
-    i32 => I32, unary_int, binary_int;
-    i64 => I64, unary_int, binary_int
+    f32 => F32, unary_float, binary_float, composed_float;
+    f64 => F64, unary_float, binary_float, composed_float;
+    i32 => I32, unary_int, binary_int, composed_int;
+    i64 => I64, unary_int, binary_int, composed_int
 );
+
+/// Writes composition `c` of registers `a` and `b` into `dest`, with the
+/// loop of the two builtins' element functions ([`ops::First`],
+/// [`ops::Second`], [`ops::Then`]).
+#[allow(clippy::too_many_arguments)]
+fn composed_float<T: Lane>(
+    c: Composition,
+    s: &mut Scratch,
+    run: &Run<'_, '_>,
+    ab: [usize; 2],
+    dest: Dest<'_, T>,
+    lo: usize,
+    hi: usize,
+) -> Val
+where
+    ops::Neg: Map1<T, T>,
+    ops::Square: Map1<T, T>,
+    ops::Add: Map2<T, T, T>,
+    ops::Sub: Map2<T, T, T>,
+    ops::Mul: Map2<T, T, T>,
+    ops::Div: Map2<T, T, T>,
+{
+    let l = simd::level();
+    macro_rules! placed {
+        ($u:expr, $b:expr) => {
+            match c.place {
+                Place::First => go2(&ops::First($u, $b), l, s, run, ab, dest, lo, hi),
+                Place::Second => go2(&ops::Second($u, $b), l, s, run, ab, dest, lo, hi),
+                Place::Result => go2(&ops::Then($b, $u), l, s, run, ab, dest, lo, hi),
+            }
+        };
+    }
+    macro_rules! binary {
+        ($u:expr) => {
+            match c.op {
+                FOp::Add => placed!($u, ops::Add),
+                FOp::Sub => placed!($u, ops::Sub),
+                FOp::Mul => placed!($u, ops::Mul),
+                FOp::Div => placed!($u, ops::Div),
+                op => unreachable!("{op:?} is not composed"),
+            }
+        };
+    }
+    match c.unary {
+        FOp::Neg => binary!(ops::Neg),
+        FOp::Square => binary!(ops::Square),
+        op => unreachable!("{op:?} is not composed"),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn composed_int<T: Lane>(
+    _: Composition,
+    _: &mut Scratch,
+    _: &Run<'_, '_>,
+    _: [usize; 2],
+    _: Dest<'_, T>,
+    _: usize,
+    _: usize,
+) -> Val {
+    unreachable!("integer programs compose nothing")
+}
 
 /// Writes `f` of register `a` into `dest` (a register may get a scalar).
 #[allow(clippy::too_many_arguments)]
@@ -1105,6 +1281,68 @@ mod tests {
     }
 
     #[test]
+    fn negations_and_squares_compose_with_the_arithmetic_they_touch_bit_for_bit() {
+        // exp(-(x - m)**2 / w) * y, plus a square read twice (not composed).
+        let mut p = Program::new();
+        let x = p.input(DType::F64);
+        let y = p.input(DType::F64);
+        let m = p.input(DType::F64);
+        let w = p.input(DType::F64);
+        let d = p.op(FOp::Sub, &[x, m]).unwrap();
+        let d2 = p.op(FOp::Square, &[d]).unwrap();
+        let neg = p.op(FOp::Neg, &[d2]).unwrap();
+        let q = p.op(FOp::Div, &[neg, w]).unwrap();
+        let e = p.op(FOp::Exp, &[q]).unwrap();
+        let g = p.op(FOp::Mul, &[e, y]).unwrap();
+        let y2 = p.op(FOp::Square, &[y]).unwrap();
+        let t = p.op(FOp::Add, &[g, y2]).unwrap();
+        p.op(FOp::Sub, &[t, y2]).unwrap();
+        p.pair();
+        let kinds: Vec<_> = p.instrs.iter().map(|(i, _)| i.clone()).collect();
+        let result = Composition {
+            op: FOp::Sub,
+            unary: FOp::Square,
+            place: Place::Result,
+        };
+        let first = Composition {
+            op: FOp::Div,
+            unary: FOp::Neg,
+            place: Place::First,
+        };
+        assert_eq!(kinds[d2], Instr::Composed(result, x, m));
+        assert_eq!(kinds[q], Instr::Composed(first, d2, w));
+        assert_eq!(
+            (&kinds[d], &kinds[neg]),
+            (&Instr::Absorbed, &Instr::Absorbed)
+        );
+        assert_eq!(kinds[y2], Instr::Unary(FOp::Square, y), "read twice: kept");
+
+        let n = 2 * TILE + 5;
+        let xs: Vec<f64> = (0..n).map(|i| (i as f64 * 0.37).sin() * 3.0).collect();
+        let mut ys: Vec<f64> = (0..n).map(|i| 1.0 + i as f64 / 1e3).collect();
+        ys[7] = f64::NAN;
+        ys[8] = -0.0;
+        let views = vec![
+            AnyView::F64(ndarray::ArrayViewD::from_shape(ndarray::IxDyn(&[n]), &xs).unwrap()),
+            AnyView::F64(ndarray::ArrayViewD::from_shape(ndarray::IxDyn(&[n]), &ys).unwrap()),
+            AnyView::F64(ndarray::ArrayViewD::from_shape(ndarray::IxDyn(&[]), &[0.5]).unwrap()),
+            AnyView::F64(ndarray::ArrayViewD::from_shape(ndarray::IxDyn(&[]), &[0.02]).unwrap()),
+        ];
+        let AnyArray::F64(out) = Run::new(&p, views, &[n]).elementwise() else {
+            panic!("f64 result")
+        };
+        // The oracle: each builtin's element function, one at a time.
+        let sq = |v: f64| Map1::<f64, f64>::call(&ops::Square, v);
+        for i in 0..n {
+            let q = -sq(xs[i] - 0.5) / 0.02;
+            // q ≥ −612: the loop's fast exp, no fix-up.
+            let g = Map1::<f64, f64>::call(&ops::Exp, q) * ys[i];
+            let want = (g + sq(ys[i])) - sq(ys[i]);
+            assert_eq!(out[[i]].to_bits(), want.to_bits(), "element {i}");
+        }
+    }
+
+    #[test]
     fn registers_share_buffers_only_when_their_lives_do_not_overlap() {
         let p = trig();
         let n = p.instrs.len();
@@ -1117,9 +1355,11 @@ mod tests {
                     (def[sin], def[cos]) = (i, i);
                     last[x] = i;
                 }
-                Instr::Paired => {}
+                Instr::Paired | Instr::Absorbed => {}
                 Instr::Cast(a) | Instr::Unary(_, a) => (def[i], last[a]) = (i, i),
-                Instr::Binary(_, a, b) => (def[i], last[a], last[b]) = (i, i, i),
+                Instr::Binary(_, a, b) | Instr::Composed(_, a, b) => {
+                    (def[i], last[a], last[b]) = (i, i, i)
+                }
                 Instr::Input(_) => def[i] = i,
             }
         }
