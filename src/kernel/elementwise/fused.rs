@@ -7,7 +7,9 @@
 //! has a register holding one tile of its values (or, for a broadcast
 //! scalar, one value), in a buffer of a per-thread scratch reused from
 //! tile to tile; registers whose lives do not overlap share a buffer, so a
-//! tile's working set stays in L1. The instructions call the very loops
+//! tile's working set stays in L1, and a negation or a square is merged
+//! into the arithmetic next to it (one pass instead of two). The
+//! instructions call the very loops
 //! the registry's kernels use ([`simd::map1`], [`simd::map2`] with the
 //! `ops` functions, the same feature level and the same casts), so every
 //! element of a fused result is the bits the chain of registry calls
