@@ -193,12 +193,16 @@ fn map1_body<A: Copy, O, S: Slot<O>, F: Map1<A, O>>(x: &[A], out: &mut [S], f: &
     // mark the output initialized): a shorter input is a bug, not a silent
     // hole. Checked once per call, outside the loop.
     assert_eq!(x.len(), out.len(), "input and output runs differ");
+    // The elements `call` does not handle are rewritten by a second pass,
+    // so that this loop stays branch-free; whether there are any is a
+    // vectorized OR in the same loop (the loops of the vectorized functions
+    // are latency-bound, so it costs less there than a pass of its own).
+    let mut any = false;
     for (o, &v) in out.iter_mut().zip(x) {
         o.put(f.call(v));
+        any |= F::FIXUP && f.needs_exact(v);
     }
-    // A second pass, so that the first stays branch-free; its check is a
-    // vectorized OR, and the slow path runs only when some element needs it.
-    if F::FIXUP && x.iter().fold(false, |any, &v| any | f.needs_exact(v)) {
+    if any {
         for (o, &v) in out.iter_mut().zip(x) {
             if f.needs_exact(v) {
                 o.put(f.exact(v));
@@ -218,12 +222,15 @@ fn map1x2_body<A: Copy, O, S: Slot<O>, F: Map1x2<A, O>>(
         x.len() == out1.len() && x.len() == out2.len(),
         "input and output runs differ"
     );
+    // The check in the loop, as in `map1_body`.
+    let mut any = false;
     for ((o1, o2), &v) in out1.iter_mut().zip(out2.iter_mut()).zip(x) {
         let (a, b) = f.call(v);
         o1.put(a);
         o2.put(b);
+        any |= F::FIXUP && f.needs_exact(v);
     }
-    if F::FIXUP && x.iter().fold(false, |any, &v| any | f.needs_exact(v)) {
+    if any {
         for ((o1, o2), &v) in out1.iter_mut().zip(out2.iter_mut()).zip(x) {
             if f.needs_exact(v) {
                 let (a, b) = f.exact(v);
