@@ -115,7 +115,9 @@ impl DiskTier {
         if let Some(store) = &inner.store {
             store.for_each(false, |row| {
                 let meta = match &row.row {
-                    Row::Small { meta, .. } => EntryMeta::parse(meta).ok(),
+                    Row::Small { meta, .. } => {
+                        super::row_meta::decode(row.key, meta).ok().map(|m| m.0)
+                    }
                     Row::File => {
                         seen.insert(row.key);
                         read_sidecar(inner, row.key)

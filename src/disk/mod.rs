@@ -125,6 +125,7 @@ mod maint;
 mod meta;
 pub(crate) mod npy;
 mod once;
+mod row_meta;
 mod stats;
 mod store;
 mod writer;
@@ -343,9 +344,9 @@ impl DiskTierBuilder {
 
 /// Opens the store of a writable cache (creating it), or of a read-only one
 /// if it exists. A damaged store is renamed aside (with a warning) and
-/// recreated. The flag says whether the large entries' files must be
-/// indexed again: the store is new and the directory has fan-out
-/// directories.
+/// recreated, and one of an earlier schema replaced. The flag says whether
+/// the large entries' files must be indexed again: the store's tables are
+/// new and the directory has fan-out directories.
 fn open_store(
     layout: &Layout,
     writable: bool,
@@ -353,12 +354,11 @@ fn open_store(
 ) -> (Option<Store>, bool) {
     let path = layout.store();
     if !writable {
-        let store = Store::open(&path, true, granularity).ok();
+        let store = Store::open(&path, true, granularity).ok().map(|s| s.0);
         return (store.filter(|_| path.exists()), false);
     }
-    let existed = path.exists();
-    let store = match Store::open(&path, false, granularity) {
-        Ok(s) => Some(s),
+    let (store, created) = match Store::open(&path, false, granularity) {
+        Ok((s, created)) => (Some(s), created),
         Err(OpenError::Damaged(e)) => {
             let aside = path.with_extension(format!("db.damaged-{}", std::process::id()));
             eprintln!(
@@ -370,16 +370,15 @@ fn open_store(
             for ext in ["db-wal", "db-shm"] {
                 let _ = fs::remove_file(path.with_extension(ext));
             }
-            let store = Store::open(&path, false, granularity).ok();
+            let store = Store::open(&path, false, granularity).ok().map(|s| s.0);
             return (store, layout::has_fan_dirs(layout.base()));
         }
         Err(OpenError::Other(e)) => {
             eprintln!("ndcache: warning: {e}; the disk cache will hold no small entries");
-            None
+            (None, false)
         }
     };
-    let reindex = store.is_some() && !existed && layout::has_fan_dirs(layout.base());
-    (store, reindex)
+    (store, created && layout::has_fan_dirs(layout.base()))
 }
 
 /// The tier's budget: `given` (remembered in the directory if `writable`

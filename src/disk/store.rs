@@ -16,14 +16,14 @@
 //! measurements (<https://www.sqlite.org/intern-v-extern-blob.html>) put the
 //! point where files start to read faster near 100 KiB with 4 KiB pages.
 //!
-//! # Schema (`PRAGMA user_version = 1`)
+//! # Schema (`PRAGMA user_version = 2`)
 //!
 //! ```sql
 //! CREATE TABLE entries (
 //!     key   BLOB PRIMARY KEY NOT NULL, -- the call key, 16 bytes, big-endian
 //!     atime INTEGER NOT NULL,          -- last access, ns since the epoch
 //!     bytes INTEGER NOT NULL,          -- what it counts toward the budget
-//!     meta  TEXT,                      -- small: the sidecar text (EntryMeta)
+//!     meta  BLOB,                      -- small: its metadata (row_meta.rs)
 //!     data  BLOB                       -- small: the array's bytes, no header;
 //! ) WITHOUT ROWID;                     --  NULL: a large entry, in files
 //! CREATE INDEX entries_atime ON entries(atime);
@@ -31,11 +31,21 @@
 //! -- kept by triggers on insert and delete, so `stats` reads one row
 //! ```
 //!
-//! A small entry's checksum (in its meta, as in a sidecar) is the xxh3-128 of
-//! the `.npy` file it stands for: the header that its dtype and shape give,
-//! then `data`. So a damaged `data`, or a meta whose dtype or shape changed,
-//! fails verification, and `ndcache export` writes a file whose checksum is
-//! the recorded one.
+//! A small entry's meta is a compact binary record (format in the
+//! `row_meta.rs` docs: about 50 bytes, where the sidecar's text took about
+//! 330, which made the rows, the file and every B-tree walk twice as
+//! large). Its checksum is the xxh3-128 of the `.npy` file it stands for:
+//! the header that its dtype and shape give, then `data`. So a damaged
+//! `data`, or a meta whose dtype or shape changed, fails verification, and
+//! `ndcache export` writes a file whose checksum is the recorded one.
+//!
+//! Schema version 1 (ndcache before the binary meta) kept the meta as
+//! sidecar text. A writable tier that opens such a store drops its tables
+//! and creates version 2 in one transaction (small entries are lost:
+//! misses; large ones are indexed again from their files in the
+//! background); a read-only view does not read it. A row a version-1
+//! writer still inserts afterwards has a text meta, which fails parsing: a
+//! counted miss, removed, never misread.
 //!
 //! # Consistency with the large entries' files
 //!
@@ -79,14 +89,14 @@ pub(crate) const TOUCH_BATCH: usize = 1024;
 /// write order. See [`DiskTierBuilder::access_granularity`](super::DiskTierBuilder::access_granularity).
 pub const DEFAULT_ACCESS_GRANULARITY: Duration = Duration::from_secs(60);
 
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE entries (
     key BLOB PRIMARY KEY NOT NULL,
     atime INTEGER NOT NULL,
     bytes INTEGER NOT NULL,
-    meta TEXT,
+    meta BLOB,
     data BLOB
 ) WITHOUT ROWID;
 CREATE INDEX entries_atime ON entries(atime);
@@ -128,8 +138,8 @@ pub(crate) fn row_bytes(meta_len: usize, data_len: usize) -> u64 {
 /// One row as read.
 #[derive(Debug)]
 pub(crate) enum Row {
-    /// A small entry: its sidecar text and the array's bytes.
-    Small { meta: String, data: Vec<u8> },
+    /// A small entry: its meta record (`row_meta.rs`) and the array's bytes.
+    Small { meta: Vec<u8>, data: Vec<u8> },
     /// A large entry: only indexed here.
     File,
     /// A row that is neither (damaged).
@@ -143,7 +153,7 @@ pub(crate) struct NewRow {
     pub atime: SystemTime,
     pub bytes: u64,
     /// `Some` for a small entry.
-    pub small: Option<(String, Vec<u8>)>,
+    pub small: Option<(Vec<u8>, Vec<u8>)>,
 }
 
 /// One row listed by [`Store::for_each`].
@@ -183,8 +193,14 @@ pub(crate) enum OpenError {
 }
 
 impl Store {
-    /// Opens (creating if `!read_only` and absent) the store at `path`.
-    pub fn open(path: &Path, read_only: bool, granularity: Duration) -> Result<Store, OpenError> {
+    /// Opens (creating if `!read_only` and absent) the store at `path`; the
+    /// flag says whether its tables were just created (a new store, or one
+    /// of an earlier schema replaced: see the module docs).
+    pub fn open(
+        path: &Path,
+        read_only: bool,
+        granularity: Duration,
+    ) -> Result<(Store, bool), OpenError> {
         let store = Store {
             path: path.to_path_buf(),
             granularity,
@@ -193,9 +209,9 @@ impl Store {
             touches: Mutex::new(Vec::new()),
         };
         let mut conn = store.connect().map_err(|e| store.classify(e))?;
-        store.ensure_schema(&mut conn)?;
+        let created = store.ensure_schema(&mut conn)?;
         lock(&store.pool).push(conn);
-        Ok(store)
+        Ok((store, created))
     }
 
     fn classify(&self, e: rusqlite::Error) -> OpenError {
@@ -256,28 +272,42 @@ impl Store {
         Ok(conn)
     }
 
-    /// Creates the tables in a new database; checks the version of an old one.
-    fn ensure_schema(&self, conn: &mut Connection) -> Result<(), OpenError> {
+    /// Creates the tables in a new database, or replaces those of schema
+    /// version 1 (see the module docs); checks the version of any other.
+    /// Returns whether the tables were created (the store is empty).
+    fn ensure_schema(&self, conn: &mut Connection) -> Result<bool, OpenError> {
+        let c = |e| self.classify(e);
         let version =
             |c: &Connection| c.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0));
-        let v = version(conn).map_err(|e| self.classify(e))?;
-        if v == 0 && !self.read_only {
-            // Page reuse and `incremental_vacuum` need this before any table.
-            conn.execute_batch("PRAGMA auto_vacuum = INCREMENTAL;")
-                .map_err(|e| self.classify(e))?;
+        let v = version(conn).map_err(c)?;
+        if (v == 0 || v == 1) && !self.read_only {
+            if v == 0 {
+                // Page reuse and `incremental_vacuum` need this before any table.
+                conn.execute_batch("PRAGMA auto_vacuum = INCREMENTAL;")
+                    .map_err(c)?;
+            }
             conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))
-                .map_err(|e| self.classify(e))?;
+                .map_err(c)?;
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(|e| self.classify(e))?;
-            // Another process may have created it meanwhile.
-            if version(&tx).map_err(|e| self.classify(e))? == 0 {
-                tx.execute_batch(SCHEMA).map_err(|e| self.classify(e))?;
+                .map_err(c)?;
+            // Another process may have done it meanwhile.
+            let created = match version(&tx).map_err(c)? {
+                0 => true,
+                1 => {
+                    tx.execute_batch("DROP TABLE IF EXISTS entries; DROP TABLE IF EXISTS totals;")
+                        .map_err(c)?;
+                    true
+                }
+                _ => false,
+            };
+            if created {
+                tx.execute_batch(SCHEMA).map_err(c)?;
                 tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))
-                    .map_err(|e| self.classify(e))?;
+                    .map_err(c)?;
             }
-            tx.commit().map_err(|e| self.classify(e))?;
-            return Ok(());
+            tx.commit().map_err(c)?;
+            return Ok(created);
         }
         if v != SCHEMA_VERSION && !(v == 0 && self.read_only) {
             return Err(OpenError::Other(Error::io(
@@ -288,7 +318,7 @@ impl Store {
                 )),
             )));
         }
-        Ok(())
+        Ok(false)
     }
 
     fn error(&self, action: &'static str, e: rusqlite::Error) -> Error {
@@ -316,7 +346,7 @@ impl Store {
         self.with("read", |c| {
             c.prepare_cached("SELECT meta, data, atime FROM entries WHERE key = ?1")?
                 .query_row([blob(key)], |r| {
-                    let meta: Option<String> = r.get(0).unwrap_or(None);
+                    let meta: Option<Vec<u8>> = r.get(0).unwrap_or(None);
                     let data: Option<Vec<u8>> = r.get(1).unwrap_or(None);
                     let row = match (meta, data) {
                         (Some(meta), Some(data)) => Row::Small { meta, data },
@@ -352,7 +382,7 @@ impl Store {
                 )?;
                 for r in rows {
                     let (meta, data) = match &r.small {
-                        Some((m, d)) => (Some(m.as_str()), Some(d.as_slice())),
+                        Some((m, d)) => (Some(m.as_slice()), Some(d.as_slice())),
                         None => (None, None),
                     };
                     let n = ins.execute(params![
@@ -476,7 +506,7 @@ impl Store {
             let mut st = c.prepare(sql)?;
             let mut rows = st.query([])?;
             while let Some(r) = rows.next()? {
-                let meta: Option<String> = r.get(3).unwrap_or(None);
+                let meta: Option<Vec<u8>> = r.get(3).unwrap_or(None);
                 let data: Option<Vec<u8>> = r.get(4).unwrap_or(None);
                 let is_file: bool = r.get(5)?;
                 let row = match (meta, is_file) {
