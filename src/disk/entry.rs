@@ -88,7 +88,14 @@ pub(crate) enum Written {
 
 impl Inner {
     /// Reads and verifies the entry of `key`, from the store or its files.
-    pub(crate) fn load(&self, key: Fingerprint, want_array: bool) -> Result<Loaded, Miss> {
+    /// With `!unindexed`, a key without a row is a miss without looking for
+    /// its files (a large entry not indexed yet: see the `store.rs` docs).
+    pub(crate) fn load(
+        &self,
+        key: Fingerprint,
+        want_array: bool,
+        unindexed: bool,
+    ) -> Result<Loaded, Miss> {
         let row = match &self.store {
             Some(store) => store.get(key).map_err(Miss::Io)?,
             None => None,
@@ -111,7 +118,8 @@ impl Inner {
                 }),
                 other => other,
             },
-            None => self.load_files(key, want_array),
+            None if unindexed || self.store.is_none() => self.load_files(key, want_array),
+            None => Err(Miss::Absent),
         }
     }
 

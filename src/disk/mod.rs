@@ -316,6 +316,7 @@ impl DiskTierBuilder {
             warned: AtomicBool::new(self.read_only),
             open_error,
             signer: crate::sign::Signer::from_option_or_env(self.secret.as_deref()),
+            lock_handles: Arc::default(),
         });
         if let (Some(e), false) = (&inner.open_error, self.read_only) {
             inner.warn(
@@ -466,6 +467,8 @@ pub(crate) struct Inner {
     open_error: Option<Error>,
     /// Signs and checks entries, when there is a secret.
     signer: Option<crate::sign::Signer>,
+    /// Idle handles of the key-lock file (see `lock.rs`).
+    lock_handles: Arc<lock::Handles>,
 }
 
 impl Inner {
@@ -712,8 +715,18 @@ impl DiskTier {
     ///
     /// A hit refreshes the entry's last-access time.
     pub fn get(&self, key: Fingerprint) -> Option<(AnyArray, EntryMeta)> {
+        self.get_from(key, true)
+    }
+
+    /// [`get`](Self::get); with `!unindexed`, only what the store indexes
+    /// (fewer system calls on a miss; see [`Inner::load`]).
+    pub(crate) fn get_from(
+        &self,
+        key: Fingerprint,
+        unindexed: bool,
+    ) -> Option<(AnyArray, EntryMeta)> {
         let c = &self.inner.counters;
-        match self.inner.load(key, true) {
+        match self.inner.load(key, true, unindexed) {
             Ok(loaded) => {
                 let now = SystemTime::now();
                 if let Some(store) = &self.inner.store {
@@ -750,7 +763,9 @@ impl DiskTier {
                         }
                         // A payload without its sidecar that no process is
                         // writing (no one holds the key's lock): an orphan.
-                        if self.inner.layout.payload(key).exists() && self.inner.remove_orphan(key)
+                        if unindexed
+                            && self.inner.layout.payload(key).exists()
+                            && self.inner.remove_orphan(key)
                         {
                             Counters::bump(&c.corrupt);
                         }
@@ -828,12 +843,21 @@ impl DiskTier {
     /// [`Error::Io`] if the lock file cannot be created (a read-only
     /// directory): the caller should then compute without the lock.
     pub fn lock(&self, key: Fingerprint) -> Result<KeyLock> {
-        lock::lock(&self.inner.layout.lock(key), key)
+        lock::lock(
+            &self.inner.layout.lock(key),
+            key,
+            Some(&self.inner.lock_handles),
+        )
     }
 
     /// Takes the lock of `key` if no one holds it.
     pub fn try_lock(&self, key: Fingerprint) -> Result<Option<KeyLock>> {
-        lock::acquire(&self.inner.layout.lock(key), key, false)
+        lock::acquire_with(
+            &self.inner.layout.lock(key),
+            key,
+            false,
+            Some(&self.inner.lock_handles),
+        )
     }
 
     /// Removes the entry of `key`; returns whether there was one.

@@ -608,3 +608,57 @@ fn crash_child() {
         t.flush();
     }
 }
+
+/// Hits are logged (appended), not written into the rows; `ls` and
+/// eviction see the log, so the order is the one of the last accesses; the
+/// log is folded into the rows by eviction and when it grows long.
+#[test]
+fn hits_are_logged_and_eviction_sees_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = DiskTier::builder(dir.path())
+        .background_writes(false)
+        .access_granularity(Duration::ZERO)
+        .build()
+        .unwrap();
+    let v = sample(DType::F64, &[16]);
+    for i in 0..3 {
+        t.put(key(i), &v, info(), None);
+    }
+    let count = |sql: &str| -> i64 {
+        let c = rusqlite::Connection::open(dir.path().join("v2/entries.db")).unwrap();
+        c.query_row(sql, [], |r| r.get(0)).unwrap()
+    };
+    let row_atime = |k: Fingerprint| -> i64 {
+        let c = rusqlite::Connection::open(dir.path().join("v2/entries.db")).unwrap();
+        c.query_row("SELECT atime FROM entries WHERE key = ?1", [blob(k)], |r| {
+            r.get(0)
+        })
+        .unwrap()
+    };
+    let before = row_atime(key(0));
+    assert!(t.get(key(0)).is_some());
+    t.flush();
+    assert_eq!(count("SELECT count(*) FROM touches"), 1);
+    assert_eq!(
+        row_atime(key(0)),
+        before,
+        "the row is not rewritten by a hit"
+    );
+    let listed = t.entries().unwrap();
+    let last = |k: Fingerprint| listed.iter().find(|e| e.meta.key == k).unwrap().last_access;
+    assert!(last(key(0)) > last(key(2)), "ls reads the log");
+    // Eviction folds the log first: the oldest access is key 1's.
+    let removed = t.inner.evict_to(t.stats().bytes - 1, &mut |_| {});
+    assert_eq!(removed.len(), 1);
+    assert_eq!(removed[0].key, key(1));
+    assert_eq!(count("SELECT count(*) FROM touches"), 0);
+    assert!(row_atime(key(0)) > before, "folded into the row");
+    // A long log is folded when it reaches FOLD_AT records.
+    let n = crate::disk::store::FOLD_AT + 10;
+    for _ in 0..n {
+        assert!(t.get(key(2)).is_some());
+    }
+    t.flush();
+    assert!(count("SELECT count(*) FROM touches") < 1100);
+    assert_eq!(t.stats().entries, 2);
+}
