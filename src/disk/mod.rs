@@ -72,13 +72,25 @@
 //! # What the budget does not count
 //!
 //! Besides the entries' bytes, the directory holds: `entries.db`'s first
-//! pages (schema and totals, a few KiB), the write-ahead log (up to about
-//! 4 MiB between SQLite's automatic checkpoints, cut to 1 MiB after them, and
-//! emptied by [`DiskTier::gc`]), the 32 KiB shared-memory file, `budget` and
+//! pages (schema, totals, the access log: a few KiB, the log at most about
+//! 0.5 MiB), the write-ahead log (up to about 4 MiB between SQLite's
+//! automatic checkpoints, cut to 1 MiB after them, and emptied by
+//! [`DiskTier::gc`]), the shared-memory file (32 KiB, growing with the
+//! log while a connection is open), `keylocks`, `budget` and
 //! `CACHEDIR.TAG` (a block each), and the directories (a block each: `v2`,
 //! `locks`, and at most 256 fan-out directories, removed by `gc` once
-//! empty). After `gc`, `du` of the cache is at most the budget plus about
-//! 100 KiB plus a block per fan-out directory still holding large entries.
+//! empty).
+//!
+//! `gc` checks the store's real files, not only its count: it rewrites a
+//! store whose pages were left sparse by removals (`VACUUM`), empties the
+//! write-ahead log, closes its idle connections (so that the last one out
+//! removes the log and the shared memory), and if the store's files still
+//! take more than its small entries count plus 128 KiB, removes more
+//! entries. So after `gc --max-bytes B`, `du` of the cache is at most B
+//! plus 128 KiB (the store's fixed part) plus a block each for `v2`,
+//! `keylocks`, `budget`, `CACHEDIR.TAG` and each fan-out directory still
+//! holding large entries (and while another process has the store open,
+//! its shared memory and write-ahead log).
 //!
 //! The budget file holds the budget in bytes, in decimal, and a newline. A
 //! tier opened with a budget ([`DiskTierBuilder::max_bytes`]) writes it

@@ -142,9 +142,9 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Bytes a small entry's row costs beyond its meta and data: the key (in the
 /// table and in the `atime` index), the index entry, record headers, B-tree
 /// cell pointers and the free space SQLite leaves in pages (measured with the
-/// scaling example: a database of 10^5 entries of 16 float64 over its
-/// entries' meta and data bytes).
-pub(crate) const ROW_OVERHEAD: u64 = 160;
+/// scaling example: 283 bytes of database per entry of 16 float64, whose
+/// meta and data are 175 bytes, at 10^5 and at 10^6 entries alike).
+pub(crate) const ROW_OVERHEAD: u64 = 108;
 
 /// What a small entry counts toward the budget. Past about 1 KiB a row
 /// spills into overflow pages of 4 KiB, whose last one is partly empty.
@@ -254,48 +254,7 @@ impl Store {
     }
 
     fn connect(&self) -> rusqlite::Result<Connection> {
-        let flags = OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
-        let conn = if self.read_only {
-            let ro = flags | OpenFlags::SQLITE_OPEN_READ_ONLY;
-            let immutable = || {
-                let uri = format!("file:{}?immutable=1", uri_path(&self.path));
-                Connection::open_with_flags(uri, ro)
-            };
-            // Without a write-ahead log, everything is in the database file,
-            // and opening it immutable creates no -wal or -shm file (a
-            // read-only view must not write). With one (a writer is at work,
-            // or died), its files exist already: read them too. In a
-            // directory we cannot write, the shared memory cannot be
-            // created: no one writes there, so the file is immutable.
-            let mut wal = self.path.clone().into_os_string();
-            wal.push("-wal");
-            if Path::new(&wal).exists() {
-                Connection::open_with_flags(&self.path, ro)
-                    .and_then(|c| {
-                        c.query_row("PRAGMA user_version", [], |_| Ok(()))
-                            .map(|_| c)
-                    })
-                    .or_else(|_| immutable())?
-            } else {
-                immutable()?
-            }
-        } else {
-            Connection::open_with_flags(
-                &self.path,
-                flags | OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
-            )?
-        };
-        conn.busy_timeout(BUSY_TIMEOUT)?;
-        // NORMAL: a WAL commit does not wait for the disk; a power loss may
-        // lose the last transactions, never consistency (and a lost entry is
-        // a miss). The mmap (up to SQLite's 2 GiB default limit) makes hits
-        // read pages without a system call or a copy: with 256 MiB, a hit at
-        // 10^6 entries (580 MB) cost 4 times one at 10^5 (scaling example).
-        conn.execute_batch(
-            "PRAGMA synchronous = NORMAL; PRAGMA cache_size = -8192; \
-             PRAGMA mmap_size = 2147418112; PRAGMA journal_size_limit = 1048576;",
-        )?;
-        Ok(conn)
+        connect(&self.path, self.read_only)
     }
 
     /// Creates the tables in a new database, or replaces those of schema
@@ -620,10 +579,12 @@ impl Store {
 
     /// Gives the pages of removed rows back to the file system and empties
     /// the write-ahead log (waiting for readers, at most the busy timeout).
-    /// If the live pages hold much more than the small entries count
-    /// (`small_bytes`: pages left sparse by removals spread over the whole
-    /// key range), rewrites the file compactly (`VACUUM`, which costs its
-    /// live pages).
+    /// If the live pages take more than the small entries count
+    /// (`small_bytes`, with 3% and [`SHRINK_SLACK`] of tolerance: pages left
+    /// sparse by removals spread over the whole key range), rewrites the
+    /// file compactly (`VACUUM`, which costs its live pages; a compacted
+    /// file takes less than the count, calibrated on files filled in
+    /// random key order).
     pub fn shrink(&self, small_bytes: u64) -> Result<()> {
         self.with("shrink", |c| {
             // Each step frees one page: run it to the end.
@@ -636,7 +597,7 @@ impl Store {
             let live = (pages("PRAGMA page_count")? - pages("PRAGMA freelist_count")?).max(0)
                 as u64
                 * pages("PRAGMA page_size")?.max(0) as u64;
-            if live > small_bytes + small_bytes / 8 + SHRINK_SLACK {
+            if live > small_bytes + small_bytes / 32 + SHRINK_SLACK {
                 c.execute_batch("VACUUM")?;
             }
             c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
@@ -692,6 +653,52 @@ impl Drop for Store {
             }
         }
     }
+}
+
+/// Opens a connection to the store at `path` with the tier's settings.
+fn connect(path: &Path, read_only: bool) -> rusqlite::Result<Connection> {
+    let flags = OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
+    let conn = if read_only {
+        let ro = flags | OpenFlags::SQLITE_OPEN_READ_ONLY;
+        let immutable = || {
+            let uri = format!("file:{}?immutable=1", uri_path(path));
+            Connection::open_with_flags(uri, ro)
+        };
+        // Without a write-ahead log, everything is in the database file,
+        // and opening it immutable creates no -wal or -shm file (a
+        // read-only view must not write). With one (a writer is at work,
+        // or died), its files exist already: read them too. In a
+        // directory we cannot write, the shared memory cannot be
+        // created: no one writes there, so the file is immutable.
+        let mut wal = path.to_path_buf().into_os_string();
+        wal.push("-wal");
+        if Path::new(&wal).exists() {
+            Connection::open_with_flags(path, ro)
+                .and_then(|c| {
+                    c.query_row("PRAGMA user_version", [], |_| Ok(()))
+                        .map(|_| c)
+                })
+                .or_else(|_| immutable())?
+        } else {
+            immutable()?
+        }
+    } else {
+        Connection::open_with_flags(
+            path,
+            flags | OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
+        )?
+    };
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    // NORMAL: a WAL commit does not wait for the disk; a power loss may
+    // lose the last transactions, never consistency (and a lost entry is
+    // a miss). The mmap (up to SQLite's 2 GiB default limit) makes hits
+    // read pages without a system call or a copy: with 256 MiB, a hit at
+    // 10^6 entries (580 MB) cost 4 times one at 10^5 (scaling example).
+    conn.execute_batch(
+        "PRAGMA synchronous = NORMAL; PRAGMA cache_size = -8192; \
+         PRAGMA mmap_size = 2147418112; PRAGMA journal_size_limit = 1048576;",
+    )?;
+    Ok(conn)
 }
 
 /// Appends `touches` to the access log; folds the log when it is long.
