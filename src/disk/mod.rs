@@ -12,8 +12,9 @@
 //!   KEY --out F.npy` ([`DiskTier::export`]) writes either kind as a `.npy`
 //!   file.
 //! - **No pickle, ever.** Payloads are `.npy` bytes of `float32`, `float64`,
-//!   `int32` or `int64`; metadata is a strictly parsed text record (format
-//!   in [`EntryMeta`]), in a sidecar file or in the entry's row.
+//!   `int32` or `int64`; metadata is a strictly parsed record: text in a
+//!   large entry's sidecar file (format in [`EntryMeta`]), a compact binary
+//!   record in a small entry's row (format in the `row_meta.rs` docs).
 //! - **Verified on every load.** The metadata records the xxh3-128 of the
 //!   whole `.npy` payload; a corrupt, truncated, half-written or orphan entry
 //!   is a miss, is removed and is counted ([`DiskStats::corrupt`]).
@@ -189,8 +190,9 @@ impl DiskTierBuilder {
     /// A hit records its time as the entry's last access only if the
     /// recorded one is older than `d` (default
     /// [`DEFAULT_ACCESS_GRANULARITY`], one minute, like `relatime`):
-    /// recording costs a random page write in the store. `Duration::ZERO`
-    /// records every hit (exact least-recently-used order, slower hits).
+    /// recording appends to the store's access log, folded into the rows
+    /// (a random page write each) before evictions. `Duration::ZERO`
+    /// records every hit (exact least-recently-used order, more writes).
     pub fn access_granularity(mut self, d: std::time::Duration) -> Self {
         self.granularity = d;
         self
@@ -775,7 +777,8 @@ impl DiskTier {
                         }
                         // A payload without its sidecar that no process is
                         // writing (no one holds the key's lock): an orphan.
-                        if unindexed
+                        // (Without `unindexed`, only if the row named files.)
+                        if (unindexed || matches!(miss, Miss::Stale))
                             && self.inner.layout.payload(key).exists()
                             && self.inner.remove_orphan(key)
                         {

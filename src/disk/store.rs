@@ -100,11 +100,10 @@ pub(crate) const TOUCH_BATCH: usize = 1024;
 pub(crate) const FOLD_AT: i64 = 16_384;
 
 /// By default a hit records its time only if the entry's recorded last
-/// access is older than this (as `relatime` does for files): rewriting a
-/// row and its `atime` index entry costs a random page write per hit, which
-/// made a hit cost three times as much at 10^5 entries (scaling example).
-/// Eviction order among entries used within the same minute is then their
-/// write order. See [`DiskTierBuilder::access_granularity`](super::DiskTierBuilder::access_granularity).
+/// access is older than this (as `relatime` does for files): a recorded hit
+/// is a record in the access log, and later a random page write when the
+/// log is folded into the rows (see the module docs). Eviction order among
+/// entries used within the same minute is then their write order. See [`DiskTierBuilder::access_granularity`](super::DiskTierBuilder::access_granularity).
 pub const DEFAULT_ACCESS_GRANULARITY: Duration = Duration::from_secs(60);
 
 const SCHEMA_VERSION: i64 = 2;
