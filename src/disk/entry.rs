@@ -30,6 +30,7 @@ use crate::sign::Digests;
 use super::layout::{on_disk, FileStat};
 use super::meta::{EntryInfo, EntryMeta, MAX_SIDECAR_BYTES};
 use super::npy::{self, NpyError};
+use super::row_meta;
 use super::stats::Counters;
 use super::store::{self, NewRow, Row};
 use super::Inner;
@@ -87,7 +88,14 @@ pub(crate) enum Written {
 
 impl Inner {
     /// Reads and verifies the entry of `key`, from the store or its files.
-    pub(crate) fn load(&self, key: Fingerprint, want_array: bool) -> Result<Loaded, Miss> {
+    /// With `!unindexed`, a key without a row is a miss without looking for
+    /// its files (a large entry not indexed yet: see the `store.rs` docs).
+    pub(crate) fn load(
+        &self,
+        key: Fingerprint,
+        want_array: bool,
+        unindexed: bool,
+    ) -> Result<Loaded, Miss> {
         let row = match &self.store {
             Some(store) => store.get(key).map_err(Miss::Io)?,
             None => None,
@@ -110,20 +118,22 @@ impl Inner {
                 }),
                 other => other,
             },
-            None => self.load_files(key, want_array),
+            None if unindexed || self.store.is_none() => self.load_files(key, want_array),
+            None => Err(Miss::Absent),
         }
     }
 
-    /// Verifies a small entry: its meta, the length of its data, and the
-    /// checksum (and signature) of the `.npy` file it stands for.
+    /// Verifies a small entry: its meta record, the length of its data, and
+    /// the checksum (and signature) of the `.npy` file it stands for.
     pub(crate) fn load_small(
         &self,
         key: Fingerprint,
-        text: &str,
+        rec: &[u8],
         data: Vec<u8>,
         want_array: bool,
     ) -> Result<Loaded, Miss> {
-        let meta = self.check_meta(key, text)?;
+        let (meta, signed_len) = row_meta::decode(key, rec).map_err(Miss::Corrupt)?;
+        self.check_signed(&meta)?;
         let header = npy::header_bytes(meta.dtype, &meta.shape);
         let len = (header.len() + data.len()) as u64;
         if len != meta.payload_bytes {
@@ -135,7 +145,8 @@ impl Inner {
         let mut hasher = Digests::new(self.signer.as_ref().map(|s| s.mac(MAC_DOMAIN)));
         hasher.update(&header);
         hasher.update(&data);
-        self.check_digests(hasher, &meta, text)?;
+        let key_bytes = row_meta::key_bytes(key);
+        self.check_digests(hasher, &meta, &[&key_bytes, &rec[..signed_len]])?;
         let array = if want_array {
             Some(
                 npy::array_from_bytes(meta.dtype, &meta.shape, &data).ok_or_else(|| {
@@ -146,20 +157,26 @@ impl Inner {
             None
         };
         Ok(Loaded {
-            bytes: store::row_bytes(text.len(), data.len()),
+            bytes: store::row_bytes(rec.len(), data.len()),
             meta,
             array,
             indexed: None,
         })
     }
 
+    /// A missing signature is forgery when entries must be signed.
+    fn check_signed(&self, meta: &EntryMeta) -> Result<(), Miss> {
+        if self.signer.is_some() && meta.signature.is_none() {
+            return Err(Miss::Forged("the entry is not signed".into()));
+        }
+        Ok(())
+    }
+
     /// Parses a sidecar text and checks that it is for `key` (and signed,
     /// if entries must be).
     fn check_meta(&self, key: Fingerprint, text: &str) -> Result<EntryMeta, Miss> {
         let meta = EntryMeta::parse(text).map_err(Miss::Corrupt)?;
-        if self.signer.is_some() && meta.signature.is_none() {
-            return Err(Miss::Forged("the entry is not signed".into()));
-        }
+        self.check_signed(&meta)?;
         if meta.key != key {
             return Err(Miss::Corrupt(format!(
                 "the sidecar is for key {}",
@@ -169,14 +186,21 @@ impl Inner {
         Ok(meta)
     }
 
-    /// Compares the digests of a payload with its sidecar's checksum and
-    /// signature.
-    fn check_digests(&self, hasher: Digests, meta: &EntryMeta, text: &str) -> Result<(), Miss> {
+    /// Compares the digests of a payload with its metadata's checksum and
+    /// signature; `signed` is what the signature covers after the payload.
+    fn check_digests(
+        &self,
+        hasher: Digests,
+        meta: &EntryMeta,
+        signed: &[&[u8]],
+    ) -> Result<(), Miss> {
         if hasher.xxh3.digest128() != meta.checksum {
             return Err(Miss::Corrupt("the payload checksum does not match".into()));
         }
         if let (Some(mut mac), Some(tag)) = (hasher.mac, &meta.signature) {
-            mac.update(super::meta::signed_body(text).as_bytes());
+            for part in signed {
+                mac.update(part);
+            }
             if !mac.verify(tag) {
                 return Err(Miss::Forged("the signature does not match".into()));
             }
@@ -260,7 +284,7 @@ impl Inner {
                 .map_err(|e| from_npy(NpyError::Io("read", e)))?;
             None
         };
-        self.check_digests(hasher, &meta, &text)?;
+        self.check_digests(hasher, &meta, &[super::meta::signed_body(&text).as_bytes()])?;
         Ok(Loaded {
             bytes: on_disk(len, self.block) + on_disk(text.len() as u64, self.block),
             meta,
@@ -348,7 +372,7 @@ impl Inner {
         }))
     }
 
-    /// The row of a small entry: its sidecar text and its array's bytes.
+    /// The row of a small entry: its meta record and its array's bytes.
     fn small_row(
         &self,
         key: Fingerprint,
@@ -360,14 +384,20 @@ impl Inner {
         let mut digests = Digests::new(self.signer.as_ref().map(|s| s.mac(MAC_DOMAIN)));
         // Writing to a Vec cannot fail.
         let len = npy::write_array_digests(&mut bytes, value, &mut digests).unwrap_or_default();
-        let checksum = digests.xxh3.digest128();
-        let text = sidecar_text(key, value, info, checksum, len, digests.mac);
+        let meta = new_meta(key, value, info, digests.xxh3.digest128(), len);
+        let body = row_meta::body(&meta, digests.mac.is_some());
+        let sig = digests.mac.map(|mut mac| {
+            mac.update(&row_meta::key_bytes(key));
+            mac.update(&body);
+            mac.tag()
+        });
+        let rec = row_meta::finish(key, body, sig.as_ref());
         let data = bytes.split_off(header_len);
         NewRow {
             key,
             atime: SystemTime::now(),
-            bytes: store::row_bytes(text.len(), data.len()),
-            small: Some((text, data)),
+            bytes: store::row_bytes(rec.len(), data.len()),
+            small: Some((rec, data)),
         }
     }
 
@@ -400,17 +430,16 @@ impl Inner {
     }
 }
 
-/// The sidecar text of an entry whose `.npy` bytes are `len` long with
-/// checksum `checksum`; signed with `mac` (fed the payload) if given.
-fn sidecar_text(
+/// The metadata of a new entry whose `.npy` bytes are `len` long with
+/// checksum `checksum` (unsigned).
+fn new_meta(
     key: Fingerprint,
     value: &AnyArray,
     info: &EntryInfo,
     checksum: u128,
     len: u64,
-    mac: Option<crate::sign::Mac>,
-) -> String {
-    let mut meta = EntryMeta {
+) -> EntryMeta {
+    EntryMeta {
         key,
         kernel: info.kernel.clone(),
         version: info.version.clone(),
@@ -421,7 +450,20 @@ fn sidecar_text(
         compute_time: info.compute_time,
         created: SystemTime::now(),
         signature: None,
-    };
+    }
+}
+
+/// The sidecar text of an entry whose `.npy` bytes are `len` long with
+/// checksum `checksum`; signed with `mac` (fed the payload) if given.
+fn sidecar_text(
+    key: Fingerprint,
+    value: &AnyArray,
+    info: &EntryInfo,
+    checksum: u128,
+    len: u64,
+    mac: Option<crate::sign::Mac>,
+) -> String {
+    let mut meta = new_meta(key, value, info, checksum, len);
     if let Some(mut mac) = mac {
         mac.update(meta.body_text().as_bytes());
         meta.signature = Some(mac.tag());

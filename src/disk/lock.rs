@@ -14,6 +14,12 @@
 //! description: two handles exclude each other even within one process,
 //! and the OS releases them when the holder dies.
 //!
+//! A tier keeps the handles of `keylocks` that hold no lock ([`Handles`])
+//! and reuses them: a lock is then one `fcntl` to take it and one to
+//! release it, not an `open` and a `close` as well. A handle goes back to
+//! the pool only after its byte was unlocked (else it is closed, which
+//! unlocks), so each held lock still has its own open file description.
+//!
 //! # Elsewhere: one lock file per key
 //!
 //! A lock is an exclusive [`File::lock`] on `<dir>/v2/locks/<key>.lock`. `File::lock` locks an open file description, so two
@@ -38,6 +44,7 @@
 use std::fs::{self, File, TryLockError};
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
 use crate::key::Fingerprint;
@@ -53,8 +60,32 @@ use crate::key::Fingerprint;
 pub struct KeyLock {
     key: Fingerprint,
     path: PathBuf,
-    // Held for its lock; closing it unlocks.
-    _file: File,
+    // Held for its lock; closing it unlocks. `None` only during `drop`.
+    file: Option<File>,
+    /// Where the handle goes back once unlocked (one-file locks only).
+    handles: Option<Arc<Handles>>,
+}
+
+/// Open handles of a tier's key-lock file that hold no lock, for reuse
+/// (see the module docs).
+#[derive(Debug, Default)]
+pub(crate) struct Handles(Mutex<Vec<File>>);
+
+/// The most idle handles kept (a handle is a file descriptor).
+const MAX_IDLE_HANDLES: usize = 64;
+
+impl Handles {
+    fn take(&self) -> Option<File> {
+        crate::sync::lock(&self.0).pop()
+    }
+
+    /// Keeps `file`, which must hold no lock.
+    fn give_back(&self, file: File) {
+        let mut idle = crate::sync::lock(&self.0);
+        if idle.len() < MAX_IDLE_HANDLES {
+            idle.push(file);
+        }
+    }
 }
 
 impl KeyLock {
@@ -70,6 +101,13 @@ impl Drop for KeyLock {
         // the lock itself goes with the file handle right after.
         if cfg!(unix) && !ofd::SUPPORTED {
             let _ = fs::remove_file(&self.path);
+        }
+        #[cfg(target_os = "linux")]
+        if let (Some(file), Some(handles)) = (self.file.take(), &self.handles) {
+            // Reused only if surely unlocked; closing it unlocks anyway.
+            if ofd::unlock(&file, self.key).is_ok() {
+                handles.give_back(file);
+            }
         }
     }
 }
@@ -132,6 +170,11 @@ mod ofd {
         }
     }
 
+    /// Releases this handle's lock of `key`'s byte.
+    pub fn unlock(file: &File, key: Fingerprint) -> io::Result<()> {
+        request(file, key, libc::F_OFD_SETLK, libc::F_UNLCK as libc::c_short).map(|_| ())
+    }
+
     /// Whether another open file description holds `key`'s lock.
     pub fn is_held(file: &File, key: Fingerprint) -> io::Result<bool> {
         let fl = request(file, key, libc::F_OFD_GETLK, libc::F_WRLCK as libc::c_short)?;
@@ -173,10 +216,15 @@ pub(crate) fn is_held(path: &Path, key: Fingerprint) -> Option<bool> {
 /// How many times a lock is retried when its file is replaced under it.
 const MAX_RETRIES: usize = 1000;
 
-/// Locks `path` for `key`, waiting as long as it takes.
-pub(crate) fn lock(path: &Path, key: Fingerprint) -> Result<KeyLock> {
+/// Locks `path` for `key`, waiting as long as it takes, with a handle from
+/// `handles` if it has one.
+pub(crate) fn lock(
+    path: &Path,
+    key: Fingerprint,
+    handles: Option<&Arc<Handles>>,
+) -> Result<KeyLock> {
     loop {
-        if let Some(l) = acquire(path, key, true)? {
+        if let Some(l) = acquire_with(path, key, true, handles)? {
             return Ok(l);
         }
     }
@@ -185,21 +233,43 @@ pub(crate) fn lock(path: &Path, key: Fingerprint) -> Result<KeyLock> {
 /// Locks `path` for `key`, blocking if `wait`, else returning `None` when
 /// another handle holds it.
 pub(crate) fn acquire(path: &Path, key: Fingerprint, wait: bool) -> Result<Option<KeyLock>> {
-    // Each retry means another process removed the file we locked; a
-    // filesystem whose file identities are unstable would retry forever.
+    acquire_with(path, key, wait, None)
+}
+
+/// [`acquire`] with a handle from `handles` (one-file locks only), given
+/// back to it when the lock is released.
+pub(crate) fn acquire_with(
+    path: &Path,
+    key: Fingerprint,
+    wait: bool,
+    handles: Option<&Arc<Handles>>,
+) -> Result<Option<KeyLock>> {
     #[cfg(target_os = "linux")]
     {
-        let file = open_creating_dir(path)?;
+        let file = match handles.and_then(|h| h.take()) {
+            Some(f) => f,
+            None => open_creating_dir(path)?,
+        };
         return match ofd::lock(&file, key, wait) {
             Ok(true) => Ok(Some(KeyLock {
                 key,
                 path: path.to_path_buf(),
-                _file: file,
+                file: Some(file),
+                handles: handles.cloned(),
             })),
-            Ok(false) => Ok(None),
+            Ok(false) => {
+                if let Some(h) = handles {
+                    h.give_back(file);
+                }
+                Ok(None)
+            }
             Err(e) => Err(Error::io("lock", path, e)),
         };
     }
+    #[cfg(not(target_os = "linux"))]
+    let _ = handles;
+    // Each retry means another process removed the file we locked; a
+    // filesystem whose file identities are unstable would retry forever.
     #[allow(unreachable_code)]
     for _ in 0..MAX_RETRIES {
         let file = open_creating_dir(path)?;
@@ -216,7 +286,8 @@ pub(crate) fn acquire(path: &Path, key: Fingerprint, wait: bool) -> Result<Optio
             return Ok(Some(KeyLock {
                 key,
                 path: path.to_path_buf(),
-                _file: file,
+                file: Some(file),
+                handles: None,
             }));
         }
         // The file was removed (or replaced) while we waited: try again.
@@ -311,6 +382,41 @@ mod tests {
         assert_eq!(!path.exists(), !ONE_FILE);
     }
 
+    /// Handles reused from a pool still exclude each other and every other
+    /// handle: a released lock's handle holds nothing when reused, and a
+    /// lock held by one pooled handle survives the release of another.
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn pooled_handles_keep_locks_exclusive() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keylocks");
+        let pool = Arc::new(Handles::default());
+        let (k1, k2) = (Fingerprint::from_u128(4), Fingerprint::from_u128(8));
+        let a = lock(&path, k1, Some(&pool)).unwrap();
+        let b = lock(&path, k2, Some(&pool)).unwrap();
+        assert!(acquire(&path, k1, false).unwrap().is_none());
+        drop(b);
+        assert_eq!(crate::sync::lock(&pool.0).len(), 1, "b's handle is kept");
+        assert_eq!(is_held(&path, k1), Some(true), "a's lock survives");
+        assert_eq!(is_held(&path, k2), Some(false), "b's lock is released");
+        // The reused handle (b's) cannot take a's key while a holds it.
+        assert!(acquire_with(&path, k1, false, Some(&pool))
+            .unwrap()
+            .is_none());
+        assert_eq!(crate::sync::lock(&pool.0).len(), 1);
+        drop(a);
+        let c = acquire_with(&path, k1, false, Some(&pool))
+            .unwrap()
+            .unwrap();
+        assert!(acquire(&path, k1, false).unwrap().is_none());
+        assert!(acquire_with(&path, k1, false, Some(&pool))
+            .unwrap()
+            .is_none());
+        drop(c);
+        assert_eq!(is_held(&path, k1), Some(false));
+        assert!(acquire(&path, k1, false).unwrap().is_some());
+    }
+
     /// Many threads, each with its own file handle, take the lock in turns:
     /// never two inside at once, even though every holder deletes the file
     /// other threads are waiting on.
@@ -361,7 +467,7 @@ mod tests {
     fn stale_lock_files_are_removed_only_when_unlocked() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("k.lock");
-        let held = lock(&path, Fingerprint::from_u128(1)).unwrap();
+        let held = lock(&path, Fingerprint::from_u128(1), None).unwrap();
         assert!(!remove_if_unlocked(&path));
         assert!(path.exists());
         drop(held);
@@ -370,7 +476,7 @@ mod tests {
         assert!(remove_if_unlocked(&path));
         assert!(!path.exists());
         // And the protocol still works afterwards.
-        let again = lock(&path, Fingerprint::from_u128(1)).unwrap();
+        let again = lock(&path, Fingerprint::from_u128(1), None).unwrap();
         assert!(!remove_if_unlocked(&path));
         drop(again);
     }

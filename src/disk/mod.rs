@@ -12,8 +12,9 @@
 //!   KEY --out F.npy` ([`DiskTier::export`]) writes either kind as a `.npy`
 //!   file.
 //! - **No pickle, ever.** Payloads are `.npy` bytes of `float32`, `float64`,
-//!   `int32` or `int64`; metadata is a strictly parsed text record (format
-//!   in [`EntryMeta`]), in a sidecar file or in the entry's row.
+//!   `int32` or `int64`; metadata is a strictly parsed record: text in a
+//!   large entry's sidecar file (format in [`EntryMeta`]), a compact binary
+//!   record in a small entry's row (format in the `row_meta.rs` docs).
 //! - **Verified on every load.** The metadata records the xxh3-128 of the
 //!   whole `.npy` payload; a corrupt, truncated, half-written or orphan entry
 //!   is a miss, is removed and is counted ([`DiskStats::corrupt`]).
@@ -72,13 +73,25 @@
 //! # What the budget does not count
 //!
 //! Besides the entries' bytes, the directory holds: `entries.db`'s first
-//! pages (schema and totals, a few KiB), the write-ahead log (up to about
-//! 4 MiB between SQLite's automatic checkpoints, cut to 1 MiB after them, and
-//! emptied by [`DiskTier::gc`]), the 32 KiB shared-memory file, `budget` and
+//! pages (schema, totals, the access log: a few KiB, the log at most about
+//! 0.5 MiB), the write-ahead log (up to about 4 MiB between SQLite's
+//! automatic checkpoints, cut to 1 MiB after them, and emptied by
+//! [`DiskTier::gc`]), the shared-memory file (32 KiB, growing with the
+//! log while a connection is open), `keylocks`, `budget` and
 //! `CACHEDIR.TAG` (a block each), and the directories (a block each: `v2`,
 //! `locks`, and at most 256 fan-out directories, removed by `gc` once
-//! empty). After `gc`, `du` of the cache is at most the budget plus about
-//! 100 KiB plus a block per fan-out directory still holding large entries.
+//! empty).
+//!
+//! `gc` checks the store's real files, not only its count: it rewrites a
+//! store whose pages were left sparse by removals (`VACUUM`), empties the
+//! write-ahead log, closes its idle connections (so that the last one out
+//! removes the log and the shared memory), and if the store's files still
+//! take more than its small entries count plus 128 KiB, removes more
+//! entries. So after `gc --max-bytes B`, `du` of the cache is at most B
+//! plus 128 KiB (the store's fixed part) plus a block each for `v2`,
+//! `keylocks`, `budget`, `CACHEDIR.TAG` and each fan-out directory still
+//! holding large entries (and while another process has the store open,
+//! its shared memory and write-ahead log).
 //!
 //! The budget file holds the budget in bytes, in decimal, and a newline. A
 //! tier opened with a budget ([`DiskTierBuilder::max_bytes`]) writes it
@@ -125,6 +138,7 @@ mod maint;
 mod meta;
 pub(crate) mod npy;
 mod once;
+mod row_meta;
 mod stats;
 mod store;
 mod writer;
@@ -176,8 +190,9 @@ impl DiskTierBuilder {
     /// A hit records its time as the entry's last access only if the
     /// recorded one is older than `d` (default
     /// [`DEFAULT_ACCESS_GRANULARITY`], one minute, like `relatime`):
-    /// recording costs a random page write in the store. `Duration::ZERO`
-    /// records every hit (exact least-recently-used order, slower hits).
+    /// recording appends to the store's access log, folded into the rows
+    /// (a random page write each) before evictions. `Duration::ZERO`
+    /// records every hit (exact least-recently-used order, more writes).
     pub fn access_granularity(mut self, d: std::time::Duration) -> Self {
         self.granularity = d;
         self
@@ -315,6 +330,7 @@ impl DiskTierBuilder {
             warned: AtomicBool::new(self.read_only),
             open_error,
             signer: crate::sign::Signer::from_option_or_env(self.secret.as_deref()),
+            lock_handles: Arc::default(),
         });
         if let (Some(e), false) = (&inner.open_error, self.read_only) {
             inner.warn(
@@ -343,9 +359,9 @@ impl DiskTierBuilder {
 
 /// Opens the store of a writable cache (creating it), or of a read-only one
 /// if it exists. A damaged store is renamed aside (with a warning) and
-/// recreated. The flag says whether the large entries' files must be
-/// indexed again: the store is new and the directory has fan-out
-/// directories.
+/// recreated, and one of an earlier schema replaced. The flag says whether
+/// the large entries' files must be indexed again: the store's tables are
+/// new and the directory has fan-out directories.
 fn open_store(
     layout: &Layout,
     writable: bool,
@@ -353,12 +369,11 @@ fn open_store(
 ) -> (Option<Store>, bool) {
     let path = layout.store();
     if !writable {
-        let store = Store::open(&path, true, granularity).ok();
+        let store = Store::open(&path, true, granularity).ok().map(|s| s.0);
         return (store.filter(|_| path.exists()), false);
     }
-    let existed = path.exists();
-    let store = match Store::open(&path, false, granularity) {
-        Ok(s) => Some(s),
+    let (store, created) = match Store::open(&path, false, granularity) {
+        Ok((s, created)) => (Some(s), created),
         Err(OpenError::Damaged(e)) => {
             let aside = path.with_extension(format!("db.damaged-{}", std::process::id()));
             eprintln!(
@@ -370,16 +385,15 @@ fn open_store(
             for ext in ["db-wal", "db-shm"] {
                 let _ = fs::remove_file(path.with_extension(ext));
             }
-            let store = Store::open(&path, false, granularity).ok();
+            let store = Store::open(&path, false, granularity).ok().map(|s| s.0);
             return (store, layout::has_fan_dirs(layout.base()));
         }
         Err(OpenError::Other(e)) => {
             eprintln!("ndcache: warning: {e}; the disk cache will hold no small entries");
-            None
+            (None, false)
         }
     };
-    let reindex = store.is_some() && !existed && layout::has_fan_dirs(layout.base());
-    (store, reindex)
+    (store, created && layout::has_fan_dirs(layout.base()))
 }
 
 /// The tier's budget: `given` (remembered in the directory if `writable`
@@ -467,6 +481,8 @@ pub(crate) struct Inner {
     open_error: Option<Error>,
     /// Signs and checks entries, when there is a secret.
     signer: Option<crate::sign::Signer>,
+    /// Idle handles of the key-lock file (see `lock.rs`).
+    lock_handles: Arc<lock::Handles>,
 }
 
 impl Inner {
@@ -713,8 +729,18 @@ impl DiskTier {
     ///
     /// A hit refreshes the entry's last-access time.
     pub fn get(&self, key: Fingerprint) -> Option<(AnyArray, EntryMeta)> {
+        self.get_from(key, true)
+    }
+
+    /// [`get`](Self::get); with `!unindexed`, only what the store indexes
+    /// (fewer system calls on a miss; see [`Inner::load`]).
+    pub(crate) fn get_from(
+        &self,
+        key: Fingerprint,
+        unindexed: bool,
+    ) -> Option<(AnyArray, EntryMeta)> {
         let c = &self.inner.counters;
-        match self.inner.load(key, true) {
+        match self.inner.load(key, true, unindexed) {
             Ok(loaded) => {
                 let now = SystemTime::now();
                 if let Some(store) = &self.inner.store {
@@ -751,7 +777,10 @@ impl DiskTier {
                         }
                         // A payload without its sidecar that no process is
                         // writing (no one holds the key's lock): an orphan.
-                        if self.inner.layout.payload(key).exists() && self.inner.remove_orphan(key)
+                        // (Without `unindexed`, only if the row named files.)
+                        if (unindexed || matches!(miss, Miss::Stale))
+                            && self.inner.layout.payload(key).exists()
+                            && self.inner.remove_orphan(key)
                         {
                             Counters::bump(&c.corrupt);
                         }
@@ -829,12 +858,21 @@ impl DiskTier {
     /// [`Error::Io`] if the lock file cannot be created (a read-only
     /// directory): the caller should then compute without the lock.
     pub fn lock(&self, key: Fingerprint) -> Result<KeyLock> {
-        lock::lock(&self.inner.layout.lock(key), key)
+        lock::lock(
+            &self.inner.layout.lock(key),
+            key,
+            Some(&self.inner.lock_handles),
+        )
     }
 
     /// Takes the lock of `key` if no one holds it.
     pub fn try_lock(&self, key: Fingerprint) -> Result<Option<KeyLock>> {
-        lock::acquire(&self.inner.layout.lock(key), key, false)
+        lock::acquire_with(
+            &self.inner.layout.lock(key),
+            key,
+            false,
+            Some(&self.inner.lock_handles),
+        )
     }
 
     /// Removes the entry of `key`; returns whether there was one.

@@ -138,7 +138,9 @@ impl DiskTier {
         version: &str,
         compute: impl FnOnce() -> Result<(AnyArray, Duration), E>,
     ) -> Result<(AnyArray, Fetched), E> {
-        if let Some((array, meta)) = self.get(key) {
+        // The store only: a large entry whose row is missing is found by the
+        // lookup under the lock, which also looks for files.
+        if let Some((array, meta)) = self.get_from(key, false) {
             return Ok((array, Fetched::Loaded(meta)));
         }
         let claim = match self.claim(key) {
@@ -153,11 +155,10 @@ impl DiskTier {
             Some(_) => self.lock_without_blocking_the_pool(key),
             None => None,
         };
-        if key_lock.is_some() {
-            // Another process may have written it while we waited.
-            if let Some((array, meta)) = self.get(key) {
-                return Ok((array, Fetched::Loaded(meta)));
-            }
+        // Another process may have written it while we waited for the lock;
+        // and the first lookup did not look for unindexed files.
+        if let Some((array, meta)) = self.get(key) {
+            return Ok((array, Fetched::Loaded(meta)));
         }
         let (array, compute_time) = compute()?;
         let info = EntryInfo::new(kernel, version, compute_time);

@@ -16,26 +16,39 @@
 //! measurements (<https://www.sqlite.org/intern-v-extern-blob.html>) put the
 //! point where files start to read faster near 100 KiB with 4 KiB pages.
 //!
-//! # Schema (`PRAGMA user_version = 1`)
+//! # Schema (`PRAGMA user_version = 2`)
 //!
 //! ```sql
 //! CREATE TABLE entries (
 //!     key   BLOB PRIMARY KEY NOT NULL, -- the call key, 16 bytes, big-endian
 //!     atime INTEGER NOT NULL,          -- last access, ns since the epoch
 //!     bytes INTEGER NOT NULL,          -- what it counts toward the budget
-//!     meta  TEXT,                      -- small: the sidecar text (EntryMeta)
+//!     meta  BLOB,                      -- small: its metadata (row_meta.rs)
 //!     data  BLOB                       -- small: the array's bytes, no header;
 //! ) WITHOUT ROWID;                     --  NULL: a large entry, in files
 //! CREATE INDEX entries_atime ON entries(atime);
-//! CREATE TABLE totals (id INTEGER PRIMARY KEY, entries INTEGER, bytes INTEGER);
+//! CREATE TABLE totals (id INTEGER PRIMARY KEY, entries INTEGER, bytes INTEGER,
+//!                      small_bytes INTEGER); -- bytes of the small entries
 //! -- kept by triggers on insert and delete, so `stats` reads one row
+//! CREATE TABLE touches (key BLOB NOT NULL, atime INTEGER NOT NULL);
+//! -- the access log: hits appended, folded into `atime` (see below)
 //! ```
 //!
-//! A small entry's checksum (in its meta, as in a sidecar) is the xxh3-128 of
-//! the `.npy` file it stands for: the header that its dtype and shape give,
-//! then `data`. So a damaged `data`, or a meta whose dtype or shape changed,
-//! fails verification, and `ndcache export` writes a file whose checksum is
-//! the recorded one.
+//! A small entry's meta is a compact binary record (format in the
+//! `row_meta.rs` docs: about 50 bytes, where the sidecar's text took about
+//! 330, which made the rows, the file and every B-tree walk twice as
+//! large). Its checksum is the xxh3-128 of the `.npy` file it stands for:
+//! the header that its dtype and shape give, then `data`. So a damaged
+//! `data`, or a meta whose dtype or shape changed, fails verification, and
+//! `ndcache export` writes a file whose checksum is the recorded one.
+//!
+//! Schema version 1 (ndcache before the binary meta) kept the meta as
+//! sidecar text. A writable tier that opens such a store drops its tables
+//! and creates version 2 in one transaction (small entries are lost:
+//! misses; large ones are indexed again from their files in the
+//! background); a read-only view does not read it. A row a version-1
+//! writer still inserts afterwards has a text meta, which fails parsing: a
+//! counted miss, removed, never misread.
 //!
 //! # Consistency with the large entries' files
 //!
@@ -53,7 +66,18 @@
 //! by default ([`DEFAULT_ACCESS_GRANULARITY`]), buffered in memory and written in batches (with
 //! the next write, every [`TOUCH_BATCH`] hits, and on `flush`), so a hit
 //! reads and almost never writes; another process sees them after that.
+//!
+//! They are written to an append-only access log (`touches`), not to the
+//! rows: updating a row's `atime` rewrites a random page of the table and
+//! one of its index, which made a hit at 10^6 entries cost 36 µs of CPU
+//! instead of 10 (the scaling example hits each entry once, a minute after
+//! writing it); appending costs a page per hundred hits. The log is folded
+//! into the rows (one `UPDATE` in key order, the latest time per key)
+//! before every eviction and whenever it reaches [`FOLD_AT`] records, so
+//! eviction order is exactly as if the rows had been updated. `ls` reads
+//! the log too.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -71,36 +95,43 @@ pub const DEFAULT_SMALL_MAX_BYTES: u64 = 64 * 1024;
 /// Hits buffered before their access times are written.
 pub(crate) const TOUCH_BATCH: usize = 1024;
 
+/// Records of the access log folded into the rows at once (at most about
+/// 0.5 MiB of log).
+pub(crate) const FOLD_AT: i64 = 16_384;
+
 /// By default a hit records its time only if the entry's recorded last
-/// access is older than this (as `relatime` does for files): rewriting a
-/// row and its `atime` index entry costs a random page write per hit, which
-/// made a hit cost three times as much at 10^5 entries (scaling example).
-/// Eviction order among entries used within the same minute is then their
-/// write order. See [`DiskTierBuilder::access_granularity`](super::DiskTierBuilder::access_granularity).
+/// access is older than this (as `relatime` does for files): a recorded hit
+/// is a record in the access log, and later a random page write when the
+/// log is folded into the rows (see the module docs). Eviction order among
+/// entries used within the same minute is then their write order. See [`DiskTierBuilder::access_granularity`](super::DiskTierBuilder::access_granularity).
 pub const DEFAULT_ACCESS_GRANULARITY: Duration = Duration::from_secs(60);
 
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE entries (
     key BLOB PRIMARY KEY NOT NULL,
     atime INTEGER NOT NULL,
     bytes INTEGER NOT NULL,
-    meta TEXT,
+    meta BLOB,
     data BLOB
 ) WITHOUT ROWID;
 CREATE INDEX entries_atime ON entries(atime);
 CREATE TABLE totals (
     id INTEGER PRIMARY KEY CHECK (id = 0),
     entries INTEGER NOT NULL,
-    bytes INTEGER NOT NULL
+    bytes INTEGER NOT NULL,
+    small_bytes INTEGER NOT NULL
 );
-INSERT INTO totals VALUES (0, 0, 0);
+INSERT INTO totals VALUES (0, 0, 0, 0);
+CREATE TABLE touches (key BLOB NOT NULL, atime INTEGER NOT NULL);
 CREATE TRIGGER entries_insert AFTER INSERT ON entries BEGIN
-    UPDATE totals SET entries = entries + 1, bytes = bytes + NEW.bytes WHERE id = 0;
+    UPDATE totals SET entries = entries + 1, bytes = bytes + NEW.bytes,
+        small_bytes = small_bytes + iif(NEW.data IS NULL, 0, NEW.bytes) WHERE id = 0;
 END;
 CREATE TRIGGER entries_delete AFTER DELETE ON entries BEGIN
-    UPDATE totals SET entries = entries - 1, bytes = bytes - OLD.bytes WHERE id = 0;
+    UPDATE totals SET entries = entries - 1, bytes = bytes - OLD.bytes,
+        small_bytes = small_bytes - iif(OLD.data IS NULL, 0, OLD.bytes) WHERE id = 0;
 END;
 ";
 
@@ -110,9 +141,9 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Bytes a small entry's row costs beyond its meta and data: the key (in the
 /// table and in the `atime` index), the index entry, record headers, B-tree
 /// cell pointers and the free space SQLite leaves in pages (measured with the
-/// scaling example: a database of 10^5 entries of 16 float64 over its
-/// entries' meta and data bytes).
-pub(crate) const ROW_OVERHEAD: u64 = 160;
+/// scaling example: 283 bytes of database per entry of 16 float64, whose
+/// meta and data are 175 bytes, at 10^5 and at 10^6 entries alike).
+pub(crate) const ROW_OVERHEAD: u64 = 108;
 
 /// What a small entry counts toward the budget. Past about 1 KiB a row
 /// spills into overflow pages of 4 KiB, whose last one is partly empty.
@@ -128,8 +159,8 @@ pub(crate) fn row_bytes(meta_len: usize, data_len: usize) -> u64 {
 /// One row as read.
 #[derive(Debug)]
 pub(crate) enum Row {
-    /// A small entry: its sidecar text and the array's bytes.
-    Small { meta: String, data: Vec<u8> },
+    /// A small entry: its meta record (`row_meta.rs`) and the array's bytes.
+    Small { meta: Vec<u8>, data: Vec<u8> },
     /// A large entry: only indexed here.
     File,
     /// A row that is neither (damaged).
@@ -143,7 +174,7 @@ pub(crate) struct NewRow {
     pub atime: SystemTime,
     pub bytes: u64,
     /// `Some` for a small entry.
-    pub small: Option<(String, Vec<u8>)>,
+    pub small: Option<(Vec<u8>, Vec<u8>)>,
 }
 
 /// One row listed by [`Store::for_each`].
@@ -163,6 +194,9 @@ pub(crate) struct Store {
     pool: Mutex<Vec<Connection>>,
     /// Buffered access times of hits.
     touches: Mutex<Vec<(Fingerprint, i64)>>,
+    /// Access times this process logged since its last fold: a hit within
+    /// the granularity of one of them is not logged again.
+    logged: Mutex<HashMap<Fingerprint, i64>>,
     /// See [`DEFAULT_ACCESS_GRANULARITY`].
     granularity: Duration,
 }
@@ -183,19 +217,26 @@ pub(crate) enum OpenError {
 }
 
 impl Store {
-    /// Opens (creating if `!read_only` and absent) the store at `path`.
-    pub fn open(path: &Path, read_only: bool, granularity: Duration) -> Result<Store, OpenError> {
+    /// Opens (creating if `!read_only` and absent) the store at `path`; the
+    /// flag says whether its tables were just created (a new store, or one
+    /// of an earlier schema replaced: see the module docs).
+    pub fn open(
+        path: &Path,
+        read_only: bool,
+        granularity: Duration,
+    ) -> Result<(Store, bool), OpenError> {
         let store = Store {
             path: path.to_path_buf(),
             granularity,
             read_only,
             pool: Mutex::new(Vec::new()),
             touches: Mutex::new(Vec::new()),
+            logged: Mutex::new(HashMap::new()),
         };
         let mut conn = store.connect().map_err(|e| store.classify(e))?;
-        store.ensure_schema(&mut conn)?;
+        let created = store.ensure_schema(&mut conn)?;
         lock(&store.pool).push(conn);
-        Ok(store)
+        Ok((store, created))
     }
 
     fn classify(&self, e: rusqlite::Error) -> OpenError {
@@ -212,72 +253,45 @@ impl Store {
     }
 
     fn connect(&self) -> rusqlite::Result<Connection> {
-        let flags = OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
-        let conn = if self.read_only {
-            let ro = flags | OpenFlags::SQLITE_OPEN_READ_ONLY;
-            let immutable = || {
-                let uri = format!("file:{}?immutable=1", uri_path(&self.path));
-                Connection::open_with_flags(uri, ro)
-            };
-            // Without a write-ahead log, everything is in the database file,
-            // and opening it immutable creates no -wal or -shm file (a
-            // read-only view must not write). With one (a writer is at work,
-            // or died), its files exist already: read them too. In a
-            // directory we cannot write, the shared memory cannot be
-            // created: no one writes there, so the file is immutable.
-            let mut wal = self.path.clone().into_os_string();
-            wal.push("-wal");
-            if Path::new(&wal).exists() {
-                Connection::open_with_flags(&self.path, ro)
-                    .and_then(|c| {
-                        c.query_row("PRAGMA user_version", [], |_| Ok(()))
-                            .map(|_| c)
-                    })
-                    .or_else(|_| immutable())?
-            } else {
-                immutable()?
-            }
-        } else {
-            Connection::open_with_flags(
-                &self.path,
-                flags | OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
-            )?
-        };
-        conn.busy_timeout(BUSY_TIMEOUT)?;
-        // NORMAL: a WAL commit does not wait for the disk; a power loss may
-        // lose the last transactions, never consistency (and a lost entry is
-        // a miss). The mmap (up to SQLite's 2 GiB default limit) makes hits
-        // read pages without a system call or a copy: with 256 MiB, a hit at
-        // 10^6 entries (580 MB) cost 4 times one at 10^5 (scaling example).
-        conn.execute_batch(
-            "PRAGMA synchronous = NORMAL; PRAGMA cache_size = -8192; \
-             PRAGMA mmap_size = 2147418112; PRAGMA journal_size_limit = 1048576;",
-        )?;
-        Ok(conn)
+        connect(&self.path, self.read_only)
     }
 
-    /// Creates the tables in a new database; checks the version of an old one.
-    fn ensure_schema(&self, conn: &mut Connection) -> Result<(), OpenError> {
+    /// Creates the tables in a new database, or replaces those of schema
+    /// version 1 (see the module docs); checks the version of any other.
+    /// Returns whether the tables were created (the store is empty).
+    fn ensure_schema(&self, conn: &mut Connection) -> Result<bool, OpenError> {
+        let c = |e| self.classify(e);
         let version =
             |c: &Connection| c.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0));
-        let v = version(conn).map_err(|e| self.classify(e))?;
-        if v == 0 && !self.read_only {
-            // Page reuse and `incremental_vacuum` need this before any table.
-            conn.execute_batch("PRAGMA auto_vacuum = INCREMENTAL;")
-                .map_err(|e| self.classify(e))?;
+        let v = version(conn).map_err(c)?;
+        if (v == 0 || v == 1) && !self.read_only {
+            if v == 0 {
+                // Page reuse and `incremental_vacuum` need this before any table.
+                conn.execute_batch("PRAGMA auto_vacuum = INCREMENTAL;")
+                    .map_err(c)?;
+            }
             conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))
-                .map_err(|e| self.classify(e))?;
+                .map_err(c)?;
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(|e| self.classify(e))?;
-            // Another process may have created it meanwhile.
-            if version(&tx).map_err(|e| self.classify(e))? == 0 {
-                tx.execute_batch(SCHEMA).map_err(|e| self.classify(e))?;
+                .map_err(c)?;
+            // Another process may have done it meanwhile.
+            let created = match version(&tx).map_err(c)? {
+                0 => true,
+                1 => {
+                    tx.execute_batch("DROP TABLE IF EXISTS entries; DROP TABLE IF EXISTS totals;")
+                        .map_err(c)?;
+                    true
+                }
+                _ => false,
+            };
+            if created {
+                tx.execute_batch(SCHEMA).map_err(c)?;
                 tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))
-                    .map_err(|e| self.classify(e))?;
+                    .map_err(c)?;
             }
-            tx.commit().map_err(|e| self.classify(e))?;
-            return Ok(());
+            tx.commit().map_err(c)?;
+            return Ok(created);
         }
         if v != SCHEMA_VERSION && !(v == 0 && self.read_only) {
             return Err(OpenError::Other(Error::io(
@@ -288,7 +302,7 @@ impl Store {
                 )),
             )));
         }
-        Ok(())
+        Ok(false)
     }
 
     fn error(&self, action: &'static str, e: rusqlite::Error) -> Error {
@@ -316,7 +330,7 @@ impl Store {
         self.with("read", |c| {
             c.prepare_cached("SELECT meta, data, atime FROM entries WHERE key = ?1")?
                 .query_row([blob(key)], |r| {
-                    let meta: Option<String> = r.get(0).unwrap_or(None);
+                    let meta: Option<Vec<u8>> = r.get(0).unwrap_or(None);
                     let data: Option<Vec<u8>> = r.get(1).unwrap_or(None);
                     let row = match (meta, data) {
                         (Some(meta), Some(data)) => Row::Small { meta, data },
@@ -352,7 +366,7 @@ impl Store {
                 )?;
                 for r in rows {
                     let (meta, data) = match &r.small {
-                        Some((m, d)) => (Some(m.as_str()), Some(d.as_slice())),
+                        Some((m, d)) => (Some(m.as_slice()), Some(d.as_slice())),
                         None => (None, None),
                     };
                     let n = ins.execute(params![
@@ -372,17 +386,23 @@ impl Store {
     }
 
     /// Records a hit's access time (written later, in a batch) if the
-    /// recorded one, `last`, is older than the granularity.
+    /// recorded one, `last` (or one this process logged since), is older
+    /// than the granularity.
     pub fn touch(&self, key: Fingerprint, last: SystemTime, when: SystemTime) {
-        if when
-            .duration_since(last)
-            .is_ok_and(|d| d < self.granularity)
-        {
-            return;
-        }
+        let now = nanos(when);
         let full = {
+            let mut logged = lock(&self.logged);
+            let last = logged.get(&key).copied().unwrap_or(0).max(nanos(last));
+            let granularity = i64::try_from(self.granularity.as_nanos()).unwrap_or(i64::MAX);
+            if now.saturating_sub(last) < granularity {
+                return;
+            }
+            if logged.len() as i64 >= 4 * FOLD_AT {
+                logged.clear(); // folded by other processes, most likely
+            }
+            logged.insert(key, now);
             let mut t = lock(&self.touches);
-            t.push((key, nanos(when)));
+            t.push((key, now));
             t.len() >= TOUCH_BATCH
         };
         if full {
@@ -390,8 +410,8 @@ impl Store {
         }
     }
 
-    /// Writes the buffered access times (errors are ignored: they only
-    /// make the order of evictions less exact).
+    /// Writes the buffered access times to the log (errors are ignored:
+    /// they only make the order of evictions less exact).
     pub fn write_touches(&self) {
         let touches = std::mem::take(&mut *lock(&self.touches));
         if touches.is_empty() || self.read_only {
@@ -402,6 +422,29 @@ impl Store {
             apply_touches(&tx, &touches)?;
             tx.commit()
         });
+    }
+
+    /// Writes the buffered access times and folds the whole access log into
+    /// the rows, so that their `atime` is every process's last access.
+    fn fold_touches(&self) -> Result<()> {
+        let touches = std::mem::take(&mut *lock(&self.touches));
+        if self.read_only {
+            return Ok(());
+        }
+        lock(&self.logged).clear();
+        self.with("write", |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            apply_touches(&tx, &touches)?;
+            fold(&tx)?;
+            tx.commit()
+        })
+    }
+
+    /// The latest logged access of each key in the access log.
+    fn logged_times(&self, c: &Connection) -> rusqlite::Result<HashMap<Fingerprint, i64>> {
+        let mut st = c.prepare("SELECT key, max(atime) FROM touches GROUP BY key")?;
+        let rows = st.query_map([], |r| Ok((key_of(&r.get::<_, Vec<u8>>(0)?), r.get(1)?)))?;
+        rows.collect()
     }
 
     /// Removes the row of `key`; returns whether there was one.
@@ -446,7 +489,7 @@ impl Store {
     /// Up to `limit` entries, least recently used first: key, bytes, atime
     /// and whether it is a large entry.
     pub fn oldest(&self, limit: usize) -> Result<Vec<(Fingerprint, u64, SystemTime, bool)>> {
-        self.write_touches();
+        self.fold_touches()?;
         self.with("read", |c| {
             let mut st = c.prepare_cached(
                 "SELECT key, bytes, atime, data IS NULL FROM entries ORDER BY atime, key LIMIT ?1",
@@ -468,6 +511,7 @@ impl Store {
     pub fn for_each(&self, with_data: bool, mut f: impl FnMut(Listed)) -> Result<()> {
         self.write_touches();
         self.with("list", |c| {
+            let logged = self.logged_times(c)?;
             let sql = if with_data {
                 "SELECT key, atime, bytes, meta, data, data IS NULL FROM entries ORDER BY key"
             } else {
@@ -476,7 +520,7 @@ impl Store {
             let mut st = c.prepare(sql)?;
             let mut rows = st.query([])?;
             while let Some(r) = rows.next()? {
-                let meta: Option<String> = r.get(3).unwrap_or(None);
+                let meta: Option<Vec<u8>> = r.get(3).unwrap_or(None);
                 let data: Option<Vec<u8>> = r.get(4).unwrap_or(None);
                 let is_file: bool = r.get(5)?;
                 let row = match (meta, is_file) {
@@ -487,9 +531,13 @@ impl Store {
                     },
                     _ => Row::Damaged,
                 };
+                let key = key_of(&r.get::<_, Vec<u8>>(0)?);
+                let atime = r
+                    .get::<_, i64>(1)?
+                    .max(logged.get(&key).copied().unwrap_or(0));
                 f(Listed {
-                    key: key_of(&r.get::<_, Vec<u8>>(0)?),
-                    atime: time_of(r.get(1)?),
+                    key,
+                    atime: time_of(atime),
                     bytes: r.get::<_, i64>(2)?.max(0) as u64,
                     row,
                 });
@@ -510,15 +558,33 @@ impl Store {
     /// Removes every row; returns how many there were.
     pub fn clear(&self) -> Result<u64> {
         lock(&self.touches).clear();
-        self.with(
-            "write",
-            |c| Ok(c.execute("DELETE FROM entries", [])? as u64),
-        )
+        lock(&self.logged).clear();
+        self.with("write", |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let n = tx.execute("DELETE FROM entries", [])? as u64;
+            tx.execute("DELETE FROM touches", [])?;
+            tx.commit()?;
+            Ok(n)
+        })
+    }
+
+    /// The bytes counted for the small entries (rows in the file).
+    pub fn small_bytes(&self) -> Result<u64> {
+        self.with("read", |c| {
+            c.prepare_cached("SELECT small_bytes FROM totals WHERE id = 0")?
+                .query_row([], |r| Ok(r.get::<_, i64>(0)?.max(0) as u64))
+        })
     }
 
     /// Gives the pages of removed rows back to the file system and empties
     /// the write-ahead log (waiting for readers, at most the busy timeout).
-    pub fn shrink(&self) -> Result<()> {
+    /// If the live pages take more than the small entries count
+    /// (`small_bytes`, with 3% and [`SHRINK_SLACK`] of tolerance: pages left
+    /// sparse by removals spread over the whole key range), rewrites the
+    /// file compactly (`VACUUM`, which costs its live pages; a compacted
+    /// file takes less than the count, calibrated on files filled in
+    /// random key order).
+    pub fn shrink(&self, small_bytes: u64) -> Result<()> {
         self.with("shrink", |c| {
             // Each step frees one page: run it to the end.
             let mut st = c.prepare("PRAGMA incremental_vacuum")?;
@@ -526,16 +592,51 @@ impl Store {
             while rows.next()?.is_some() {}
             drop(rows);
             drop(st);
-            // Pages an incremental vacuum could not give back (seen at 10^6
-            // entries): rewrite the file, which costs its live pages only.
             let pages = |sql: &str| c.query_row(sql, [], |r| r.get::<_, i64>(0));
-            if pages("PRAGMA freelist_count")? > pages("PRAGMA page_count")? / 4 {
+            let live = (pages("PRAGMA page_count")? - pages("PRAGMA freelist_count")?).max(0)
+                as u64
+                * pages("PRAGMA page_size")?.max(0) as u64;
+            if live > small_bytes + small_bytes / 32 + SHRINK_SLACK {
                 c.execute_batch("VACUUM")?;
             }
             c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
-        })
+        })?;
+        self.close_idle();
+        Ok(())
+    }
+
+    /// Closes the connections not in use. When no other connection (of any
+    /// process) is open, SQLite then removes the write-ahead log and the
+    /// shared-memory file, which never shrinks while open (it grows with
+    /// the log: 1 MiB after a large `gc`). The next use reconnects.
+    pub fn close_idle(&self) {
+        let idle = std::mem::take(&mut *lock(&self.pool));
+        drop(idle);
+    }
+
+    /// What the store's files occupy: the database, its write-ahead log
+    /// and its shared memory, each rounded up to whole blocks of `block`.
+    pub fn footprint(&self, block: u64) -> u64 {
+        ["", "-wal", "-shm"]
+            .iter()
+            .map(|ext| {
+                let mut p = self.path.clone().into_os_string();
+                p.push(ext);
+                std::fs::metadata(&p).map_or(0, |m| super::layout::on_disk(m.len(), block))
+            })
+            .sum()
     }
 }
+
+/// Live pages beyond the small entries' count that `shrink` tolerates
+/// before rewriting the file: the schema's and the index's first pages.
+const SHRINK_SLACK: u64 = 64 << 10;
+
+/// The store's fixed overhead, outside the budget: an empty store's pages
+/// (schema, table and index roots: a few pages), [`SHRINK_SLACK`], and the
+/// 32 KiB shared-memory file. `gc` keeps the store's files within the
+/// small entries' count plus this.
+pub(crate) const STORE_FIXED: u64 = SHRINK_SLACK + (64 << 10);
 
 impl Drop for Store {
     fn drop(&mut self) {
@@ -553,14 +654,79 @@ impl Drop for Store {
     }
 }
 
+/// Opens a connection to the store at `path` with the tier's settings.
+fn connect(path: &Path, read_only: bool) -> rusqlite::Result<Connection> {
+    let flags = OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
+    let conn = if read_only {
+        let ro = flags | OpenFlags::SQLITE_OPEN_READ_ONLY;
+        let immutable = || {
+            let uri = format!("file:{}?immutable=1", uri_path(path));
+            Connection::open_with_flags(uri, ro)
+        };
+        // Without a write-ahead log, everything is in the database file,
+        // and opening it immutable creates no -wal or -shm file (a
+        // read-only view must not write). With one (a writer is at work,
+        // or died), its files exist already: read them too. In a
+        // directory we cannot write, the shared memory cannot be
+        // created: no one writes there, so the file is immutable.
+        let mut wal = path.to_path_buf().into_os_string();
+        wal.push("-wal");
+        if Path::new(&wal).exists() {
+            Connection::open_with_flags(path, ro)
+                .and_then(|c| {
+                    c.query_row("PRAGMA user_version", [], |_| Ok(()))
+                        .map(|_| c)
+                })
+                .or_else(|_| immutable())?
+        } else {
+            immutable()?
+        }
+    } else {
+        Connection::open_with_flags(
+            path,
+            flags | OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
+        )?
+    };
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    // NORMAL: a WAL commit does not wait for the disk; a power loss may
+    // lose the last transactions, never consistency (and a lost entry is
+    // a miss). The mmap (up to SQLite's 2 GiB default limit) makes hits
+    // read pages without a system call or a copy: with 256 MiB, a hit at
+    // 10^6 entries (580 MB) cost 4 times one at 10^5 (scaling example).
+    conn.execute_batch(
+        "PRAGMA synchronous = NORMAL; PRAGMA cache_size = -8192; \
+         PRAGMA mmap_size = 2147418112; PRAGMA journal_size_limit = 1048576;",
+    )?;
+    Ok(conn)
+}
+
+/// Appends `touches` to the access log; folds the log when it is long.
 fn apply_touches(tx: &Connection, touches: &[(Fingerprint, i64)]) -> rusqlite::Result<()> {
     if touches.is_empty() {
         return Ok(());
     }
-    let mut up = tx.prepare_cached("UPDATE entries SET atime = max(atime, ?2) WHERE key = ?1")?;
+    let mut ins = tx.prepare_cached("INSERT INTO touches (key, atime) VALUES (?1, ?2)")?;
     for (k, t) in touches {
-        up.execute(params![blob(*k), t])?;
+        ins.execute(params![blob(*k), t])?;
     }
+    // Row ids count from 1 again once the log is emptied: the last one is
+    // about the log's length.
+    if tx.last_insert_rowid() >= FOLD_AT {
+        fold(tx)?;
+    }
+    Ok(())
+}
+
+/// Moves the access log into the rows' `atime` (the latest per key, in key
+/// order) and empties it.
+fn fold(tx: &Connection) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "UPDATE entries SET atime = t.atime \
+         FROM (SELECT key, max(atime) AS atime FROM touches GROUP BY key) AS t \
+         WHERE entries.key = t.key AND entries.atime < t.atime",
+    )?
+    .execute([])?;
+    tx.prepare_cached("DELETE FROM touches")?.execute([])?;
     Ok(())
 }
 

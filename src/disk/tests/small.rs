@@ -6,9 +6,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::{files_under, sample};
+use crate::disk::row_meta;
 use crate::disk::store::row_bytes;
 use crate::disk::{DiskTier, EntryInfo, EntryMeta};
-use crate::hash::xxh3_64;
 use crate::{AnyArray, DType, Fingerprint};
 
 fn key(i: u128) -> Fingerprint {
@@ -81,7 +81,7 @@ fn small_entries_round_trip_in_one_file_and_survive_a_restart() {
         let want: u64 = (0..arrays.len())
             .map(|i| {
                 let (a, m) = t.get(key(i as u128)).unwrap();
-                row_bytes(m.to_text().len(), a.nbytes() as usize)
+                row_bytes(row_meta::encode(&m).len(), a.nbytes() as usize)
             })
             .sum();
         assert_eq!(st.bytes, want);
@@ -111,15 +111,15 @@ fn small_entries_round_trip_in_one_file_and_survive_a_restart() {
 /// Damages the row of one small entry with `damage`; `verify` reports it,
 /// a lookup misses, counts and removes it, the other entry stays, and the
 /// key can be stored again.
-fn check_row_damage(name: &str, damage: impl FnOnce(&Path, Fingerprint, &str)) {
+fn check_row_damage(name: &str, damage: impl FnOnce(&Path, Fingerprint, &EntryMeta)) {
     let dir = tempfile::tempdir().unwrap();
     let t = tier(dir.path());
     let (k, other) = (key(7), key(8));
     let v = sample(DType::F64, &[16]);
     t.put(k, &v, info(), None);
     t.put(other, &v, info(), None);
-    let text = t.get(k).unwrap().1.to_text();
-    damage(dir.path(), k, &text);
+    let meta = t.get(k).unwrap().1;
+    damage(dir.path(), k, &meta);
 
     let r = t.verify(false, |_| {}).unwrap();
     assert_eq!((r.ok, r.corrupt.len()), (1, 1), "{name}: {r:?}");
@@ -135,14 +135,11 @@ fn check_row_damage(name: &str, damage: impl FnOnce(&Path, Fingerprint, &str)) {
     assert_eq!((r.ok, r.corrupt.len()), (2, 0), "{name}");
 }
 
-fn reseal(body: &str) -> String {
-    format!("{body}end xxh3-64:{:016x}\n", xxh3_64(body.as_bytes()))
-}
-
 /// The five corruptions of the file tests (`tier.rs`, `cli.rs`), on a row.
 #[test]
 fn damaged_small_entries_are_misses_counted_and_removed() {
     let set_data = "UPDATE entries SET data = ?2 WHERE key = ?1";
+    let set_meta = "UPDATE entries SET meta = ?2 WHERE key = ?1";
     check_row_damage("flipped data byte", |d, k, _| {
         let mut data: Vec<u8> = sample(DType::F64, &[16])
             .typed::<f64>()
@@ -161,33 +158,73 @@ fn damaged_small_entries_are_misses_counted_and_removed() {
     });
     check_row_damage(
         "other shape, meta resealed (a garbage header)",
-        |d, k, text| {
-            let body = &text[..text.rfind("end ").unwrap()];
-            let meta = reseal(&body.replace("shape [16]", "shape [4,4]"));
+        |d, k, meta| {
+            let meta = EntryMeta {
+                shape: vec![4, 4],
+                ..meta.clone()
+            };
             sql(
                 d,
-                "UPDATE entries SET meta = ?2 WHERE key = ?1",
-                rusqlite::params![blob(k), meta],
+                set_meta,
+                rusqlite::params![blob(k), row_meta::encode(&meta)],
             );
         },
     );
-    check_row_damage("garbage meta", |d, k, _| {
-        sql(
-            d,
-            "UPDATE entries SET meta = 'not a sidecar' WHERE key = ?1",
-            [blob(k)],
-        );
-    });
-    check_row_damage("meta of another key", |d, k, text| {
+    check_row_damage("other dtype, meta resealed", |d, k, meta| {
         let meta = EntryMeta {
-            key: key(9),
-            ..EntryMeta::parse(text).unwrap()
+            dtype: DType::I64,
+            ..meta.clone()
         };
         sql(
             d,
-            "UPDATE entries SET meta = ?2 WHERE key = ?1",
-            rusqlite::params![blob(k), meta.to_text()],
+            set_meta,
+            rusqlite::params![blob(k), row_meta::encode(&meta)],
         );
+    });
+    check_row_damage("garbage meta", |d, k, _| {
+        sql(
+            d,
+            set_meta,
+            rusqlite::params![blob(k), b"not a meta".to_vec()],
+        );
+    });
+    check_row_damage("meta as sidecar text (schema 1)", |d, k, meta| {
+        sql(d, set_meta, rusqlite::params![blob(k), meta.to_text()]);
+    });
+    check_row_damage("flipped meta byte", |d, k, meta| {
+        let mut rec = row_meta::encode(meta);
+        rec[10] ^= 0x04;
+        sql(d, set_meta, rusqlite::params![blob(k), rec]);
+    });
+    check_row_damage("truncated meta", |d, k, meta| {
+        let rec = row_meta::encode(meta);
+        sql(
+            d,
+            set_meta,
+            rusqlite::params![blob(k), &rec[..rec.len() - 1]],
+        );
+    });
+    check_row_damage("meta of another key", |d, k, meta| {
+        let meta = EntryMeta {
+            key: key(9),
+            ..meta.clone()
+        };
+        sql(
+            d,
+            set_meta,
+            rusqlite::params![blob(k), row_meta::encode(&meta)],
+        );
+    });
+    check_row_damage("meta and data of another key's entry", |d, k, _| {
+        let c = rusqlite::Connection::open(d.join("v2/entries.db")).unwrap();
+        let n = c
+            .execute(
+                "UPDATE entries SET (meta, data) = \
+                 (SELECT meta, data FROM entries WHERE key = ?2) WHERE key = ?1",
+                rusqlite::params![blob(k), blob(key(8))],
+            )
+            .unwrap();
+        assert_eq!(n, 1);
     });
     check_row_damage("data without meta", |d, k, _| {
         sql(
@@ -392,6 +429,86 @@ fn a_missing_or_damaged_store_is_rebuilt_from_the_files() {
     assert_eq!(aside.len(), 1, "the damaged store is kept aside");
 }
 
+/// A store of schema version 1 (small entries' meta as sidecar text) is
+/// replaced by an empty one of the current schema: its small entries are
+/// misses (even one holding another value than the right one), never
+/// misread; the large entries' files are indexed again.
+#[test]
+fn a_store_of_an_earlier_schema_is_replaced_never_misread() {
+    let dir = tempfile::tempdir().unwrap();
+    let large = |i: u128| sample(DType::F64, &[9000 + i as usize]);
+    {
+        let t = tier(dir.path());
+        for i in 0..3 {
+            t.put(key(i), &large(i), info(), None);
+        }
+    }
+    let store = dir.path().join("v2/entries.db");
+    for ext in ["", "-wal", "-shm"] {
+        let _ = fs::remove_file(format!("{}{ext}", store.display()));
+    }
+    // Version 1, as ndcache before the binary meta wrote it, with a valid
+    // small entry for key 50 whose value is not the one put below.
+    let wrong = sample(DType::I64, &[16]);
+    let wrong_bytes: Vec<u8> = wrong
+        .typed::<i64>()
+        .unwrap()
+        .iter()
+        .flat_map(|x| x.to_le_bytes())
+        .collect();
+    let header = crate::disk::npy::header_bytes(DType::I64, &[16]);
+    let mut npy = header.clone();
+    npy.extend_from_slice(&wrong_bytes);
+    let text = EntryMeta {
+        key: key(50),
+        kernel: "k".into(),
+        version: "1".into(),
+        dtype: DType::I64,
+        shape: vec![16],
+        checksum: crate::hash::xxh3_128(&npy),
+        payload_bytes: npy.len() as u64,
+        compute_time: Duration::from_micros(5),
+        created: std::time::SystemTime::now(),
+        signature: None,
+    }
+    .to_text();
+    {
+        let c = rusqlite::Connection::open(&store).unwrap();
+        c.execute_batch(
+            "PRAGMA auto_vacuum = INCREMENTAL; PRAGMA journal_mode = WAL;
+             CREATE TABLE entries (key BLOB PRIMARY KEY NOT NULL, atime INTEGER NOT NULL,
+                 bytes INTEGER NOT NULL, meta TEXT, data BLOB) WITHOUT ROWID;
+             CREATE INDEX entries_atime ON entries(atime);
+             CREATE TABLE totals (id INTEGER PRIMARY KEY CHECK (id = 0),
+                 entries INTEGER NOT NULL, bytes INTEGER NOT NULL);
+             INSERT INTO totals VALUES (0, 1, 600);
+             PRAGMA user_version = 1;",
+        )
+        .unwrap();
+        c.execute(
+            "INSERT INTO entries VALUES (?1, 1, 600, ?2, ?3)",
+            rusqlite::params![blob(key(50)), text, wrong_bytes],
+        )
+        .unwrap();
+    }
+    let t = tier(dir.path());
+    t.flush(); // waits for the background indexing
+    let st = t.stats();
+    assert_eq!(st.entries, 3, "{st}");
+    assert!(t.get(key(50)).is_none(), "an old row was read");
+    for i in 0..3 {
+        assert!(t.get(key(i)).unwrap().0.bitwise_eq(&large(i)));
+    }
+    let right = sample(DType::F64, &[16]);
+    t.put(key(50), &right, info(), None);
+    assert!(t.get(key(50)).unwrap().0.bitwise_eq(&right));
+    let c = rusqlite::Connection::open(&store).unwrap();
+    let v: i64 = c
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(v, 2);
+}
+
 /// A read-only view (`ndcache ls`, `verify`) serves small entries and
 /// creates or changes nothing.
 #[test]
@@ -490,4 +607,91 @@ fn crash_child() {
         }
         t.flush();
     }
+}
+
+/// Hits are logged (appended), not written into the rows; `ls` and
+/// eviction see the log, so the order is the one of the last accesses; the
+/// log is folded into the rows by eviction and when it grows long.
+#[test]
+fn hits_are_logged_and_eviction_sees_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = DiskTier::builder(dir.path())
+        .background_writes(false)
+        .access_granularity(Duration::ZERO)
+        .build()
+        .unwrap();
+    let v = sample(DType::F64, &[16]);
+    for i in 0..3 {
+        t.put(key(i), &v, info(), None);
+    }
+    let count = |sql: &str| -> i64 {
+        let c = rusqlite::Connection::open(dir.path().join("v2/entries.db")).unwrap();
+        c.query_row(sql, [], |r| r.get(0)).unwrap()
+    };
+    let row_atime = |k: Fingerprint| -> i64 {
+        let c = rusqlite::Connection::open(dir.path().join("v2/entries.db")).unwrap();
+        c.query_row("SELECT atime FROM entries WHERE key = ?1", [blob(k)], |r| {
+            r.get(0)
+        })
+        .unwrap()
+    };
+    let before = row_atime(key(0));
+    assert!(t.get(key(0)).is_some());
+    t.flush();
+    assert_eq!(count("SELECT count(*) FROM touches"), 1);
+    assert_eq!(
+        row_atime(key(0)),
+        before,
+        "the row is not rewritten by a hit"
+    );
+    let listed = t.entries().unwrap();
+    let last = |k: Fingerprint| listed.iter().find(|e| e.meta.key == k).unwrap().last_access;
+    assert!(last(key(0)) > last(key(2)), "ls reads the log");
+    // Eviction folds the log first: the oldest access is key 1's.
+    let removed = t.inner.evict_to(t.stats().bytes - 1, &mut |_| {});
+    assert_eq!(removed.len(), 1);
+    assert_eq!(removed[0].key, key(1));
+    assert_eq!(count("SELECT count(*) FROM touches"), 0);
+    assert!(row_atime(key(0)) > before, "folded into the row");
+    // A long log is folded when it reaches FOLD_AT records.
+    let n = crate::disk::store::FOLD_AT + 10;
+    for _ in 0..n {
+        assert!(t.get(key(2)).is_some());
+    }
+    t.flush();
+    assert!(count("SELECT count(*) FROM touches") < 1100);
+    assert_eq!(t.stats().entries, 2);
+}
+
+/// `gc` of small entries whose survivors are spread over the whole key
+/// range (every page of the store keeps a few rows, so no page is free):
+/// `du` afterwards is the budget plus the store's stated fixed overhead,
+/// not the store's former size.
+#[cfg(unix)]
+#[test]
+fn gc_leaves_no_sparse_store_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = DiskTier::open(dir.path(), None).unwrap();
+    for i in 0..40_000 {
+        t.put(key(i), &sample(DType::F64, &[16]), info(), None);
+    }
+    t.flush();
+    let before = du(&dir.path().join("v2"));
+    assert!(before > 8 << 20, "du {before}");
+    let budget = 1 << 20;
+    let report = t.gc(budget, |_| {}).unwrap();
+    assert!(report.remaining_bytes <= budget);
+    assert!(report.remaining_bytes > budget / 2, "evicted too much");
+    let used = du(&dir.path().join("v2"));
+    // The store's fixed part, and a block each for v2, keylocks and
+    // CACHEDIR.TAG.
+    let fixed = crate::disk::store::STORE_FIXED + 3 * 4096;
+    let files: Vec<_> = files_under(&dir.path().join("v2"));
+    assert!(
+        used <= budget + fixed,
+        "du {used} after gc to {budget}: {files:?}"
+    );
+    // What survived is the most recently written, and readable.
+    assert!(t.get(key(39_999)).is_some());
+    assert!(t.get(key(0)).is_none());
 }
