@@ -5,12 +5,13 @@
 //! |r| ≤ π/4, π/2 split in three doubles (about 161 bits; `x − n·P1` is
 //! exact with a fused multiply-add), the rounding error of `r` carried
 //! along, then polynomial kernels for sin and cos on [−π/4, π/4]
-//! (coefficients fitted for this crate with mpmath; errors below 1e-17,
-//! evaluated by Estrin's scheme) chosen by the quadrant `n mod 4`. Larger arguments, infinities and NaN are left to libm by the
-//! loops' fix-up pass ([`needs_libm`]). sin and cos are within 1 ulp of
-//! the correctly rounded result, tan (their quotient) within 2 (checked
-//! against mpmath on 48 000 and 67 000 points; tests below, against libm,
-//! on random points and next to every multiple of π/2 up to `LIMIT`).
+//! (coefficients fitted for this crate with mpmath, errors below 1e-17;
+//! evaluated by Estrin's scheme) chosen by the quadrant `n mod 4`. Larger
+//! arguments, infinities and NaN are left to libm by the loops' fix-up
+//! pass ([`needs_libm`]). sin and cos are within 1 ulp of libm, tan (their
+//! quotient) within 2: the tests below check 600 000 random points and
+//! the doubles next to every multiple of π/2 up to `LIMIT` (and, run once
+//! with larger counts for version 4, 30 million and 10 million points).
 
 /// Arguments up to this magnitude are reduced here; beyond, libm's
 /// Payne–Hanek reduction is needed (n would reach 2²⁰ near 1.6e6).
