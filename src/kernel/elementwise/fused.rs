@@ -326,17 +326,15 @@ impl Program {
                 readers[a] += 1;
             }
         }
+        // A unary builtin read only by its one reader: its op and operand.
+        let inner = |instrs: &[(Instr, DType)], r: usize| match instrs[r].0 {
+            Instr::Unary(u, x) if readers[r] == 1 && COMPOSED_UNARY.contains(&u) => Some((u, x)),
+            _ => None,
+        };
         for i in 0..n {
             if !self.instrs[i].1.is_float() {
                 continue;
             }
-            // The operand of a unary builtin that only instruction i reads.
-            let inner = |instrs: &[(Instr, DType)], r: usize| match instrs[r].0 {
-                Instr::Unary(u, x) if readers[r] == 1 && COMPOSED_UNARY.contains(&u) => {
-                    Some((u, x))
-                }
-                _ => None,
-            };
             let (composed, absorbed) = match self.instrs[i].0 {
                 Instr::Binary(op, a, b) if COMPOSED_BINARY.contains(&op) => {
                     let of = |unary, place| Composition { op, unary, place };
