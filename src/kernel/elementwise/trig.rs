@@ -24,14 +24,15 @@ const INV_PIO2: f64 = std::f64::consts::FRAC_2_PI;
 const PIO2_1: f64 = f64::from_bits(0x3ff9_21fb_5444_2d18);
 const PIO2_2: f64 = f64::from_bits(0x3c91_a626_3314_5c07);
 const PIO2_3: f64 = f64::from_bits(0xb91f_1976_b7ed_8fbc);
-/// `(sin(x) − x)/x³` as a polynomial in `z = x²`, z⁰ first.
-const S: [f64; 6] = [
-    -0.166_666_666_666_666_66,
-    0.008_333_333_333_330_936,
-    -0.000_198_412_698_367_405_32,
-    2.755_731_609_319_840_4e-6,
-    -2.505_112_989_645_018_5e-8,
-    1.591_798_897_939_743_5e-10,
+/// `(x − sin(x))/x³` as a polynomial in `z = x²`, z⁰ first (the fitted
+/// coefficients of `(sin(x) − x)/x³`, negated: see [`sin_kernel`]).
+const S_NEG: [f64; 6] = [
+    0.166_666_666_666_666_66,
+    -0.008_333_333_333_330_936,
+    0.000_198_412_698_367_405_32,
+    -2.755_731_609_319_840_4e-6,
+    2.505_112_989_645_018_5e-8,
+    -1.591_798_897_939_743_5e-10,
 ];
 /// `(cos(x) − 1 + x²/2)/x⁴` as a polynomial in `z = x²`, z⁰ first.
 const C: [f64; 6] = [
@@ -42,16 +43,24 @@ const C: [f64; 6] = [
     2.087_614_504_941_318e-9,
     -1.138_254_464_534_925e-11,
 ];
-/// Below this, sin(x) rounds to x.
+/// Below this, sin(x) and tan(x) round to x. sin gets there on its own (see
+/// [`sin_kernel`]); tan tests for it, as the quotient of the kernels can
+/// round away from x.
 const SIN_TINY: f64 = 1.490_116_119_384_765_6e-8; // 2⁻²⁶
 
 /// Whether `x` must be computed by libm (too large, infinite or NaN).
 #[inline(always)]
 pub(super) fn needs_libm(x: f64) -> bool {
-    x.abs() > LIMIT || x.is_nan()
+    // One unordered comparison (true for NaN), not two and an OR.
+    !(x.abs() <= LIMIT)
 }
 
-/// `x = n·π/2 + r + y`: returns `n mod 4`, `r` and `y` (|y| ≤ ulp(r)).
+/// `x = n·π/2 + r + y`: returns `n mod 4`, `r` and `−y` (|y| ≤ ulp(r)).
+///
+/// The correction comes negated so that sin's small terms are subtracted
+/// from `r` (see [`sin_kernel`]): each is exactly the negation of what
+/// `y` would give (rounding to nearest is symmetric), except for the sign
+/// of a zero.
 ///
 /// Written for a short dependency chain and few operations: the
 /// polynomials start from `r`, four operations after `x`, while `y` (only
@@ -75,8 +84,8 @@ fn reduce(x: f64) -> (u64, f64, f64) {
     // x is within 2⁻³⁴ of a multiple of π/2 and |r| < |r1|).
     let d = r1 - r;
     let d_lo = (r1 - d) - r;
-    let y = (-n).mul_add(PIO2_3, (-n).mul_add(PIO2_2, d) + d_lo);
-    (quadrant, r, y)
+    let y_neg = n.mul_add(PIO2_3, n.mul_add(PIO2_2, -d) - d_lo);
+    (quadrant, r, y_neg)
 }
 
 /// `p₀ + p₁z + … + p₅z⁵` by Estrin's scheme (`z2 = z²`): three levels of
@@ -89,18 +98,23 @@ fn estrin5(z: f64, z2: f64, p: &[f64; 6]) -> f64 {
     (z2 * z2).mul_add(p45, z2.mul_add(p23, p01))
 }
 
-/// sin(r + y) for |r| ≤ π/4, |y| tiny.
+/// sin(r + y) for |r| ≤ π/4, |y| tiny, from `y_neg = −y`.
+///
+/// `r − (r³·S'(z) + y_neg·cos(r))`, the small terms first, with
+/// `S' = −S`: the same bits as `r + (r³·S(z) + y·cos(r))`, and also right
+/// for x = ±0 and tiny x without a test of its own: for x = −0 the small
+/// terms are +0 and `−0 − +0 = −0` (the sum's form gave `−0 + +0 = +0`),
+/// and below 2⁻²⁶ they are under half an ulp of `r = x`, so x comes back.
 #[inline(always)]
-fn sin_kernel(r: f64, y: f64) -> f64 {
+fn sin_kernel(r: f64, y_neg: f64) -> f64 {
     let z = r * r;
-    let s = estrin5(z, z * z, &S);
-    // r + r³·S(z) + y·cos(r), the small terms first.
-    r + (z * r).mul_add(s, y * (-0.5f64).mul_add(z, 1.0))
+    let s = estrin5(z, z * z, &S_NEG);
+    r - (z * r).mul_add(s, y_neg * (-0.5f64).mul_add(z, 1.0))
 }
 
-/// cos(r + y) for |r| ≤ π/4, |y| tiny.
+/// cos(r + y) for |r| ≤ π/4, |y| tiny, from `y_neg = −y`.
 #[inline(always)]
-fn cos_kernel(r: f64, y: f64) -> f64 {
+fn cos_kernel(r: f64, y_neg: f64) -> f64 {
     let z = r * r;
     let z2 = z * z;
     let c = estrin5(z, z2, &C);
@@ -108,7 +122,7 @@ fn cos_kernel(r: f64, y: f64) -> f64 {
     let w = 1.0 - hz;
     // 1 − z/2 rounds; its error is added back with the small terms.
     let err = (1.0 - w) - hz;
-    w + z2.mul_add(c, (-r).mul_add(y, err))
+    w + z2.mul_add(c, r.mul_add(y_neg, err))
 }
 
 /// `v` negated when bit 1 of `q` is set (a sign flip by XOR: one
@@ -135,13 +149,13 @@ pub(super) fn cos(x: f64) -> f64 {
 /// gives each one's bits for half the work of both.
 #[inline(always)]
 pub(super) fn sincos(x: f64) -> (f64, f64) {
-    let (q, r, y) = reduce(x);
-    let (s, c) = (sin_kernel(r, y), cos_kernel(r, y));
+    let (q, r, y_neg) = reduce(x);
+    let (s, c) = (sin_kernel(r, y_neg), cos_kernel(r, y_neg));
     let odd = q & 1 == 1;
     // sin(x) = s, c, −s, −c and cos(x) = c, −s, −c, s for n = 0, 1, 2, 3
     // (mod 4).
-    let sv = negate_if_bit1(if odd { c } else { s }, q);
-    let sin = if x.abs() < SIN_TINY { x } else { sv };
+    // Tiny x and ±0 need no test: see `sin_kernel`.
+    let sin = negate_if_bit1(if odd { c } else { s }, q);
     let cos = negate_if_bit1(if odd { s } else { c }, q + 1);
     (sin, cos)
 }
@@ -151,8 +165,8 @@ pub(super) fn sincos(x: f64) -> (f64, f64) {
 /// quadrants.
 #[inline(always)]
 pub(super) fn tan(x: f64) -> f64 {
-    let (q, r, y) = reduce(x);
-    let (s, c) = (sin_kernel(r, y), cos_kernel(r, y));
+    let (q, r, y_neg) = reduce(x);
+    let (s, c) = (sin_kernel(r, y_neg), cos_kernel(r, y_neg));
     let odd = q & 1 == 1;
     let v = (if odd { -c } else { s }) / (if odd { s } else { c });
     if x.abs() < SIN_TINY {
@@ -260,6 +274,26 @@ mod tests {
                 (sin(v).to_bits(), cos(v).to_bits()),
                 "{v}"
             );
+        }
+    }
+
+    #[test]
+    fn sin_of_tiny_arguments_is_the_argument_without_a_test_for_them() {
+        // Every binade below SIN_TINY (subnormals included), both signs,
+        // and the binade just above, where sin(x) no longer rounds to x
+        // for every x: the kernel's result must equal libm's there too.
+        let mut seed = 7;
+        for e in -1074..=-20 {
+            for _ in 0..64 {
+                let m = 1.0 + lcg(&mut seed);
+                for x in [m * 2f64.powi(e), -m * 2f64.powi(e)] {
+                    if x.abs() < SIN_TINY {
+                        assert_eq!(sin(x).to_bits(), x.to_bits(), "sin({x:e})");
+                    }
+                    assert!(ulps(sin(x), x.sin()) <= 1, "sin({x:e})");
+                    assert_eq!(sincos(x).0.to_bits(), sin(x).to_bits());
+                }
+            }
         }
     }
 
