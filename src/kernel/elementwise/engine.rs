@@ -275,7 +275,7 @@ where
     let level = cost.level();
     let data = alloc_uninit(n, &plan, cost, Vec::new, |buf, task, out| {
         let map = |x: Operand<'_, A>, out: &mut [MaybeUninit<O>]| match x {
-            Operand::Slice(s) => simd::map1(level, s, out, &f),
+            Operand::Slice(s) => simd::map1(level, s, out, &f, &[]),
             Operand::Scalar(v) => {
                 let y = if f.needs_exact(v) {
                     f.exact(v)
