@@ -94,7 +94,7 @@ use crate::value::{AnyArray, AnyView, Keyed};
 use crate::ArrayCache;
 
 pub use explain::{Explain, PlanCacheInfo};
-pub use plan::plan_cache_info;
+pub use plan::{plan_cache_clear, plan_cache_info};
 
 /// One node of an expression tree (untyped).
 pub(crate) struct Node<'a> {

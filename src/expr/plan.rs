@@ -132,6 +132,34 @@ fn compile(tokens: &[Token]) -> Program {
     prog
 }
 
+/// Empties the plan cache (process-wide): the next evaluation of every
+/// expression compiles its plan again. Its statistics (hits, misses,
+/// compile time) are kept. For measuring compile times, or to free the
+/// plans of a phase of a program that is over; evaluations running
+/// meanwhile keep the plans they hold.
+///
+/// ```
+/// use ndarray::array;
+/// use ndcache::expr::{plan_cache_clear, plan_cache_info};
+/// use ndcache::{ArrayCache, Expr};
+///
+/// let x = array![1.0_f64, 2.0, 3.0];
+/// let e = || (Expr::from(&x) * 2.0 + 1.0).exp();
+/// e().explain(&ArrayCache::new())?;
+/// let before = plan_cache_info();
+/// plan_cache_clear();
+/// assert_eq!(plan_cache_info().entries, 0);
+/// // A new cache, so that the result is computed, not found.
+/// let again = e().explain(&ArrayCache::new())?;
+/// assert_eq!(again.plan_hits, 0);
+/// assert_eq!(plan_cache_info().misses, before.misses + 1, "compiled again");
+/// # Ok::<(), ndcache::Error>(())
+/// ```
+pub fn plan_cache_clear() {
+    let mut p = plans().lock().unwrap_or_else(|e| e.into_inner());
+    p.map.clear();
+}
+
 /// The plan cache's statistics (process-wide).
 pub fn plan_cache_info() -> PlanCacheInfo {
     let p = plans().lock().unwrap_or_else(|e| e.into_inner());
@@ -140,5 +168,32 @@ pub fn plan_cache_info() -> PlanCacheInfo {
         misses: p.misses,
         entries: p.map.len(),
         compile_time: p.compile,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cleared_cache_compiles_again_and_keeps_its_statistics() {
+        // A structure no other test uses (the cache is process-wide).
+        let tokens = vec![
+            Token::Input(DType::F32),
+            Token::Input(DType::I64),
+            Token::Op(FOp::Maximum, vec![0, 1]),
+            Token::Op(FOp::Tanh, vec![2]),
+            Token::Op(FOp::Expm1, vec![3]),
+        ];
+        let (first, _) = get_or_compile(&tokens);
+        let (cached, c) = get_or_compile(&tokens);
+        assert!(c.hit && Arc::ptr_eq(&first, &cached));
+        let before = plan_cache_info();
+        plan_cache_clear();
+        let (again, c) = get_or_compile(&tokens);
+        assert!(!c.hit && !Arc::ptr_eq(&first, &again));
+        assert_eq!(*again, *first, "the same program");
+        let after = plan_cache_info();
+        assert!(after.misses > before.misses && after.hits >= before.hits);
     }
 }

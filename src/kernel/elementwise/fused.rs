@@ -281,11 +281,15 @@ struct Lead {
     next: Vec<usize>,
 }
 
-/// Inputs smaller than this (all slice inputs' bytes together) are not
-/// prefetched: they come from the caches, where the prefetches cost more
-/// than they save (fused trig over 1e4 on one thread: 5-7% slower with
-/// them; over 1e6, 16 MB of inputs, neither).
-const AHEAD_MIN_BYTES: usize = 32 << 20;
+/// Runs that read and write less than this (the slice inputs' bytes and
+/// the output's) are not prefetched: evaluated again and again, as in a
+/// sweep, they stay in the caches, where the prefetches cost more than
+/// they save. Measured on 2 threads (min of 24-40, huge pages), without →
+/// with prefetching: fused `2*sin(x)**2 + cos(x)*y` over 1e6 `f64` (24 MB)
+/// 2.00 → 1.62 ms (one thread: 4.64 → 3.18), over 5e5 (12 MB) 0.82 →
+/// 0.86 ms; `sin(x) + cos(x)` over 1e6 (16 MB) 1.41 → 1.35 ms, over 5e5
+/// 0.65 → 0.69 ms.
+const AHEAD_MIN_BYTES: usize = 14 << 20;
 
 impl Program {
     /// An empty program.
@@ -377,7 +381,10 @@ impl Program {
                 None => {}
             }
         }
-        (!now.is_empty() || !next.is_empty()).then_some(Lead {
+        // With nothing to prefetch but the output, only when a later pass
+        // writes it.
+        let root = self.instrs.len() - 1;
+        (!now.is_empty() || !next.is_empty() || lead != root).then_some(Lead {
             instr: lead,
             now,
             next,
@@ -601,13 +608,14 @@ impl<'p, 'a> Run<'p, 'a> {
                 bind(v, shape, n)
             })
             .collect::<Vec<_>>();
-        let bytes: usize = inputs
+        let read: usize = inputs
             .iter()
             .map(|b| match b {
                 Bound::Slice(s) => s.span(0, n).bytes,
                 _ => 0,
             })
             .sum();
+        let bytes = read + n * program.dtype().size();
         Run {
             ahead: program.lead.is_some() && bytes >= AHEAD_MIN_BYTES,
             program,
@@ -1567,6 +1575,22 @@ mod tests {
         let lead = p.lead.clone().expect("gauss has a lead");
         assert!(matches!(p.instrs[lead.instr].0, Instr::Unary(FOp::Exp, _)));
         assert_eq!((lead.now, lead.next), (vec![1], vec![0, 2, 3]));
+        // sin(x) + cos(x): no other input, but a later pass writes the
+        // output.
+        let mut p = Program::new();
+        let x = p.input(DType::F64);
+        let s = p.op(FOp::Sin, &[x]).unwrap();
+        let c = p.op(FOp::Cos, &[x]).unwrap();
+        p.op(FOp::Add, &[s, c]).unwrap();
+        p.pair();
+        let lead = p.lead.clone().expect("a later pass writes the output");
+        assert_eq!((lead.instr, lead.now, lead.next), (1, vec![], vec![]));
+        // sin(x) alone writes the output itself: nothing to prefetch.
+        let mut p = Program::new();
+        let x = p.input(DType::F64);
+        p.op(FOp::Sin, &[x]).unwrap();
+        p.pair();
+        assert_eq!(p.lead, None);
         // Only cheap operations: nothing leads.
         let mut p = Program::new();
         let x = p.input(DType::F64);
