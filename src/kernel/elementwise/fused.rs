@@ -1426,9 +1426,9 @@ mod tests {
         p
     }
 
-    #[test]
-    fn negations_and_squares_compose_with_the_arithmetic_they_touch_bit_for_bit() {
-        // exp(-(x - m)**2 / w) * y, plus a square read twice (not composed).
+    /// `exp(-(x - m)**2 / w) * y` (inputs x, y, m, w), not yet paired;
+    /// returns y's register and the result's.
+    fn gauss_unpaired() -> (Program, usize, usize) {
         let mut p = Program::new();
         let x = p.input(DType::F64);
         let y = p.input(DType::F64);
@@ -1440,6 +1440,22 @@ mod tests {
         let q = p.op(FOp::Div, &[neg, w]).unwrap();
         let e = p.op(FOp::Exp, &[q]).unwrap();
         let g = p.op(FOp::Mul, &[e, y]).unwrap();
+        (p, y, g)
+    }
+
+    fn gauss() -> Program {
+        let (mut p, ..) = gauss_unpaired();
+        p.pair();
+        p
+    }
+
+    #[test]
+    fn negations_and_squares_compose_with_the_arithmetic_they_touch_bit_for_bit() {
+        // gauss, plus a square read twice (not composed). Its registers,
+        // in the order gauss_unpaired adds them:
+        let (mut p, y, g) = gauss_unpaired();
+        let [x, m, w, d, d2, neg, q] = [0, 2, 3, 4, 5, 6, 7];
+        assert_eq!((y, g), (1, 9));
         let y2 = p.op(FOp::Square, &[y]).unwrap();
         let t = p.op(FOp::Add, &[g, y2]).unwrap();
         p.op(FOp::Sub, &[t, y2]).unwrap();
@@ -1543,22 +1559,6 @@ mod tests {
             let want = 2.0 * (s * s) + c * y[i];
             assert_eq!(out[[i]].to_bits(), want.to_bits(), "element {i}");
         }
-    }
-
-    fn gauss() -> Program {
-        let mut p = Program::new();
-        let x = p.input(DType::F64);
-        let y = p.input(DType::F64);
-        let m = p.input(DType::F64);
-        let w = p.input(DType::F64);
-        let d = p.op(FOp::Sub, &[x, m]).unwrap();
-        let d2 = p.op(FOp::Square, &[d]).unwrap();
-        let neg = p.op(FOp::Neg, &[d2]).unwrap();
-        let q = p.op(FOp::Div, &[neg, w]).unwrap();
-        let e = p.op(FOp::Exp, &[q]).unwrap();
-        p.op(FOp::Mul, &[e, y]).unwrap();
-        p.pair();
-        p
     }
 
     #[test]
