@@ -262,14 +262,16 @@ pub(crate) struct Program {
 /// prefetchers run only a few lines ahead of a burst), while the lead
 /// instruction is bound by arithmetic and leaves the memory system idle.
 ///
-/// Measured over 1e7 `f64` in huge pages (min of 12-18, alternated with
-/// the build before): fused `sum(2*sin(x)**2 + cos(x)*y)` 36.9 → 31.8 ms
-/// on one thread and 18.7 → 15.8 ms on two (with `y = x`, one input
-/// stream, 15.5 ms: most of what `y` cost is gone); with the output's tile
-/// prefetched too, `2*sin(x)**2 + cos(x)*y` 24.4 → 20.8 ms and
-/// `exp(-(x-0.5)**2/0.02)*y` 20.2 → 18.6 ms on two threads. Prefetching a
-/// whole tile at once before the lead instead was slower than nothing (the
-/// prefetches fill the load queue and stall the arithmetic).
+/// Measured on 2 threads with inputs in huge pages (min of 18-48,
+/// alternated with the build before, which differs only by this): fused
+/// `sum(2*sin(x)**2 + cos(x)*y)` over 1e7 `f64` 21.6 → 17.6 ms (without
+/// prefetching, `y = x`, one input stream, had taken 15.5 ms against 20.9
+/// with two: the cost this removes), `2*sin(x)**2 + cos(x)*y` 24.9 → 21.7 and 26.0
+/// → 23.1 ms in two runs, `exp(-(x-0.5)**2/0.02)*y` 24.0 → 22.5 ms, trig
+/// over 1e6 1.93 → 1.70 ms. The output tile's share was within the noise
+/// (22.8 ms without it, 23.1 with, same run). Prefetching a whole tile at
+/// once before the lead instead was slower than nothing (the prefetches
+/// fill the load queue and stall the arithmetic).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct Lead {
     /// The instruction.
