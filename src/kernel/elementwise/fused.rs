@@ -266,9 +266,9 @@ pub(crate) struct Program {
 /// alternated with the build before, which differs only by this): fused
 /// `sum(2*sin(x)**2 + cos(x)*y)` over 1e7 `f64` 21.6 → 17.6 ms (without
 /// prefetching, `y = x`, one input stream, had taken 15.5 ms against 20.9
-/// with two: the cost this removes), `2*sin(x)**2 + cos(x)*y` 24.9 → 21.7 and 26.0
-/// → 23.1 ms in two runs, `exp(-(x-0.5)**2/0.02)*y` 24.0 → 22.5 ms, trig
-/// over 1e6 1.93 → 1.70 ms. The output tile's share was within the noise
+/// with two: the cost this removes), `2*sin(x)**2 + cos(x)*y` 24.9 → 21.7
+/// and 26.0 → 23.1 ms in two runs, `exp(-(x-0.5)**2/0.02)*y` 24.0 → 22.5
+/// ms, trig over 1e6 1.93 → 1.70 ms. The output tile's share was within the noise
 /// (22.8 ms without it, 23.1 with, same run). Prefetching a whole tile at
 /// once before the lead instead was slower than nothing (the prefetches
 /// fill the load queue and stall the arithmetic).
@@ -367,16 +367,17 @@ impl Program {
                     _ => false,
                 }
         })?;
+        // The first instruction reading each register.
+        let mut first = vec![None; self.instrs.len()];
+        for (j, (instr, _)) in self.instrs.iter().enumerate() {
+            for a in operands(instr) {
+                first[a].get_or_insert(j);
+            }
+        }
         let (mut now, mut next) = (Vec::new(), Vec::new());
         for (r, (instr, _)) in self.instrs.iter().enumerate() {
             let Instr::Input(i) = *instr else { continue };
-            let mut readers = self
-                .instrs
-                .iter()
-                .enumerate()
-                .filter(|(_, (instr, _))| operands(instr).contains(&r))
-                .map(|(j, _)| j);
-            match readers.next() {
+            match first[r] {
                 Some(j) if j == lead => {}
                 Some(j) if j > lead => now.push(i),
                 Some(_) => next.push(i),
@@ -627,8 +628,17 @@ impl<'p, 'a> Run<'p, 'a> {
         }
     }
 
-    /// Fills `s.ahead` with what the lead prefetches during tile `lo..hi`.
-    fn fill_ahead(&self, s: &mut Scratch, lead: &Lead, lo: usize, hi: usize) {
+    /// Fills `s.ahead` with what the lead prefetches during tile `lo..hi`:
+    /// its inputs' runs and `out`, the output's tile, which the root
+    /// writes in a burst.
+    fn fill_ahead<O>(
+        &self,
+        s: &mut Scratch,
+        lead: &Lead,
+        lo: usize,
+        hi: usize,
+        out: Option<&[MaybeUninit<O>]>,
+    ) {
         let next = (hi, (2 * hi - lo).min(self.n));
         let tiles = lead.now.iter().map(|&i| (i, (lo, hi)));
         for (i, (a, b)) in tiles.chain(lead.next.iter().map(|&i| (i, next))) {
@@ -637,6 +647,12 @@ impl<'p, 'a> Run<'p, 'a> {
                     s.ahead.push(x.span(a, b));
                 }
             }
+        }
+        if let Some(o) = out {
+            s.ahead.push(simd::Ahead {
+                addr: o.as_ptr() as usize,
+                bytes: std::mem::size_of_val(o),
+            });
         }
     }
 
@@ -715,14 +731,7 @@ impl<'p, 'a> Run<'p, 'a> {
         let lead = self.program.lead.as_ref().filter(|_| self.ahead);
         for (r, (instr, dt)) in self.program.instrs.iter().enumerate() {
             if let Some(lead) = lead.filter(|l| l.instr == r) {
-                self.fill_ahead(s, lead, lo, hi);
-                // The tile of the output, which the root writes in a burst.
-                if let Some(o) = out.as_deref() {
-                    s.ahead.push(simd::Ahead {
-                        addr: o.as_ptr() as usize,
-                        bytes: std::mem::size_of_val(o),
-                    });
-                }
+                self.fill_ahead(s, lead, lo, hi, out.as_deref());
             }
             let val = match *instr {
                 Instr::Input(i) => match &self.inputs[i] {

@@ -188,8 +188,9 @@ fn detect() -> Level {
 }
 
 /// A run of memory that a loop prefetches while it computes, spread
-/// evenly over its elements (see [`map1`]): another input of a fused
-/// program, which a later pass over the same tile reads in a burst.
+/// evenly over its elements (see [`map1`]): a run of another input of a
+/// fused program, or of its output, which a cheaper pass reads or writes
+/// in a burst.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Ahead {
     /// The run's first byte (an address: a prefetch never reads memory
