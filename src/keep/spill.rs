@@ -70,9 +70,9 @@ impl SpillGate {
     pub(crate) fn loaded(&self, bytes: u64, took: Duration) {
         let ns = took.as_nanos() as f64;
         if bytes < SMALL {
-            self.load_fixed.record_nanos(ns);
+            self.load_fixed.record_timing_nanos(ns);
         } else {
-            self.load_per_byte.record_nanos(ns / bytes as f64);
+            self.load_per_byte.record_timing_nanos(ns / bytes as f64);
         }
     }
 

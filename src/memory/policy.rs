@@ -126,13 +126,45 @@ impl CostEstimate {
         }
     }
 
-    /// Adds one timing.
+    /// How far above the estimate one timing may pull it: a timing more
+    /// than this many times the current estimate counts as this many. A
+    /// thread descheduled in the middle of a 0.3 ms computation reports
+    /// 4 ms; that is the machine's load, not the computation's cost, and
+    /// it would move an average of few samples by more than the
+    /// computation takes. A real rise in cost still comes through: each
+    /// timing can raise the estimate by up to `(CLIP - 1) / WINDOW` of it.
+    pub const CLIP: f64 = 4.0;
+
+    /// Adds one timing (clipped at [`CostEstimate::CLIP`] times the
+    /// estimate).
     pub fn record(&self, took: Duration) {
-        self.record_nanos(took.as_nanos() as f64);
+        self.record_timing_nanos(took.as_nanos() as f64);
     }
 
-    /// Adds one timing, in nanoseconds.
+    /// Adds one timing in nanoseconds, or any other cost that is a
+    /// duration (nanoseconds per byte), clipped at [`CostEstimate::CLIP`]
+    /// times the estimate.
+    ///
+    /// ```
+    /// use ndcache::memory::CostEstimate;
+    /// let e = CostEstimate::new();
+    /// for _ in 0..8 {
+    ///     e.record_timing_nanos(300_000.0);
+    /// }
+    /// e.record_timing_nanos(4_000_000.0); // descheduled: counts as 1.2 ms
+    /// assert_eq!(e.nanos(), 300_000.0 + (1_200_000.0 - 300_000.0) / 8.0);
+    /// ```
+    pub fn record_timing_nanos(&self, x: f64) {
+        self.add(x, true);
+    }
+
+    /// Adds one value as it is, unclipped: for averages that are not
+    /// timings, such as a rate of 0s and 1s.
     pub fn record_nanos(&self, x: f64) {
+        self.add(x, false);
+    }
+
+    fn add(&self, x: f64, clip: bool) {
         let n = self
             .samples
             .fetch_add(1, Ordering::Relaxed)
@@ -142,6 +174,11 @@ impl CostEstimate {
             .mean
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |bits| {
                 let m = f64::from_bits(bits);
+                let x = if clip && n > 1 && m > 0.0 {
+                    x.min(Self::CLIP * m)
+                } else {
+                    x
+                };
                 Some((m + w * (x - m)).max(0.0).to_bits())
             });
     }
