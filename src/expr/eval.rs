@@ -11,12 +11,13 @@ use crate::cache::Label;
 use crate::element::DType;
 use crate::error::{Error, Result};
 use crate::kernel::elementwise::broadcast_shape;
-use crate::kernel::elementwise::fused::{scalar_array, FOp, Run};
+use crate::kernel::elementwise::fused::{scalar_array, FOp, Program, Run};
 use crate::kernel::reduce::fused::Sink;
 use crate::kernel::Registry;
 use crate::key::{call_key, Fingerprint};
 use crate::value::{AnyArray, AnyView, Keyed};
 use crate::{ArrayCache, Source};
+use std::sync::Arc;
 
 /// A node's value: borrowed from the expression, or computed.
 enum Held<'a> {
@@ -311,6 +312,22 @@ impl<'c, 't> Evaluator<'c, 't> {
         top: &Node<'_>,
         sink: Option<(Sink, &Node<'_>)>,
     ) -> Result<Option<AnyArray>> {
+        // Without a cache, and with nothing computed yet in this
+        // evaluation, a group's analysis depends on the tree only (only
+        // registries with the builtins fuse, and user kernels sit on the
+        // frontier, computed with the registry at hand): the last one is
+        // reused.
+        let pristine = self.cache.is_none() && self.trace.is_none() && self.values.is_empty();
+        if let Some(f) = top.fused.get().filter(|_| pristine) {
+            let held = f
+                .inputs
+                .iter()
+                .map(|path| self.value(at(top, path)))
+                .collect::<Result<Vec<_>>>()?;
+            let views: Vec<AnyView<'_>> = held.iter().map(Held::view).collect();
+            let run = Run::new(&f.program, views, &f.shape);
+            return self.finish(top, sink, run, &f.shape, None);
+        }
         if !self.is_member(top, true)? {
             return Ok(None);
         }
@@ -335,12 +352,42 @@ impl<'c, 't> Evaluator<'c, 't> {
         let mut tokens = Vec::new();
         let mut local = HashMap::new();
         let mut inputs = Vec::new();
-        walk(top, &g, &mut local, &mut tokens, &mut inputs);
+        let mut path = Vec::new();
+        walk(top, &g, &mut local, &mut tokens, &mut inputs, &mut path);
         let (program, compiled) = plan::get_or_compile(&tokens);
-        let views: Vec<AnyView<'_>> = inputs.iter().map(|sid| g.frontier[sid].view()).collect();
+        let views: Vec<AnyView<'_>> = inputs
+            .iter()
+            .map(|(sid, _)| g.frontier[sid].view())
+            .collect();
         let run = Run::new(&program, views, &shape);
+        if pristine {
+            let _ = top.fused.set(Arc::new(Fused {
+                program: Arc::clone(&program),
+                inputs: inputs.into_iter().map(|(_, p)| p).collect(),
+                shape: shape.clone(),
+            }));
+        }
+        self.finish(top, sink, run, &shape, Some((&g, compiled)))
+    }
+
+    /// Runs a fused group's program: elementwise, or into its trailing
+    /// reduction `sink`. `analysed`: the group and its plan, for the trace.
+    fn finish(
+        &mut self,
+        top: &Node<'_>,
+        sink: Option<(Sink, &Node<'_>)>,
+        run: Run<'_, '_>,
+        shape: &[usize],
+        analysed: Option<(&Group<'_>, plan::Compiled)>,
+    ) -> Result<Option<AnyArray>> {
+        let n: usize = shape.iter().product();
+        let trace = |me: &mut Self, reduction: Option<&Node<'_>>| {
+            if let Some((g, compiled)) = analysed {
+                me.trace_group(top, reduction, g, n, compiled);
+            }
+        };
         let Some((sink, rnode)) = sink else {
-            self.trace_group(top, None, &g, n, compiled);
+            trace(self, None);
             return Ok(Some(run.elementwise()));
         };
         let Kind::Call { name, params } = &rnode.kind else {
@@ -357,12 +404,12 @@ impl<'c, 't> Evaluator<'c, 't> {
         };
         let (Some(axis), true) = (last, n > 0) else {
             // Another axis, or an empty operand: the kernel on the fused operand.
-            self.trace_group(top, None, &g, n, compiled);
+            trace(self, None);
             let operand = run.elementwise();
             self.note(|| format!("kernel {name} (not fused): computed"));
             return Ok(Some(prepared.compute(&[operand.view()])?));
         };
-        self.trace_group(top, Some(rnode), &g, n, compiled);
+        trace(self, Some(rnode));
         let (lanes, m, out_shape) = match axis {
             None => (1, n, if keepdims { vec![1; nd] } else { Vec::new() }),
             Some(a) => {
@@ -437,34 +484,54 @@ impl<'c, 't> Evaluator<'c, 't> {
 }
 
 /// Post-order walk of a group into plan tokens; `inputs` gets the
-/// frontier's structural ids in input order.
+/// frontier's structural ids, and their paths from the top (child indices),
+/// in input order.
 fn walk(
     node: &Node<'_>,
     g: &Group<'_>,
     local: &mut HashMap<u128, usize>,
     tokens: &mut Vec<Token>,
-    inputs: &mut Vec<u128>,
+    inputs: &mut Vec<(u128, Vec<u32>)>,
+    path: &mut Vec<u32>,
 ) -> usize {
     if let Some(&i) = local.get(&node.sid) {
         return i;
     }
     let token = if g.members.contains(&node.sid) {
-        let args: Vec<usize> = node
-            .children
-            .iter()
-            .map(|c| walk(c, g, local, tokens, inputs))
-            .collect();
+        let mut args = Vec::with_capacity(node.children.len());
+        for (i, c) in node.children.iter().enumerate() {
+            path.push(i as u32);
+            args.push(walk(c, g, local, tokens, inputs, path));
+            path.pop();
+        }
         let Kind::Call { name, .. } = &node.kind else {
             unreachable!("members are operations")
         };
         Token::Op(FOp::of_kernel(name).expect("members are fusable"), args)
     } else {
-        inputs.push(node.sid);
+        inputs.push((node.sid, path.clone()));
         Token::Input(g.frontier[&node.sid].view().dtype())
     };
     tokens.push(token);
     local.insert(node.sid, tokens.len() - 1);
     tokens.len() - 1
+}
+
+/// The node at `path` (child indices) under `node`.
+fn at<'n, 'a>(mut node: &'n Node<'a>, path: &[u32]) -> &'n Node<'a> {
+    for &i in path {
+        node = &node.children[i as usize];
+    }
+    node
+}
+
+/// A fused group's analysis for evaluations without a cache: its program,
+/// where its inputs are, and its shape (an expression's views cannot change
+/// shape while it borrows them).
+pub(crate) struct Fused {
+    program: Arc<Program>,
+    inputs: Vec<Vec<u32>>,
+    shape: Vec<usize>,
 }
 
 fn reshape(flat: AnyArray, shape: &[usize]) -> AnyArray {

@@ -112,6 +112,10 @@ pub(crate) struct Node<'a> {
     /// borrowed input cannot change while the expression borrows it, so an
     /// expression evaluated again hashes nothing.
     pub(crate) key: OnceLock<(u64, Fingerprint)>,
+    /// The fused group this node tops, as analysed for an evaluation
+    /// without a cache (see [`eval::Fused`]): the next one runs it without
+    /// walking the tree again.
+    pub(crate) fused: OnceLock<Arc<eval::Fused>>,
 }
 
 pub(crate) enum Kind<'a> {
@@ -177,6 +181,7 @@ impl<'a> Node<'a> {
             checkpoint: false,
             sid: h.digest128(),
             key: OnceLock::new(),
+            fused: OnceLock::new(),
         })
     }
 
@@ -535,6 +540,7 @@ impl<'a, T: Element, D: Dimension> Expr<'a, T, D> {
             checkpoint: true,
             sid: self.node.sid,
             key: self.node.key.clone(),
+            fused: OnceLock::new(),
         });
         Expr::wrap(node)
     }

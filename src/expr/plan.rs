@@ -59,7 +59,8 @@ fn key(tokens: &[Token]) -> u128 {
             }
             Token::Op(op, args) => {
                 h.update(b"o");
-                h.update(format!("{op:?}").as_bytes());
+                // The discriminant: the key lives in this process only.
+                h.update(&[*op as u8]);
                 h.update(&(args.len() as u64).to_le_bytes());
                 for a in args {
                     h.update(&(*a as u64).to_le_bytes());

@@ -348,12 +348,15 @@ fn fused_equals_the_unfused_chain_bitwise_on_random_trees() {
         let unfused = one.install(|| e.unfused(&reg));
         let fused1 = one.install(|| e.fused(&reg));
         let fused4 = four.install(|| e.fused(&reg));
+        // A third evaluation reuses the analysis kept on the tree.
+        let again1 = one.install(|| e.fused(&reg));
         let cache = ArrayCache::new();
         let cached = four.install(|| e.cached(&cache));
         let again = one.install(|| e.cached(&cache));
         for (what, got) in [
             ("fused, 1 thread", &fused1),
             ("fused, 4 threads", &fused4),
+            ("fused again, 1 thread", &again1),
             ("cached", &cached),
             ("cached hit", &again),
         ] {
@@ -531,6 +534,68 @@ fn a_subexpression_used_twice_is_computed_once() {
         "the unfused chain runs it three times"
     );
     assert!(AnyArray::new(fused).bitwise_eq(&AnyArray::new(unfused)));
+}
+
+#[test]
+fn an_expression_evaluated_again_reuses_its_analysis_with_any_registry() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let x = linspace(3_000, -2.0, 2.0);
+    let m = ndarray::Array2::from_shape_fn((3, 1_000), |(i, j)| (i * 1_000 + j) as f64 * 1e-3);
+    let calls = Arc::new(AtomicUsize::new(0));
+    let mut reg = Registry::with_builtins();
+    let counter = Arc::clone(&calls);
+    reg.register_elementwise_f64("counted", "1", "x + 1, counting calls", move |v| {
+        counter.fetch_add(1, Ordering::Relaxed);
+        v + 1.0
+    })
+    .unwrap();
+    // A user kernel (computed on its own) and a broadcast row (the smaller
+    // operand, computed once) on the group's frontier, and scalars.
+    let row = Expr::new(x.slice(ndarray::s![..1_000])).exp() * 0.5;
+    let e = (Expr::from(&m) * row - 1.5).sin()
+        * Expr::new(x.slice(ndarray::s![1_000..2_000]))
+            .apply::<f64, ndarray::Ix1>("counted", Params::new())
+        / 3.0;
+    let unfused = AnyArray::new(e.eval_unfused(&reg).unwrap());
+    for round in 0..3 {
+        let before = calls.load(Ordering::Relaxed);
+        let fused = AnyArray::new(e.eval_raw(&reg).unwrap());
+        assert!(fused.bitwise_eq(&unfused), "round {round}");
+        assert_eq!(
+            calls.load(Ordering::Relaxed) - before,
+            1_000,
+            "round {round}"
+        );
+    }
+    // Other registries: the kept analysis never pins another registry's
+    // kernels. One with the builtins and another `counted`...
+    let mut tenfold = Registry::with_builtins();
+    tenfold
+        .register_elementwise_f64("counted", "1", "x * 10", |v| v * 10.0)
+        .unwrap();
+    let want = AnyArray::new(e.eval_unfused(&tenfold).unwrap());
+    assert!(!want.bitwise_eq(&unfused));
+    assert!(AnyArray::new(e.eval_raw(&tenfold).unwrap()).bitwise_eq(&want));
+    // ... and one without them, where `sin` is a user kernel (nothing fuses).
+    let mut other = Registry::new();
+    for name in ["exp", "multiply", "subtract", "divide"] {
+        other
+            .register_arc(Registry::with_builtins().get(name).unwrap().clone())
+            .unwrap();
+    }
+    other
+        .register_elementwise_f64("sin", "1", "not a sine", |_| 7.0)
+        .unwrap();
+    other
+        .register_elementwise_f64("counted", "1", "x + 1", |v| v + 1.0)
+        .unwrap();
+    let got = e.eval_raw(&other).unwrap();
+    let want =
+        ndarray::Array2::from_shape_fn((3, 1_000), |(_, j)| 7.0 * (x[1_000 + j] + 1.0) / 3.0);
+    assert!(AnyArray::new(got).bitwise_eq(&AnyArray::new(want.into_dyn().into_shared())));
+    // And back: the builtins' result again.
+    assert!(AnyArray::new(e.eval_raw(&reg).unwrap()).bitwise_eq(&unfused));
 }
 
 #[test]
