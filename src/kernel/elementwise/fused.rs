@@ -960,7 +960,11 @@ impl<T: Copy + Default> Buffer<T> {
         let want = (slot * STAGGER) % PAGE;
         let addr = data.as_ptr() as usize;
         let start = (want + PAGE - addr % PAGE) % PAGE;
-        let start = if start.is_multiple_of(size) { start / size } else { 0 };
+        let start = if start.is_multiple_of(size) {
+            start / size
+        } else {
+            0
+        };
         Buffer { data, start }
     }
 
