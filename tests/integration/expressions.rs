@@ -501,18 +501,24 @@ fn a_checkpoint_is_stored_and_looked_up_on_its_own() {
     );
 }
 
-#[test]
-fn a_subexpression_used_twice_is_computed_once() {
+/// The builtins and `counted` (x + 1), which counts the elements it sees.
+fn counting_registry() -> (Registry, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
     use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::Arc;
-    let calls = Arc::new(AtomicUsize::new(0));
+    let calls = std::sync::Arc::new(AtomicUsize::new(0));
     let mut reg = Registry::with_builtins();
-    let counter = Arc::clone(&calls);
+    let counter = std::sync::Arc::clone(&calls);
     reg.register_elementwise_f64("counted", "1", "x + 1, counting calls", move |v| {
         counter.fetch_add(1, Ordering::Relaxed);
         v + 1.0
     })
     .unwrap();
+    (reg, calls)
+}
+
+#[test]
+fn a_subexpression_used_twice_is_computed_once() {
+    use std::sync::atomic::Ordering;
+    let (reg, calls) = counting_registry();
     let x = linspace(1_000, 0.0, 1.0);
     // Built twice from scratch: structurally equal subtrees are one node.
     let c = || {
@@ -538,18 +544,10 @@ fn a_subexpression_used_twice_is_computed_once() {
 
 #[test]
 fn an_expression_evaluated_again_reuses_its_analysis_with_any_registry() {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::Arc;
+    use std::sync::atomic::Ordering;
     let x = linspace(3_000, -2.0, 2.0);
     let m = ndarray::Array2::from_shape_fn((3, 1_000), |(i, j)| (i * 1_000 + j) as f64 * 1e-3);
-    let calls = Arc::new(AtomicUsize::new(0));
-    let mut reg = Registry::with_builtins();
-    let counter = Arc::clone(&calls);
-    reg.register_elementwise_f64("counted", "1", "x + 1, counting calls", move |v| {
-        counter.fetch_add(1, Ordering::Relaxed);
-        v + 1.0
-    })
-    .unwrap();
+    let (reg, calls) = counting_registry();
     // A user kernel (computed on its own) and a broadcast row (the smaller
     // operand, computed once) on the group's frontier, and scalars.
     let row = Expr::new(x.slice(ndarray::s![..1_000])).exp() * 0.5;
