@@ -313,20 +313,27 @@ impl<'c, 't> Evaluator<'c, 't> {
         sink: Option<(Sink, &Node<'_>)>,
     ) -> Result<Option<AnyArray>> {
         // Without a cache, and with nothing computed yet in this
-        // evaluation, a group's analysis depends on the tree only (only
-        // registries with the builtins fuse, and user kernels sit on the
-        // frontier, computed with the registry at hand): the last one is
-        // reused.
+        // evaluation, a group's analysis depends on the tree and on the
+        // shapes of its frontier's values (only registries with the
+        // builtins fuse; user kernels sit on the frontier, computed with the
+        // registry at hand, and another registry's may return another
+        // shape): the last one is reused while those shapes are the same.
         let pristine = self.cache.is_none() && self.trace.is_none() && self.values.is_empty();
         if let Some(f) = top.fused.get().filter(|_| pristine) {
             let held = f
                 .inputs
                 .iter()
-                .map(|path| self.value(at(top, path)))
+                .map(|(path, _)| self.value(at(top, path)))
                 .collect::<Result<Vec<_>>>()?;
-            let views: Vec<AnyView<'_>> = held.iter().map(Held::view).collect();
-            let run = Run::new(&f.program, views, &f.shape);
-            return self.finish(top, sink, run, &f.shape, None);
+            if held
+                .iter()
+                .zip(&f.inputs)
+                .all(|(h, (_, shape))| h.shape() == shape)
+            {
+                let views: Vec<AnyView<'_>> = held.iter().map(Held::view).collect();
+                let run = Run::new(&f.program, views, &f.shape);
+                return self.finish(top, sink, run, &f.shape, None);
+            }
         }
         if !self.is_member(top, true)? {
             return Ok(None);
@@ -363,7 +370,10 @@ impl<'c, 't> Evaluator<'c, 't> {
         if pristine {
             let _ = top.fused.set(Arc::new(Fused {
                 program: Arc::clone(&program),
-                inputs: inputs.into_iter().map(|(_, p)| p).collect(),
+                inputs: inputs
+                    .into_iter()
+                    .map(|(sid, path)| (path, g.frontier[&sid].shape().to_vec()))
+                    .collect(),
                 shape: shape.clone(),
             }));
         }
@@ -526,11 +536,10 @@ fn at<'n, 'a>(mut node: &'n Node<'a>, path: &[u32]) -> &'n Node<'a> {
 }
 
 /// A fused group's analysis for evaluations without a cache: its program,
-/// where its inputs are, and its shape (an expression's views cannot change
-/// shape while it borrows them).
+/// its inputs (where they are, and the shape each had), and its shape.
 pub(crate) struct Fused {
     program: Arc<Program>,
-    inputs: Vec<Vec<u32>>,
+    inputs: Vec<(Vec<u32>, Vec<usize>)>,
     shape: Vec<usize>,
 }
 

@@ -597,6 +597,40 @@ fn an_expression_evaluated_again_reuses_its_analysis_with_any_registry() {
 }
 
 #[test]
+fn a_kept_analysis_is_not_used_when_a_user_kernel_changes_shape() {
+    // `x + f(x)`: with `f` the identity the group is 1-d; with an `f`
+    // (another registry) returning a column, it broadcasts to 2-d, and with
+    // one returning a shorter vector it is an error, not a read past the end.
+    let x = linspace(4, 0.0, 3.0);
+    let with = |f: fn(ndarray::ArrayViewD<'_, f64>) -> ndarray::ArrayD<f64>| {
+        let mut reg = Registry::with_builtins();
+        reg.register_fn("f", "1", 1, vec![], "reshapes", move |inputs, _| {
+            Ok(AnyArray::from(f(inputs[0].typed::<f64>()?)))
+        })
+        .unwrap();
+        reg
+    };
+    let same = with(|v| v.to_owned());
+    let column = with(|v| {
+        v.to_owned()
+            .into_shape_with_order((4, 1))
+            .unwrap()
+            .into_dyn()
+    });
+    let short = with(|v| v.slice(ndarray::s![..3]).to_owned().into_dyn());
+    let e = Expr::from(&x).to_dyn() + Expr::from(&x).apply::<f64, IxDyn>("f", Params::new());
+    for reg in [&same, &same, &column, &same, &column] {
+        let want = AnyArray::new(e.eval_unfused(reg).unwrap());
+        let got = AnyArray::new(e.eval_raw(reg).unwrap());
+        assert_eq!(got.shape(), want.shape());
+        assert!(got.bitwise_eq(&want));
+    }
+    assert_eq!(AnyArray::new(e.eval_raw(&column).unwrap()).shape(), &[4, 4]);
+    let err = e.eval_raw(&short).unwrap_err().to_string();
+    assert_eq!(err, e.eval_unfused(&short).unwrap_err().to_string());
+}
+
+#[test]
 fn disk_tier_serves_an_expression_to_another_cache() {
     let dir = tempfile::tempdir().unwrap();
     let x = linspace(30_000, -1.0, 1.0);
