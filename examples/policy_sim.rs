@@ -406,7 +406,7 @@ fn replay(w: &Workload, budget_pct: u32, budget: u64, policy: Policy) -> Run {
         let mut computed = false;
         tier.get_or_insert_with(key, || {
             computed = true;
-            estimates[it.class as usize].record_nanos(timing);
+            estimates[it.class as usize].record_timing_nanos(timing);
             it
         });
         bytes += it.size;
