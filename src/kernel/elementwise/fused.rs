@@ -957,15 +957,14 @@ impl<T: Copy + Default> Buffer<T> {
         let size = std::mem::size_of::<T>();
         let pad = PAGE / size;
         let data = vec![T::default(); len + pad];
-        let want = (slot * STAGGER) % PAGE;
+        // Bytes from the data to the wanted offset: below a page, so within
+        // the padding (whole elements: the data and `STAGGER` are aligned).
         let addr = data.as_ptr() as usize;
-        let start = (want + PAGE - addr % PAGE) % PAGE;
-        let start = if start.is_multiple_of(size) {
-            start / size
-        } else {
-            0
-        };
-        Buffer { data, start }
+        let gap = ((slot * STAGGER) % PAGE + PAGE - addr % PAGE) % PAGE;
+        Buffer {
+            data,
+            start: gap / size,
+        }
     }
 
     /// How many elements it holds.
