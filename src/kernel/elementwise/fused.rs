@@ -29,6 +29,7 @@ use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
 
+use super::chain::{self, Chained, MAX_STEPS};
 use super::engine::set_len_initialized;
 use super::ops;
 use super::simd::{self, Level, Map1, Map1x2, Map2, Operand, Slot};
@@ -205,40 +206,44 @@ pub(crate) enum Instr {
     SinCos { x: usize, sin: usize, cos: usize },
     /// A result written by an earlier [`Instr::SinCos`].
     Paired,
-    /// A binary builtin with a unary one on an operand or on its result,
-    /// in one loop; see [`Program::compose`].
-    Composed(Composition, usize, usize),
-    /// A unary or binary builtin computed by a later [`Instr::Composed`]
-    /// (no register).
+    /// A run of cheap builtins, each applied to the value of the one
+    /// before it, in one pass (see [`Program::chain`]); this instruction
+    /// is the run's last builtin.
+    Chain(Chain),
+    /// A builtin computed by a later [`Instr::Chain`] (no register).
     Absorbed,
 }
 
-/// What an [`Instr::Composed`] computes.
+/// What an [`Instr::Chain`] computes: `start`, then each link in turn.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct Chain {
+    /// The register the run starts from.
+    start: usize,
+    /// The builtins, in order (at most [`chain::MAX_STEPS`]).
+    links: Vec<Link>,
+}
+
+/// One builtin of a [`Chain`], applied to the value so far, `acc`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub(crate) struct Composition {
-    /// The binary builtin.
+struct Link {
     op: FOp,
-    /// The unary builtin.
-    unary: FOp,
-    /// Where the unary one applies.
-    place: Place,
+    /// The other operand of a binary builtin; `None` for a unary one.
+    other: Option<usize>,
+    /// Whether `acc` is the binary builtin's second operand.
+    swapped: bool,
 }
 
-/// Where a composition applies its unary builtin.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-enum Place {
-    /// `op(unary(a), b)`
-    First,
-    /// `op(a, unary(b))`
-    Second,
-    /// `unary(op(a, b))`
-    Result,
-}
-
-/// The builtins [`Program::compose`] combines (float loops only): cheap
-/// ones, for which a pass over the tile costs more than the arithmetic.
-const COMPOSED_UNARY: [FOp; 2] = [FOp::Neg, FOp::Square];
-const COMPOSED_BINARY: [FOp; 4] = [FOp::Add, FOp::Sub, FOp::Mul, FOp::Div];
+/// The builtins [`Program::chain`] links (float loops only): cheap ones,
+/// for which a pass over the tile costs more than the arithmetic.
+const CHAINED_UNARY: [FOp; 3] = [FOp::Neg, FOp::Abs, FOp::Square];
+const CHAINED_BINARY: [FOp; 6] = [
+    FOp::Add,
+    FOp::Sub,
+    FOp::Mul,
+    FOp::Div,
+    FOp::Maximum,
+    FOp::Minimum,
+];
 
 /// A compiled fused program: instructions in order, each with the dtype of
 /// its register; the last one is the result.
@@ -351,7 +356,7 @@ impl Program {
                 self.instrs[i.max(j)].0 = Instr::Paired;
             }
         }
-        self.compose();
+        self.chain();
         self.allocate();
         self.lead = self.find_lead();
     }
@@ -394,12 +399,16 @@ impl Program {
         })
     }
 
-    /// Merges a negation or a square into the binary operation it feeds or
-    /// that feeds it, when nothing else reads the intermediate: one pass
-    /// over the tile instead of two (a pass of arithmetic costs its loads
-    /// and stores more than its operation). `-(x - m)**2 / s` takes two
-    /// passes instead of four, `2 * sin(x)**2` one instead of two.
-    fn compose(&mut self) {
+    /// Links each cheap float builtin to the one whose value it reads when
+    /// nothing else reads that value, into [`Chain`]s evaluated in one pass
+    /// (a pass of arithmetic costs its loads and stores more than its
+    /// operation): poly `((a*x + b)*x - c)*x - d` takes one pass instead of
+    /// six, `-(x - m)**2 / s` one instead of four, `2 * sin(x)**2 + t` one
+    /// instead of three. A binary builtin continues the run of its first
+    /// operand when it can, else of its second (then `swapped`). The
+    /// links keep the builtins' order, so a chain computes the bits of
+    /// its builtins one after another.
+    fn chain(&mut self) {
         let n = self.instrs.len();
         let mut readers = vec![0usize; n];
         for (instr, _) in &self.instrs {
@@ -407,43 +416,53 @@ impl Program {
                 readers[a] += 1;
             }
         }
-        // A unary builtin read only by its one reader: its op and operand.
-        let inner = |instrs: &[(Instr, DType)], r: usize| match instrs[r].0 {
-            Instr::Unary(u, x) if readers[r] == 1 && COMPOSED_UNARY.contains(&u) => Some((u, x)),
-            _ => None,
-        };
+        // The run ending at each instruction, while they are built.
+        let mut runs: Vec<Option<Chain>> = vec![None; n];
+        let mut absorbed = vec![false; n];
         for i in 0..n {
             if !self.instrs[i].1.is_float() {
                 continue;
             }
-            let (composed, absorbed) = match self.instrs[i].0 {
-                Instr::Binary(op, a, b) if COMPOSED_BINARY.contains(&op) => {
-                    let of = |unary, place| Composition { op, unary, place };
-                    if let Some((u, x)) = inner(&self.instrs, a) {
-                        (Instr::Composed(of(u, Place::First), x, b), a)
-                    } else if let Some((u, y)) = inner(&self.instrs, b) {
-                        (Instr::Composed(of(u, Place::Second), a, y), b)
-                    } else {
-                        continue;
-                    }
-                }
-                Instr::Unary(unary, r) if readers[r] == 1 && COMPOSED_UNARY.contains(&unary) => {
-                    match self.instrs[r].0 {
-                        Instr::Binary(op, a, b) if COMPOSED_BINARY.contains(&op) => {
-                            let c = Composition {
-                                op,
-                                unary,
-                                place: Place::Result,
-                            };
-                            (Instr::Composed(c, a, b), r)
-                        }
-                        _ => continue,
-                    }
+            // A run `r` can grow: only this instruction reads it.
+            let open = |runs: &[Option<Chain>], r: usize| {
+                readers[r] == 1 && runs[r].as_ref().is_some_and(|c| c.links.len() < MAX_STEPS)
+            };
+            let (prev, link) = match self.instrs[i].0 {
+                Instr::Unary(op, a) if CHAINED_UNARY.contains(&op) => (
+                    a,
+                    Link {
+                        op,
+                        other: None,
+                        swapped: false,
+                    },
+                ),
+                Instr::Binary(op, a, b) if CHAINED_BINARY.contains(&op) => {
+                    let swapped = !open(&runs, a) && open(&runs, b);
+                    let (prev, other) = if swapped { (b, a) } else { (a, b) };
+                    let other = Some(other);
+                    (prev, Link { op, other, swapped })
                 }
                 _ => continue,
             };
-            self.instrs[i].0 = composed;
-            self.instrs[absorbed].0 = Instr::Absorbed;
+            let run = if open(&runs, prev) {
+                absorbed[prev] = true;
+                let mut run = runs[prev].take().expect("open");
+                run.links.push(link);
+                run
+            } else {
+                Chain {
+                    start: prev,
+                    links: vec![link],
+                }
+            };
+            runs[i] = Some(run);
+        }
+        for (i, run) in runs.into_iter().enumerate() {
+            if absorbed[i] {
+                self.instrs[i].0 = Instr::Absorbed;
+            } else if let Some(run) = run.filter(|c| c.links.len() > 1) {
+                self.instrs[i].0 = Instr::Chain(run);
+            }
         }
     }
 
@@ -510,7 +529,7 @@ impl Program {
             .iter()
             .map(|(i, _)| match i {
                 Instr::Unary(op, _) | Instr::Binary(op, _, _) => op.weight(),
-                Instr::Composed(c, ..) => c.op.weight().max(c.unary.weight()),
+                Instr::Chain(c) => c.links.iter().map(|l| l.op.weight()).max().unwrap_or(0),
                 _ => 0,
             })
             .max()
@@ -527,7 +546,10 @@ impl Program {
 fn operands(instr: &Instr) -> Vec<usize> {
     match *instr {
         Instr::Cast(a) | Instr::Unary(_, a) | Instr::SinCos { x: a, .. } => vec![a],
-        Instr::Binary(_, a, b) | Instr::Composed(_, a, b) => vec![a, b],
+        Instr::Binary(_, a, b) => vec![a, b],
+        Instr::Chain(ref c) => std::iter::once(c.start)
+            .chain(c.links.iter().filter_map(|l| l.other))
+            .collect(),
         Instr::Input(_) | Instr::Paired | Instr::Absorbed => vec![],
     }
 }
@@ -776,13 +798,13 @@ impl<'p, 'a> Run<'p, 'a> {
                     continue;
                 }
                 Instr::Paired | Instr::Absorbed => continue,
-                Instr::Composed(c, a, b) if r == root && out.is_some() => {
+                Instr::Chain(ref c) if r == root && out.is_some() => {
                     let dest = Dest::Out(out.take().expect("checked"));
-                    O::composed(c, s, self, [a, b], dest, lo, hi);
+                    O::chain(c, s, self, dest, lo, hi);
                     return true;
                 }
-                Instr::Composed(c, a, b) => {
-                    with_type!(*dt, T => T::composed(c, s, self, [a, b], Dest::Reg(r), lo, hi))
+                Instr::Chain(ref c) => {
+                    with_type!(*dt, T => T::chain(c, s, self, Dest::Reg(r), lo, hi))
                 }
                 Instr::Binary(op, a, b) => {
                     with_type!(*dt, T => T::binary(op, s, self, [a, b], Dest::Reg(r), lo, hi))
@@ -1051,13 +1073,11 @@ trait Lane: Element + Wrap + Reducible {
         lo: usize,
         hi: usize,
     ) -> Val;
-    /// Composition `c` of registers `ab` into `dest` (floats only).
-    #[allow(clippy::too_many_arguments)]
-    fn composed(
-        c: Composition,
+    /// Chain `c` into `dest` (floats only).
+    fn chain(
+        c: &Chain,
         s: &mut Scratch,
         run: &Run<'_, '_>,
-        ab: [usize; 2],
         dest: Dest<'_, Self>,
         lo: usize,
         hi: usize,
@@ -1083,10 +1103,10 @@ enum Dest<'o, T> {
 }
 
 macro_rules! lane {
-    ($($t:ident => $v:ident, $unary:ident, $binary:ident, $composed:ident);*) => {$(
+    ($($t:ident => $v:ident, $unary:ident, $binary:ident, $chain:ident);*) => {$(
         impl Lane for $t {
-            fn composed(c: Composition, s: &mut Scratch, run: &Run<'_, '_>, ab: [usize; 2], dest: Dest<'_, Self>, lo: usize, hi: usize) -> Val {
-                $composed::<$t>(c, s, run, ab, dest, lo, hi)
+            fn chain(c: &Chain, s: &mut Scratch, run: &Run<'_, '_>, dest: Dest<'_, Self>, lo: usize, hi: usize) -> Val {
+                $chain::<$t>(c, s, run, dest, lo, hi)
             }
             fn unary(op: FOp, s: &mut Scratch, run: &Run<'_, '_>, a: usize, dest: Dest<'_, Self>, lo: usize, hi: usize) -> Val {
                 $unary::<$t>(op, s, run, a, dest, lo, hi)
@@ -1114,72 +1134,79 @@ macro_rules! lane {
 }
 
 lane!(
-    f32 => F32, unary_float, binary_float, composed_float;
-    f64 => F64, unary_float, binary_float, composed_float;
-    i32 => I32, unary_int, binary_int, composed_int;
-    i64 => I64, unary_int, binary_int, composed_int
+    f32 => F32, unary_float, binary_float, chain_float;
+    f64 => F64, unary_float, binary_float, chain_float;
+    i32 => I32, unary_int, binary_int, chain_int;
+    i64 => I64, unary_int, binary_int, chain_int
 );
 
-/// Writes composition `c` of registers `a` and `b` into `dest`, with the
-/// loop of the two builtins' element functions ([`ops::First`],
-/// [`ops::Second`], [`ops::Then`]).
-#[allow(clippy::too_many_arguments)]
-fn composed_float<T: Lane>(
-    c: Composition,
+/// Writes chain `c` into `dest` ([`chain::run`]); a chain of scalars is
+/// one scalar.
+fn chain_float<T: Lane + Chained>(
+    c: &Chain,
     s: &mut Scratch,
     run: &Run<'_, '_>,
-    ab: [usize; 2],
     dest: Dest<'_, T>,
     lo: usize,
     hi: usize,
-) -> Val
-where
-    ops::Neg: Map1<T, T>,
-    ops::Square: Map1<T, T>,
-    ops::Add: Map2<T, T, T>,
-    ops::Sub: Map2<T, T, T>,
-    ops::Mul: Map2<T, T, T>,
-    ops::Div: Map2<T, T, T>,
-{
-    let l = simd::level();
-    macro_rules! placed {
-        ($u:expr, $b:expr) => {
-            match c.place {
-                Place::First => go2(&ops::First($u, $b), l, s, run, ab, dest, lo, hi),
-                Place::Second => go2(&ops::Second($u, $b), l, s, run, ab, dest, lo, hi),
-                Place::Result => go2(&ops::Then($b, $u), l, s, run, ab, dest, lo, hi),
-            }
-        };
-    }
-    macro_rules! binary {
-        ($u:expr) => {
-            match c.op {
-                FOp::Add => placed!($u, ops::Add),
-                FOp::Sub => placed!($u, ops::Sub),
-                FOp::Mul => placed!($u, ops::Mul),
-                FOp::Div => placed!($u, ops::Div),
-                op => unreachable!("{op:?} is not composed"),
-            }
-        };
-    }
-    match c.unary {
-        FOp::Neg => binary!(ops::Neg),
-        FOp::Square => binary!(ops::Square),
-        op => unreachable!("{op:?} is not composed"),
+) -> Val {
+    match dest {
+        Dest::Reg(r) => {
+            let mut out = s.take::<T>(r, hi - lo);
+            let v = chain_into(c, s, run, lo, hi, out.slice_mut(hi - lo));
+            s.put(r, out);
+            v.map_or(Val::Buf, |v| Val::Scalar(v.scalar()))
+        }
+        Dest::Out(out) => into_output(chain_into(c, s, run, lo, hi, &mut *out), out),
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn composed_int<T: Lane>(
-    _: Composition,
+/// Chain `c` over elements `lo..hi` into `out`; of scalars only, the one
+/// value instead (`out` untouched).
+fn chain_into<T: Lane + Chained, S: Slot<T>>(
+    c: &Chain,
+    s: &Scratch,
+    run: &Run<'_, '_>,
+    lo: usize,
+    hi: usize,
+    out: &mut [S],
+) -> Option<T> {
+    let start = s.operand::<T>(c.start, run, lo, hi);
+    let mut steps = [chain::Step::Unary(FOp::Neg); MAX_STEPS];
+    let mut scalars = matches!(start, Operand::Scalar(_));
+    for (step, l) in steps.iter_mut().zip(&c.links) {
+        *step = match l.other {
+            None => chain::Step::Unary(l.op),
+            Some(r) => {
+                let other = s.operand::<T>(r, run, lo, hi);
+                scalars &= matches!(other, Operand::Scalar(_));
+                chain::Step::Binary {
+                    op: l.op,
+                    other,
+                    swapped: l.swapped,
+                }
+            }
+        };
+    }
+    let steps = &steps[..c.links.len()];
+    match start {
+        Operand::Scalar(v) if scalars => Some(chain::scalar(v, steps)),
+        _ => {
+            chain::run(simd::level(), start, steps, out);
+            None
+        }
+    }
+}
+
+fn chain_int<T: Lane>(
+    _: &Chain,
     _: &mut Scratch,
     _: &Run<'_, '_>,
-    _: [usize; 2],
     _: Dest<'_, T>,
     _: usize,
     _: usize,
 ) -> Val {
-    unreachable!("integer programs compose nothing")
+    unreachable!("integer programs chain nothing")
 }
 
 /// Writes `f` of register `a` into `dest` (a register may get a scalar).
@@ -1473,47 +1500,62 @@ mod tests {
         p
     }
 
+    fn view<T: Element>(v: &[T]) -> AnyView<'_> {
+        let shape = if v.len() == 1 { vec![] } else { vec![v.len()] };
+        ndarray::ArrayViewD::from_shape(ndarray::IxDyn(&shape), v)
+            .unwrap()
+            .into()
+    }
+
+    fn link(op: FOp, other: Option<usize>, swapped: bool) -> Link {
+        Link { op, other, swapped }
+    }
+
     #[test]
-    fn negations_and_squares_compose_with_the_arithmetic_they_touch_bit_for_bit() {
-        // gauss, plus a square read twice (not composed). Its registers,
+    fn cheap_builtins_chain_through_values_read_once_bit_for_bit() {
+        // gauss, plus a square read twice (not chained). Its registers,
         // in the order gauss_unpaired adds them:
         let (mut p, y, g) = gauss_unpaired();
-        let [x, m, w, d, d2, neg, q] = [0, 2, 3, 4, 5, 6, 7];
+        let [x, m, w, d, d2, neg, q, e] = [0, 2, 3, 4, 5, 6, 7, 8];
         assert_eq!((y, g), (1, 9));
         let y2 = p.op(FOp::Square, &[y]).unwrap();
         let t = p.op(FOp::Add, &[g, y2]).unwrap();
-        p.op(FOp::Sub, &[t, y2]).unwrap();
+        let root = p.op(FOp::Sub, &[t, y2]).unwrap();
         p.pair();
         let kinds: Vec<_> = p.instrs.iter().map(|(i, _)| i.clone()).collect();
-        let result = Composition {
-            op: FOp::Sub,
-            unary: FOp::Square,
-            place: Place::Result,
+        let gauss_arg = Chain {
+            start: x,
+            links: vec![
+                link(FOp::Sub, Some(m), false),
+                link(FOp::Square, None, false),
+                link(FOp::Neg, None, false),
+                link(FOp::Div, Some(w), false),
+            ],
         };
-        let first = Composition {
-            op: FOp::Div,
-            unary: FOp::Neg,
-            place: Place::First,
+        assert_eq!(kinds[q], Instr::Chain(gauss_arg));
+        let tail = Chain {
+            start: e,
+            links: vec![
+                link(FOp::Mul, Some(y), false),
+                link(FOp::Add, Some(y2), false),
+                link(FOp::Sub, Some(y2), false),
+            ],
         };
-        assert_eq!(kinds[d2], Instr::Composed(result, x, m));
-        assert_eq!(kinds[q], Instr::Composed(first, d2, w));
-        assert_eq!(
-            (&kinds[d], &kinds[neg]),
-            (&Instr::Absorbed, &Instr::Absorbed)
-        );
+        assert_eq!(kinds[root], Instr::Chain(tail));
+        for r in [d, d2, neg, g, t] {
+            assert_eq!(kinds[r], Instr::Absorbed, "register {r}");
+        }
         assert_eq!(kinds[y2], Instr::Unary(FOp::Square, y), "read twice: kept");
 
+        // Two tiles and 5 elements: whole blocks, and a rest element by
+        // element.
         let n = 2 * TILE + 5;
         let xs: Vec<f64> = (0..n).map(|i| (i as f64 * 0.37).sin() * 3.0).collect();
         let mut ys: Vec<f64> = (0..n).map(|i| 1.0 + i as f64 / 1e3).collect();
         ys[7] = f64::NAN;
         ys[8] = -0.0;
-        let views = vec![
-            AnyView::F64(ndarray::ArrayViewD::from_shape(ndarray::IxDyn(&[n]), &xs).unwrap()),
-            AnyView::F64(ndarray::ArrayViewD::from_shape(ndarray::IxDyn(&[n]), &ys).unwrap()),
-            AnyView::F64(ndarray::ArrayViewD::from_shape(ndarray::IxDyn(&[]), &[0.5]).unwrap()),
-            AnyView::F64(ndarray::ArrayViewD::from_shape(ndarray::IxDyn(&[]), &[0.02]).unwrap()),
-        ];
+        ys[n - 2] = f64::INFINITY;
+        let views = vec![view(&xs), view(&ys), view(&[0.5]), view(&[0.02])];
         let AnyArray::F64(out) = Run::new(&p, views, &[n]).elementwise() else {
             panic!("f64 result")
         };
@@ -1524,6 +1566,133 @@ mod tests {
             // q ≥ −612: the loop's fast exp, no fix-up.
             let g = Map1::<f64, f64>::call(&ops::Exp, q) * ys[i];
             let want = (g + sq(ys[i])) - sq(ys[i]);
+            assert_eq!(out[[i]].to_bits(), want.to_bits(), "element {i}");
+        }
+    }
+
+    /// `-(min(y, |w / max(m - x, y)|))**2` and its value per element, from
+    /// each builtin's element function: a chain starting from a scalar,
+    /// with operands on both sides.
+    fn swapped<T>(x: &[T], y: &[T], m: T, w: T) -> (AnyArray, Vec<T>)
+    where
+        T: Lane,
+        ops::Sub: Map2<T, T, T>,
+        ops::Maximum: Map2<T, T, T>,
+        ops::Minimum: Map2<T, T, T>,
+        ops::Div: Map2<T, T, T>,
+        ops::Abs: Map1<T, T>,
+        ops::Square: Map1<T, T>,
+        ops::Neg: Map1<T, T>,
+    {
+        let dt = T::DTYPE;
+        let mut p = Program::new();
+        let (xr, yr, mr, wr) = (p.input(dt), p.input(dt), p.input(dt), p.input(dt));
+        let a = p.op(FOp::Sub, &[mr, xr]).unwrap();
+        let b = p.op(FOp::Maximum, &[a, yr]).unwrap();
+        let c = p.op(FOp::Div, &[wr, b]).unwrap();
+        let d = p.op(FOp::Abs, &[c]).unwrap();
+        let e = p.op(FOp::Minimum, &[yr, d]).unwrap();
+        let f = p.op(FOp::Square, &[e]).unwrap();
+        let root = p.op(FOp::Neg, &[f]).unwrap();
+        p.pair();
+        let Instr::Chain(ch) = &p.instrs[root].0 else {
+            panic!("one chain: {:?}", p.instrs)
+        };
+        assert_eq!(ch.start, mr);
+        let swaps: Vec<bool> = ch.links.iter().map(|l| l.swapped).collect();
+        assert_eq!(swaps, [false, false, true, false, true, false, false]);
+        let n = x.len();
+        let (ms, ws) = ([m], [w]);
+        let views = vec![view(x), view(y), view(&ms), view(&ws)];
+        let out = Run::new(&p, views, &[n]).elementwise();
+        let want = (0..n)
+            .map(|i| {
+                let v = ops::Sub.call(m, x[i]);
+                let v = ops::Maximum.call(v, y[i]);
+                let v = ops::Div.call(w, v);
+                let v = ops::Abs.call(v);
+                let v = ops::Minimum.call(y[i], v);
+                ops::Neg.call(ops::Square.call(v))
+            })
+            .collect();
+        (out, want)
+    }
+
+    #[test]
+    fn chains_keep_each_operand_on_its_side_and_nans_where_numpy_has_them() {
+        // NaNs (maximum and minimum keep the first operand's), signed
+        // zeros, infinities, in whole blocks and in the rest.
+        let n = TILE + 70;
+        let mut x: Vec<f64> = (0..n).map(|i| (i as f64 * 0.61).cos() * 2.0).collect();
+        let mut y: Vec<f64> = (0..n).map(|i| (i as f64 * 0.29).sin()).collect();
+        for k in [3, 40, n - 3] {
+            x[k] = f64::NAN;
+            y[k + 1] = f64::NAN;
+            x[k + 2] = 0.5;
+            y[k + 2] = -0.0;
+        }
+        y[n - 1] = f64::NEG_INFINITY;
+        let (out, want) = swapped(&x, &y, 0.5, -3.0);
+        let AnyArray::F64(out) = out else {
+            panic!("f64 result")
+        };
+        for i in 0..n {
+            assert_eq!(out[[i]].to_bits(), want[i].to_bits(), "element {i}");
+        }
+        let x32: Vec<f32> = x.iter().map(|&v| v as f32).collect();
+        let y32: Vec<f32> = y.iter().map(|&v| v as f32).collect();
+        let (out, want) = swapped(&x32, &y32, 0.5, -3.0);
+        let AnyArray::F32(out) = out else {
+            panic!("f32 result")
+        };
+        for i in 0..n {
+            assert_eq!(out[[i]].to_bits(), want[i].to_bits(), "element {i}");
+        }
+    }
+
+    #[test]
+    fn a_chain_of_scalars_is_one_value_and_long_runs_split() {
+        // (m + w) * m - w of scalars, broadcast to the output.
+        let mut p = Program::new();
+        let (m, w) = (p.input(DType::F64), p.input(DType::F64));
+        let s = p.op(FOp::Add, &[m, w]).unwrap();
+        let s = p.op(FOp::Mul, &[s, m]).unwrap();
+        p.op(FOp::Sub, &[s, w]).unwrap();
+        p.pair();
+        let AnyArray::F64(out) =
+            Run::new(&p, vec![view(&[0.1]), view(&[0.7])], &[37]).elementwise()
+        else {
+            panic!("f64 result")
+        };
+        let want = (0.1_f64 + 0.7) * 0.1 - 0.7;
+        assert!(out.iter().all(|v| v.to_bits() == want.to_bits()), "{out}");
+
+        // x + 1 + 1 + ...: runs of at most MAX_STEPS links.
+        let steps = 2 * MAX_STEPS + 3;
+        let mut p = Program::new();
+        let (x, one) = (p.input(DType::F64), p.input(DType::F64));
+        let mut r = x;
+        for _ in 0..steps {
+            r = p.op(FOp::Add, &[r, one]).unwrap();
+        }
+        p.pair();
+        let lens: Vec<usize> = p
+            .instrs
+            .iter()
+            .filter_map(|(i, _)| match i {
+                Instr::Chain(c) => Some(c.links.len()),
+                Instr::Binary(..) => Some(1),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(lens, [MAX_STEPS, MAX_STEPS, 3]);
+        let xs: Vec<f64> = (0..100).map(|i| i as f64 * 1e15 + 0.3).collect();
+        let AnyArray::F64(out) = Run::new(&p, vec![view(&xs), view(&[1.0])], &[100]).elementwise()
+        else {
+            panic!("f64 result")
+        };
+        for (i, &v) in xs.iter().enumerate() {
+            let want = (0..steps).fold(v, |a, _| a + 1.0);
             assert_eq!(out[[i]].to_bits(), want.to_bits(), "element {i}");
         }
     }
@@ -1543,23 +1712,32 @@ mod tests {
                 }
                 Instr::Paired | Instr::Absorbed => {}
                 Instr::Cast(a) | Instr::Unary(_, a) => (def[i], last[a]) = (i, i),
-                Instr::Binary(_, a, b) | Instr::Composed(_, a, b) => {
-                    (def[i], last[a], last[b]) = (i, i, i)
+                Instr::Binary(_, a, b) => (def[i], last[a], last[b]) = (i, i, i),
+                Instr::Chain(ref c) => {
+                    def[i] = i;
+                    for a in operands(&p.instrs[i].0) {
+                        last[a] = i;
+                    }
+                    assert!(c.links.len() > 1);
                 }
                 Instr::Input(_) => def[i] = i,
             }
         }
         last[n - 1] = usize::MAX;
-        for a in 0..n {
-            for b in a + 1..n {
+        // Absorbed builtins have no register.
+        let held: Vec<usize> = (0..n)
+            .filter(|&r| p.instrs[r].0 != Instr::Absorbed)
+            .collect();
+        for (k, &a) in held.iter().enumerate() {
+            for &b in &held[k + 1..] {
                 let overlap = def[a] <= last[b].max(def[b]) && def[b] <= last[a].max(def[a]);
                 if overlap {
                     assert_ne!(p.buffers[a], p.buffers[b], "registers {a} and {b}");
                 }
             }
         }
-        let used: std::collections::BTreeSet<usize> = p.buffers.iter().copied().collect();
-        assert!(used.len() < n - 1, "no buffer reused: {:?}", p.buffers);
+        let used: std::collections::BTreeSet<usize> = held.iter().map(|&r| p.buffers[r]).collect();
+        assert!(used.len() < held.len(), "no buffer reused: {:?}", p.buffers);
     }
 
     #[test]
@@ -1639,10 +1817,6 @@ mod tests {
             x[k * 611 + 5] = v;
         }
         let y: Vec<f64> = (0..n).map(|i| 1.0 + i as f64 / 1e3).collect();
-        fn view(v: &[f64]) -> AnyView<'_> {
-            let shape = if v.len() == 1 { vec![] } else { vec![v.len()] };
-            AnyView::F64(ndarray::ArrayViewD::from_shape(ndarray::IxDyn(&shape), v).unwrap())
-        }
         let bits = |a: AnyArray| -> Vec<u64> {
             let AnyArray::F64(a) = a else {
                 panic!("f64 result")

@@ -33,6 +33,7 @@
 //! `ops` (numpy's element semantics), `math` (exp and log families),
 //! `trig` (sin and cos), `pow` (power).
 
+mod chain;
 mod engine;
 mod math;
 mod ops;

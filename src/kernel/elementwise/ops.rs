@@ -249,49 +249,6 @@ impl Map1<f32, f32> for Exp {
     }
 }
 
-/// `b(u(x), y)`: a unary function applied to the first operand of a
-/// binary one, in one loop (a fused program's composed instruction): the
-/// same operations in the same order as the two loops. Only for functions
-/// without a fix-up pass (composing one fails to compile: its fix-ups would
-/// need the intermediate values).
-pub(super) struct First<U, B>(pub(super) U, pub(super) B);
-
-/// `false`, and a compile-time error if either function has fix-ups.
-const fn no_fixups(u: bool, b: bool) -> bool {
-    assert!(!u && !b, "a composition of functions with fix-ups");
-    false
-}
-
-impl<T, U: Map1<T, T>, B: Map2<T, T, T>> Map2<T, T, T> for First<U, B> {
-    const FIXUP: bool = no_fixups(U::FIXUP, B::FIXUP);
-    #[inline(always)]
-    fn call(&self, a: T, b: T) -> T {
-        self.1.call(self.0.call(a), b)
-    }
-}
-
-/// `b(x, u(y))` (see [`First`]).
-pub(super) struct Second<U, B>(pub(super) U, pub(super) B);
-
-impl<T, U: Map1<T, T>, B: Map2<T, T, T>> Map2<T, T, T> for Second<U, B> {
-    const FIXUP: bool = no_fixups(U::FIXUP, B::FIXUP);
-    #[inline(always)]
-    fn call(&self, a: T, b: T) -> T {
-        self.1.call(a, self.0.call(b))
-    }
-}
-
-/// `u(b(x, y))` (see [`First`]).
-pub(super) struct Then<B, U>(pub(super) B, pub(super) U);
-
-impl<T, B: Map2<T, T, T>, U: Map1<T, T>> Map2<T, T, T> for Then<B, U> {
-    const FIXUP: bool = no_fixups(U::FIXUP, B::FIXUP);
-    #[inline(always)]
-    fn call(&self, a: T, b: T) -> T {
-        self.1.call(self.0.call(a, b))
-    }
-}
-
 /// `numpy.power` of floats ([`pow`]), products split by Dekker's algorithm.
 pub(super) struct Pow;
 

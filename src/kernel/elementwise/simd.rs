@@ -462,7 +462,7 @@ macro_rules! multiversion {
         #[allow(unsafe_code)]
         pub(super) fn $name<$($g $(: $b)?),*>(level: Level, $($arg: $ty),*) {
             // Never above what the CPU has, whatever the caller asked for.
-            match level.min(self::level()) {
+            match level.min(super::simd::level()) {
                 // SAFETY: `level()` returns V4 or V3 only after
                 // `is_x86_feature_detected!` confirmed every feature these
                 // functions are compiled with.
@@ -475,6 +475,8 @@ macro_rules! multiversion {
         }
     };
 }
+
+pub(super) use multiversion;
 
 multiversion! {
     /// `out[i] = f(x[i])`, with the loop compiled for `level`, prefetching
