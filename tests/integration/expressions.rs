@@ -327,6 +327,25 @@ fn describe(a: &ndcache::Result<AnyArray>) -> String {
     }
 }
 
+/// The first element whose bits differ, as ", first at #i: a (bits) vs
+/// b (bits)"; empty if none (or not float64).
+fn first_difference(a: &ndcache::Result<AnyArray>, b: &ndcache::Result<AnyArray>) -> String {
+    let (Ok(AnyArray::F64(a)), Ok(AnyArray::F64(b))) = (a, b) else {
+        return String::new();
+    };
+    a.iter()
+        .zip(b.iter())
+        .enumerate()
+        .find(|(_, (x, y))| x.to_bits() != y.to_bits())
+        .map_or(String::new(), |(i, (x, y))| {
+            format!(
+                ", first at #{i}: {x} ({:016x}) vs {y} ({:016x})",
+                x.to_bits(),
+                y.to_bits()
+            )
+        })
+}
+
 fn same(a: &ndcache::Result<AnyArray>, b: &ndcache::Result<AnyArray>) -> bool {
     match (a, b) {
         (Ok(a), Ok(b)) => a.bitwise_eq(b),
@@ -342,7 +361,11 @@ fn fused_equals_the_unfused_chain_bitwise_on_random_trees() {
     let (one, four) = (pool(1), pool(4));
     let mut failures = Vec::new();
     let mut ok = 0;
-    for seed in 1..=160u64 {
+    // 1000 trees take about 9 s; NDCACHE_TREES=N tries N (3000: 26 s).
+    // Without the registry's first-NaN rule, 160 trees passed but 3000
+    // did not: 2 (before chains) or 3 trees had a NaN of the other sign.
+    let trees: u64 = std::env::var("NDCACHE_TREES").map_or(1000, |v| v.parse().expect("a number"));
+    for seed in 1..=trees {
         let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
         let e = expression(&inp, &mut rng);
         let unfused = one.install(|| e.unfused(&reg));
@@ -362,9 +385,10 @@ fn fused_equals_the_unfused_chain_bitwise_on_random_trees() {
         ] {
             if !same(&unfused, got) {
                 failures.push(format!(
-                    "seed {seed}: {what}: {} vs unfused {}: {}",
+                    "seed {seed}: {what}: {} vs unfused {}{}: {}",
                     describe(got),
                     describe(&unfused),
+                    first_difference(&unfused, got),
                     e.text()
                 ));
             }
@@ -379,7 +403,10 @@ fn fused_equals_the_unfused_chain_bitwise_on_random_trees() {
     );
     // Most trees must evaluate (errors are compared too, but they should be
     // the exception: broadcasts here always agree).
-    assert!(ok >= 140, "only {ok} of 160 trees evaluated");
+    assert!(
+        ok as u64 >= trees * 7 / 8,
+        "only {ok} of {trees} trees evaluated"
+    );
 }
 
 fn linspace(n: usize, a: f64, b: f64) -> ndarray::Array1<f64> {

@@ -7,13 +7,13 @@
 //! has a register holding one tile of its values (or, for a broadcast
 //! scalar, one value), in a buffer of a per-thread scratch reused from
 //! tile to tile; registers whose lives do not overlap share a buffer, so a
-//! tile's working set stays in L1, and a negation or a square is merged
-//! into the arithmetic next to it (one pass instead of two). The
-//! instructions call the very loops
-//! the registry's kernels use ([`simd::map1`], [`simd::map2`] with the
-//! `ops` functions, the same feature level and the same casts), so every
-//! element of a fused result is the bits the chain of registry calls
-//! gives. The last instruction writes its tile straight into the output
+//! tile's working set stays in L1, and a run of cheap arithmetic
+//! (`((a*x + b)*x - c)*x - d`) is one [`Instr::Chain`], one pass with its
+//! running values in vector registers ([`chain`]). The instructions call
+//! the element functions of the registry's kernels ([`simd::map1`],
+//! [`simd::map2`] with the `ops` functions, the same feature level and the
+//! same casts), so every element of a fused result is the bits the chain
+//! of registry calls gives. The last instruction writes its tile straight into the output
 //! (or, when it is not an operation, its register is copied there), or
 //! hands it to a trailing reduction (`reduce::fused`), which asks for
 //! ranges in the order that keeps the registry's bits too.
@@ -499,7 +499,10 @@ impl Program {
             for &r in &defined {
                 buffers[r] = take(&mut free);
             }
+            // Each register once: a chain may read one several times, not
+            // one after the other (poly reads x three times).
             let mut done = operands(instr);
+            done.sort_unstable();
             done.dedup();
             // Operands read for the last time, and results nothing reads
             // (readers come later, so `last` is still 0 for those).
@@ -1632,12 +1635,20 @@ mod tests {
             y[k + 2] = -0.0;
         }
         y[n - 1] = f64::NEG_INFINITY;
-        let (out, want) = swapped(&x, &y, 0.5, -3.0);
-        let AnyArray::F64(out) = out else {
-            panic!("f64 result")
-        };
-        for i in 0..n {
-            assert_eq!(out[[i]].to_bits(), want[i].to_bits(), "element {i}");
+        // Every feature level the loop is compiled for (the CPU's best
+        // at most).
+        for cap in [Level::Base, Level::V3, Level::V4] {
+            let (out, want) = simd::with_level_cap(cap, || swapped(&x, &y, 0.5, -3.0));
+            let AnyArray::F64(out) = out else {
+                panic!("f64 result")
+            };
+            for i in 0..n {
+                assert_eq!(
+                    out[[i]].to_bits(),
+                    want[i].to_bits(),
+                    "{cap:?}, element {i}"
+                );
+            }
         }
         let x32: Vec<f32> = x.iter().map(|&v| v as f32).collect();
         let y32: Vec<f32> = y.iter().map(|&v| v as f32).collect();
@@ -1647,6 +1658,54 @@ mod tests {
         };
         for i in 0..n {
             assert_eq!(out[[i]].to_bits(), want[i].to_bits(), "element {i}");
+        }
+    }
+
+    #[test]
+    fn two_nans_give_the_first_operands_in_chains_as_in_the_registry() {
+        // x is -NaN (the default NaN of x86) or 0.5; |x| is +NaN there. In
+        // `|x| op x` and `x op |x|` both operands are NaNs of opposite signs:
+        // the result must be the first's, on either side of the running
+        // value, in whole blocks and in the rest (the registry's loops give
+        // the first's too: ops::first_nan).
+        let n = TILE + 45;
+        let nan = f64::from_bits(0xfff8 << 48);
+        let x: Vec<f64> = (0..n).map(|i| if i % 3 == 0 { nan } else { 0.5 }).collect();
+        for op in [FOp::Add, FOp::Mul, FOp::Sub, FOp::Div] {
+            for abs_first in [true, false] {
+                let mut p = Program::new();
+                let xr = p.input(DType::F64);
+                let a = p.op(FOp::Abs, &[xr]).unwrap();
+                let args = if abs_first { [a, xr] } else { [xr, a] };
+                let m = p.op(op, &args).unwrap();
+                p.op(FOp::Square, &[m]).unwrap();
+                p.pair();
+                assert!(matches!(p.instrs.last().unwrap().0, Instr::Chain(_)));
+                let AnyArray::F64(out) = Run::new(&p, vec![view(&x)], &[n]).elementwise() else {
+                    panic!("f64 result")
+                };
+                for (i, &v) in x.iter().enumerate() {
+                    let first = if abs_first { v.abs() } else { v };
+                    let want = if v.is_nan() {
+                        first.to_bits()
+                    } else {
+                        let r = match op {
+                            FOp::Add => v.abs() + v,
+                            FOp::Mul => v.abs() * v,
+                            FOp::Sub if abs_first => v.abs() - v,
+                            FOp::Sub => v - v.abs(),
+                            FOp::Div if abs_first => v.abs() / v,
+                            _ => v / v.abs(),
+                        };
+                        (r * r).to_bits()
+                    };
+                    assert_eq!(
+                        out[[i]].to_bits(),
+                        want,
+                        "{op:?} |x| first {abs_first}: element {i}"
+                    );
+                }
+            }
         }
     }
 
@@ -1666,6 +1725,40 @@ mod tests {
         };
         let want = (0.1_f64 + 0.7) * 0.1 - 0.7;
         assert!(out.iter().all(|v| v.to_bits() == want.to_bits()), "{out}");
+        // Then read by an instruction on an array.
+        let mut p = Program::new();
+        let (m, w, x) = (
+            p.input(DType::F64),
+            p.input(DType::F64),
+            p.input(DType::F64),
+        );
+        let s = p.op(FOp::Add, &[m, w]).unwrap();
+        let s = p.op(FOp::Mul, &[s, m]).unwrap();
+        let s = p.op(FOp::Sub, &[s, w]).unwrap();
+        let e = p.op(FOp::Exp, &[x]).unwrap();
+        p.op(FOp::Maximum, &[e, s]).unwrap();
+        p.pair();
+        let xs: Vec<f64> = (0..37).map(|i| i as f64 * -0.01).collect();
+        let views = vec![view(&[0.1]), view(&[0.7]), view(&xs)];
+        let AnyArray::F64(out) = Run::new(&p, views, &[37]).elementwise() else {
+            panic!("f64 result")
+        };
+        for (i, &v) in xs.iter().enumerate() {
+            let e = Map1::<f64, f64>::call(&ops::Exp, v);
+            let want = ops::Maximum.call(e, want);
+            assert_eq!(out[[i]].to_bits(), want.to_bits(), "element {i}");
+        }
+        // Integer programs chain nothing (their builtins wrap around in
+        // their own loops).
+        let mut p = Program::new();
+        let (a, b) = (p.input(DType::I64), p.input(DType::I64));
+        let s = p.op(FOp::Add, &[a, b]).unwrap();
+        p.op(FOp::Mul, &[s, a]).unwrap();
+        p.pair();
+        assert!(p
+            .instrs
+            .iter()
+            .all(|(i, _)| !matches!(i, Instr::Chain(_) | Instr::Absorbed)));
 
         // x + 1 + 1 + ...: runs of at most MAX_STEPS links.
         let steps = 2 * MAX_STEPS + 3;
@@ -1697,9 +1790,30 @@ mod tests {
         }
     }
 
+    /// `t = (x + y) * x; sin(t) + cos(t) * y`: a chain that reads `x`
+    /// twice, not one after the other, then more instructions.
+    fn twice_read() -> Program {
+        let mut p = Program::new();
+        let x = p.input(DType::F64);
+        let y = p.input(DType::F64);
+        let xy = p.op(FOp::Add, &[x, y]).unwrap();
+        let t = p.op(FOp::Mul, &[xy, x]).unwrap();
+        let s = p.op(FOp::Sin, &[t]).unwrap();
+        let c = p.op(FOp::Cos, &[t]).unwrap();
+        let cy = p.op(FOp::Mul, &[c, y]).unwrap();
+        p.op(FOp::Add, &[s, cy]).unwrap();
+        p.pair();
+        p
+    }
+
     #[test]
     fn registers_share_buffers_only_when_their_lives_do_not_overlap() {
-        let p = trig();
+        for p in [trig(), gauss(), twice_read()] {
+            assert_buffers_disjoint(&p);
+        }
+    }
+
+    fn assert_buffers_disjoint(p: &Program) {
         let n = p.instrs.len();
         // Where each register is defined and last read (the root: never).
         let mut def = vec![0; n];
@@ -1738,6 +1852,23 @@ mod tests {
         }
         let used: std::collections::BTreeSet<usize> = held.iter().map(|&r| p.buffers[r]).collect();
         assert!(used.len() < held.len(), "no buffer reused: {:?}", p.buffers);
+    }
+
+    #[test]
+    fn a_chain_reading_a_register_twice_frees_its_buffer_once() {
+        let p = twice_read();
+        let n = TILE + 9;
+        let x: Vec<f64> = (0..n).map(|i| (i as f64 * 0.37).sin() * 2.0).collect();
+        let y: Vec<f64> = (0..n).map(|i| 1.0 + i as f64 / 1e3).collect();
+        let AnyArray::F64(out) = Run::new(&p, vec![view(&x), view(&y)], &[n]).elementwise() else {
+            panic!("f64 result")
+        };
+        for i in 0..n {
+            let t = (x[i] + y[i]) * x[i];
+            let s = Map1::<f64, f64>::call(&ops::Sin, t);
+            let c = Map1::<f64, f64>::call(&ops::Cos, t);
+            assert_eq!(out[[i]].to_bits(), (s + c * y[i]).to_bits(), "element {i}");
+        }
     }
 
     #[test]

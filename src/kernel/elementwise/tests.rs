@@ -525,6 +525,34 @@ fn maximum_minimum_nan_and_signed_zero() {
 }
 
 #[test]
+fn arithmetic_of_two_nans_gives_the_firsts() {
+    // Which NaN `a + b` or `a * b` carries when both are NaNs is the
+    // compiler's choice (it may swap the operands of a commutative
+    // operation, differently in each loop); the registry's is always the
+    // first's (quieted), in the vector loop and the scalar rest, so that a
+    // fused chain can give the same bits (ops::first_nan). numpy's AVX2
+    // loops do the same; its scalar loops do not always.
+    let (pnan, nnan) = (0x7ff8000000000001u64, 0xfff8000000000002u64);
+    for reps in [1, 1000] {
+        let (a, b) = (
+            f64s(&[pnan, nnan].repeat(reps)),
+            f64s(&[nnan, pnan].repeat(reps)),
+        );
+        for name in ["add", "subtract", "multiply", "divide"] {
+            let got = bits64(&call2(name, a.view().into(), b.view().into()));
+            assert_eq!(got, [pnan, nnan].repeat(reps), "{name}, {reps}");
+            let (a32, b32) = (a.mapv(|v| v as f32), b.mapv(|v| v as f32));
+            let got = bits32(&call2(name, a32.view().into(), b32.view().into()));
+            assert_eq!(
+                got,
+                [0x7fc00000, 0xffc00000].repeat(reps),
+                "{name} f32, {reps}"
+            );
+        }
+    }
+}
+
+#[test]
 fn unary_special_values() {
     // x = np.array([-0.0, 0.0, -1.0, inf, -inf, 5e-324, -5e-324, 1e-310]); f(x).view(np.uint64)
     let x = array![
