@@ -1710,6 +1710,57 @@ mod tests {
     }
 
     #[test]
+    fn scalar_operands_keep_the_first_nan_rule() {
+        // |x| op s and s op |x|, then squared, with s a number (the chain's
+        // plain loop: at most one NaN) or a NaN of its own payload (the
+        // first-NaN loop): the first operand's NaN where both are NaNs,
+        // else the NaN there is.
+        let n = TILE + 45;
+        let nan = f64::from_bits(0xfff8 << 48);
+        let x: Vec<f64> = (0..n)
+            .map(|i| if i % 3 == 0 { nan } else { 0.5 + i as f64 })
+            .collect();
+        let snan = f64::from_bits(0x7ff8_0000_0000_0007);
+        for op in [FOp::Add, FOp::Mul] {
+            for scalar in [2.5, snan] {
+                for abs_first in [true, false] {
+                    let mut p = Program::new();
+                    let (xr, sr) = (p.input(DType::F64), p.input(DType::F64));
+                    let a = p.op(FOp::Abs, &[xr]).unwrap();
+                    let args = if abs_first { [a, sr] } else { [sr, a] };
+                    let m = p.op(op, &args).unwrap();
+                    p.op(FOp::Square, &[m]).unwrap();
+                    p.pair();
+                    let one = [scalar];
+                    let views = vec![view(&x), view(&one)];
+                    let AnyArray::F64(out) = Run::new(&p, views, &[n]).elementwise() else {
+                        panic!("f64 result")
+                    };
+                    for (i, &v) in x.iter().enumerate() {
+                        let (a, b) = if abs_first {
+                            (v.abs(), scalar)
+                        } else {
+                            (scalar, v.abs())
+                        };
+                        let r = match (a.is_nan(), b.is_nan(), op) {
+                            (true, ..) => a,
+                            (false, true, _) => b,
+                            (_, _, FOp::Add) => a + b,
+                            _ => a * b,
+                        };
+                        let want = if r.is_nan() { r } else { r * r };
+                        assert_eq!(
+                            out[[i]].to_bits(),
+                            want.to_bits(),
+                            "{op:?} s={scalar} |x| first {abs_first}: element {i}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
     fn a_chain_of_scalars_is_one_value_and_long_runs_split() {
         // (m + w) * m - w of scalars, broadcast to the output.
         let mut p = Program::new();

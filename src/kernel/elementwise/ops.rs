@@ -88,8 +88,10 @@ macro_rules! impl_arith_float {
 /// (quieted) whatever it does, so every loop gives the first operand's
 /// NaN, as `subtract` and `divide` do (the compiler never swaps those).
 /// The price, a compare and a blend per vector: measured on one thread
-/// over 1e5 `f64` (in cache), fused poly 66 → 90 µs; on two threads over
-/// 1e7 (from memory) 9.2 → 9.9 ms (best of 40).
+/// over 1e5 `f64` (in cache, min of 2000), fused poly 66 → 90 µs, and 78
+/// once a chain's scalars that are not NaNs skip it ([`AddOneNan`]); on
+/// two threads over 1e7 (from memory, min of 40, three runs) 8.3-8.8 →
+/// 9.7-10.0 ms, then 8.4-9.6.
 #[inline(always)]
 fn first_nan<T: PartialEq + Copy>(a: T, b: T) -> T {
     #[allow(clippy::eq_op)]
@@ -240,6 +242,35 @@ op2! {
     /// `numpy.power` of integers (exponents checked non-negative first).
     IPow = IntPow::pow for i32, i64;
 }
+
+/// `numpy.add` of floats where at most one operand can be a NaN (a
+/// fused chain's scalar that is not one): plain `a + b`, the bits of
+/// [`Add`] there (with one NaN, the result is that NaN quieted whichever
+/// operand it is), without its compare and blend ([`first_nan`]).
+pub(super) struct AddOneNan;
+
+/// `numpy.multiply` of floats where at most one operand can be a NaN (see
+/// [`AddOneNan`]).
+pub(super) struct MulOneNan;
+
+macro_rules! impl_one_nan {
+    ($($t:ty),*) => {$(
+        impl Map2<$t, $t, $t> for AddOneNan {
+            #[inline(always)]
+            fn call(&self, a: $t, b: $t) -> $t {
+                a + b
+            }
+        }
+        impl Map2<$t, $t, $t> for MulOneNan {
+            #[inline(always)]
+            fn call(&self, a: $t, b: $t) -> $t {
+                a * b
+            }
+        }
+    )*};
+}
+
+impl_one_nan!(f32, f64);
 
 /// `numpy.exp`: `math::exp`, whose bits [`math::exp_normal`] gives faster
 /// where the result is a normal float; the other elements (near overflow,
