@@ -1681,7 +1681,12 @@ mod tests {
                 p.op(FOp::Square, &[m]).unwrap();
                 p.pair();
                 assert!(matches!(p.instrs.last().unwrap().0, Instr::Chain(_)));
-                let AnyArray::F64(out) = Run::new(&p, vec![view(&x)], &[n]).elementwise() else {
+                // At every level the chain's loop is compiled for.
+                let outs = [Level::Base, Level::V3, Level::V4].map(|cap| {
+                    simd::with_level_cap(cap, || Run::new(&p, vec![view(&x)], &[n]).elementwise())
+                });
+                assert!(outs.iter().all(|o| o.bitwise_eq(&outs[0])));
+                let AnyArray::F64(out) = &outs[0] else {
                     panic!("f64 result")
                 };
                 for (i, &v) in x.iter().enumerate() {
@@ -1720,9 +1725,9 @@ mod tests {
         let x: Vec<f64> = (0..n)
             .map(|i| if i % 3 == 0 { nan } else { 0.5 + i as f64 })
             .collect();
-        let snan = f64::from_bits(0x7ff8_0000_0000_0007);
+        let nan7 = f64::from_bits(0x7ff8_0000_0000_0007);
         for op in [FOp::Add, FOp::Mul] {
-            for scalar in [2.5, snan] {
+            for scalar in [2.5, nan7] {
                 for abs_first in [true, false] {
                     let mut p = Program::new();
                     let (xr, sr) = (p.input(DType::F64), p.input(DType::F64));

@@ -73,7 +73,10 @@ use crate::value::{AnyArray, AnyView};
 /// `tanh`, `sin`, `cos` and `tan` (their polynomials and reductions use
 /// fused multiply-adds: fewer roundings, other bits); "4" for `sin`, `cos`
 /// and `tan` (a shorter reduction, π/2 in three doubles, and Estrin's
-/// scheme: other roundings).
+/// scheme: other roundings); "2" for `add` and `multiply` of floats (where
+/// both operands are NaNs, the first's, at every level and with a scalar
+/// on either side: before, the SSE2 loop and a scalar operand gave the
+/// second's; see `ops::first_nan`).
 struct Builtin {
     name: &'static str,
     version: &'static str,
@@ -240,9 +243,9 @@ fn builtins() -> Vec<Builtin> {
         float_fn!("cos", "4", Cos, Cost::Vector, "cosine (radians), elementwise"),
         float_fn!("tan", "4", Tan, Cost::Vector, "tangent (radians), elementwise"),
         float_fn!("tanh", "3", Tanh, Cost::Vector, "hyperbolic tangent, elementwise"),
-        promoted!("add", "1", Add, "sum of two broadcast arrays, elementwise (integers wrap)"),
+        promoted!("add", "2", Add, "sum of two broadcast arrays, elementwise (integers wrap)"),
         promoted!("subtract", "1", Sub, "difference of two broadcast arrays, elementwise (integers wrap)"),
-        promoted!("multiply", "1", Mul, "product of two broadcast arrays, elementwise (integers wrap)"),
+        promoted!("multiply", "2", Mul, "product of two broadcast arrays, elementwise (integers wrap)"),
         promoted!("maximum", "1", Maximum, "larger of two broadcast arrays, elementwise; NaN propagates"),
         promoted!("minimum", "1", Minimum, "smaller of two broadcast arrays, elementwise; NaN propagates"),
         Builtin {

@@ -7,6 +7,7 @@ mod layout;
 use ndarray::{array, ArrayD, IxDyn};
 
 use super::engine::broadcast_shape;
+use super::simd::{with_level_cap, Level};
 use crate::element::DType;
 use crate::error::Error;
 use crate::kernel::{Params, Registry};
@@ -528,27 +529,42 @@ fn maximum_minimum_nan_and_signed_zero() {
 fn arithmetic_of_two_nans_gives_the_firsts() {
     // Which NaN `a + b` or `a * b` carries when both are NaNs is the
     // compiler's choice (it may swap the operands of a commutative
-    // operation, differently in each loop); the registry's is always the
-    // first's (quieted), in the vector loop and the scalar rest, so that a
-    // fused chain can give the same bits (ops::first_nan). numpy's AVX2
-    // loops do the same; its scalar loops do not always.
+    // operation, differently in each loop: the SSE2 loop gave the second's,
+    // the AVX2 loop with a scalar operand the scalar's); the registry's is
+    // always the first's (quieted), at every level, in the vector loop and
+    // the rest, with a scalar on either side, so that a fused chain can
+    // give the same bits (ops::first_nan). numpy 2.4 on AVX2 gives the
+    // first's in its vector loop, the second's in its rest, the scalar's
+    // with a scalar.
     let (pnan, nnan) = (0x7ff8000000000001u64, 0xfff8000000000002u64);
-    for reps in [1, 1000] {
-        let (a, b) = (
-            f64s(&[pnan, nnan].repeat(reps)),
-            f64s(&[nnan, pnan].repeat(reps)),
-        );
-        for name in ["add", "subtract", "multiply", "divide"] {
-            let got = bits64(&call2(name, a.view().into(), b.view().into()));
-            assert_eq!(got, [pnan, nnan].repeat(reps), "{name}, {reps}");
-            let (a32, b32) = (a.mapv(|v| v as f32), b.mapv(|v| v as f32));
-            let got = bits32(&call2(name, a32.view().into(), b32.view().into()));
-            assert_eq!(
-                got,
-                [0x7fc00000, 0xffc00000].repeat(reps),
-                "{name} f32, {reps}"
-            );
-        }
+    let (pnan32, nnan32) = (0x7fc00000u32, 0xffc00000u32);
+    let names = ["add", "subtract", "multiply", "divide"];
+    for cap in [Level::Base, Level::V3, Level::V4] {
+        with_level_cap(cap, || {
+            for n in [1, 2003] {
+                let (a, b) = (f64s(&[pnan, nnan].repeat(n)), f64s(&[nnan, pnan].repeat(n)));
+                let (a32, b32) = (a.mapv(|v| v as f32), b.mapv(|v| v as f32));
+                // A scalar of the other sign, first or second.
+                let (sn, sn32) = (f64s(&[nnan]), f64s(&[nnan]).mapv(|v| v as f32));
+                let s = sn.into_shape_with_order(()).unwrap();
+                let s32 = sn32.into_shape_with_order(()).unwrap();
+                for name in names {
+                    let at = format!("{name}, {cap:?}, {n}");
+                    let got = bits64(&call2(name, a.view().into(), b.view().into()));
+                    assert_eq!(got, [pnan, nnan].repeat(n), "{at}");
+                    let got = bits32(&call2(name, a32.view().into(), b32.view().into()));
+                    assert_eq!(got, [pnan32, nnan32].repeat(n), "f32 {at}");
+                    let got = bits64(&call2(name, a.view().into(), s.view().into()));
+                    assert_eq!(got, [pnan, nnan].repeat(n), "array, scalar: {at}");
+                    let got = bits64(&call2(name, s.view().into(), a.view().into()));
+                    assert_eq!(got, vec![nnan; 2 * n], "scalar, array: {at}");
+                    let got = bits32(&call2(name, a32.view().into(), s32.view().into()));
+                    assert_eq!(got, [pnan32, nnan32].repeat(n), "f32 array, scalar: {at}");
+                    let got = bits32(&call2(name, s32.view().into(), a32.view().into()));
+                    assert_eq!(got, vec![nnan32; 2 * n], "f32 scalar, array: {at}");
+                }
+            }
+        })
     }
 }
 
