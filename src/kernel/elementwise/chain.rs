@@ -54,6 +54,9 @@ pub(crate) const MAX_STEPS: usize = 16;
 pub(super) trait Chained: crate::element::Element {
     /// `out[i] = steps(start[i])`, a block at a time.
     fn run<S: Slot<Self>>(start: Operand<'_, Self>, steps: &[Step<'_, Self>], out: &mut [S]);
+
+    /// Applies step `s` to the block `acc` of elements `at..`.
+    fn step<const B: usize>(acc: &mut [Self; B], s: &Step<'_, Self>, at: usize);
 }
 
 macro_rules! chained {
@@ -62,6 +65,10 @@ macro_rules! chained {
             #[inline(always)]
             fn run<S: Slot<Self>>(start: Operand<'_, Self>, steps: &[Step<'_, Self>], out: &mut [S]) {
                 blocks::<$t, S, $block>(start, steps, out)
+            }
+            #[inline(always)]
+            fn step<const B: usize>(acc: &mut [Self; B], s: &Step<'_, Self>, at: usize) {
+                step(acc, s, at)
             }
         }
     )*};
@@ -87,23 +94,11 @@ multiversion! {
 /// The chain over `out`: blocks of `B` elements, then the rest one by one
 /// (the same element functions in the same order: the same bits).
 #[inline(always)]
-fn blocks<T: Copy + PartialEq, S: Slot<T>, const B: usize>(
+fn blocks<T: Chained, S: Slot<T>, const B: usize>(
     start: Operand<'_, T>,
     steps: &[Step<'_, T>],
     out: &mut [S],
-) where
-    ops::Neg: Map1<T, T>,
-    ops::Abs: Map1<T, T>,
-    ops::Square: Map1<T, T>,
-    ops::Add: Map2<T, T, T>,
-    ops::AddOneNan: Map2<T, T, T>,
-    ops::MulOneNan: Map2<T, T, T>,
-    ops::Sub: Map2<T, T, T>,
-    ops::Mul: Map2<T, T, T>,
-    ops::Div: Map2<T, T, T>,
-    ops::Maximum: Map2<T, T, T>,
-    ops::Minimum: Map2<T, T, T>,
-{
+) {
     // Every element of `out` is written (the engine relies on it): runs of
     // another length are a bug. Checked once, outside the loop.
     let n = out.len();
@@ -121,7 +116,7 @@ fn blocks<T: Copy + PartialEq, S: Slot<T>, const B: usize>(
     for o in &mut whole {
         let mut acc = load::<T, B>(start, at);
         for s in steps {
-            step(&mut acc, s, at);
+            T::step(&mut acc, s, at);
         }
         for (o, &v) in o.iter_mut().zip(&acc) {
             o.put(v);
@@ -131,7 +126,7 @@ fn blocks<T: Copy + PartialEq, S: Slot<T>, const B: usize>(
     for o in whole.into_remainder() {
         let mut acc = load::<T, 1>(start, at);
         for s in steps {
-            step(&mut acc, s, at);
+            T::step(&mut acc, s, at);
         }
         o.put(acc[0]);
         at += 1;
