@@ -306,11 +306,19 @@ impl Inner {
     }
 
     /// Writes the entry (see the module docs for the protocol).
+    ///
+    /// `locked`: whether the caller holds the key's lock. If not, it is
+    /// taken here from before the payload is renamed into place until
+    /// after the sidecar is, so that no reader, `gc` or `verify` takes the
+    /// payload found between the two renames for an orphan and removes it
+    /// ([`Inner::payload_state`]): a reader did, under load, and the
+    /// entry was lost (a sidecar without its payload).
     pub(crate) fn write_entry(
         &self,
         key: Fingerprint,
         value: &AnyArray,
         info: &EntryInfo,
+        locked: bool,
     ) -> Result<Written> {
         let header_len = npy::header_bytes(value.dtype(), value.shape()).len();
         let payload_len = header_len as u64 + value.nbytes();
@@ -359,6 +367,11 @@ impl Inner {
         let _ = sc.set_modified(written_at);
         drop(sc);
 
+        let _guard = if locked {
+            None
+        } else {
+            self.lock_for_renames(key)
+        };
         let pl_path = self.layout.payload(key);
         fs::rename(&tmp, &pl_path).map_err(|e| Error::io("rename a file to", &pl_path, e))?;
         temps.0[0] = pl_path;
@@ -370,6 +383,25 @@ impl Inner {
             bytes: on_disk(len, self.block) + on_disk(text.len() as u64, self.block),
             small: None,
         }))
+    }
+
+    /// The lock of `key` for a writer that holds none, taken without
+    /// waiting long: an orphan removal holds it for a `stat` and an
+    /// `unlink`, so a few tries a millisecond apart get it; a process that
+    /// computes the key holds it for its computation, and then this writer
+    /// goes on without it after 50 ms (a lock file that cannot be created,
+    /// in a read-only directory, likewise: no one can remove files there
+    /// either).
+    fn lock_for_renames(&self, key: Fingerprint) -> Option<super::lock::KeyLock> {
+        let path = self.layout.lock(key);
+        for _ in 0..50 {
+            match super::lock::acquire_with(&path, key, false, Some(&self.lock_handles)) {
+                Ok(Some(guard)) => return Some(guard),
+                Ok(None) => std::thread::sleep(Duration::from_millis(1)),
+                Err(_) => return None,
+            }
+        }
+        None
     }
 
     /// The row of a small entry: its meta record and its array's bytes.

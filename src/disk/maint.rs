@@ -432,11 +432,9 @@ impl Inner {
     /// file system where locks cannot be tested, a payload younger than
     /// [`ORPHAN_GRACE`] counts as being written.
     ///
-    /// Writers that do not lock ([`DiskTier::put`] without a lock) are not
-    /// seen: a payload of theirs found between the two renames (a window of
-    /// one `rename`) is taken for an orphan. That costs a recomputation,
-    /// never a wrong result: the sidecar then names a missing payload,
-    /// which a lookup counts as corrupt.
+    /// A writer given no lock ([`DiskTier::put`] without one, the memory
+    /// tier's spills) takes it for its two renames (`write_entry`), so its
+    /// payload found between them is not taken for an orphan either.
     pub(crate) fn payload_state(&self, key: Fingerprint, mtime: SystemTime) -> PayloadState {
         let held = match is_held(&self.layout.lock(key), key) {
             Some(h) => h,

@@ -513,7 +513,7 @@ impl Inner {
         let mut row_job = Vec::new();
         for (i, job) in jobs.iter().enumerate() {
             let result = if self.writable {
-                self.write_entry(job.key, &job.value, &job.info)
+                self.write_entry(job.key, &job.value, &job.info, job._lock.is_some())
             } else {
                 Err(self
                     .open_error
