@@ -513,7 +513,7 @@ impl Inner {
         let mut row_job = Vec::new();
         for (i, job) in jobs.iter().enumerate() {
             let result = if self.writable {
-                self.write_entry(job.key, &job.value, &job.info, job._lock.is_some())
+                self.write_entry(job.key, &job.value, &job.info, job.lock.is_some())
             } else {
                 Err(self
                     .open_error
@@ -817,7 +817,7 @@ impl DiskTier {
             key,
             value: value.clone(),
             info,
-            _lock: lock,
+            lock,
         };
         let _ = self.writer.submit(&self.inner, job);
     }
@@ -829,7 +829,7 @@ impl DiskTier {
             key,
             value: value.clone(),
             info,
-            _lock: None,
+            lock: None,
         };
         self.writer.try_submit(&self.inner, job)
     }

@@ -166,7 +166,7 @@ impl DiskTier {
             key,
             value: array.clone(),
             info,
-            _lock: key_lock,
+            lock: key_lock,
         };
         let stored = self
             .writer

@@ -34,8 +34,9 @@ pub(crate) struct Job {
     pub key: Fingerprint,
     pub value: AnyArray,
     pub info: EntryInfo,
-    /// Held (not read) until the job is done.
-    pub _lock: Option<KeyLock>,
+    /// The key's lock, if the caller holds it: held until the job is done
+    /// (without it, the write takes the lock for its renames).
+    pub lock: Option<KeyLock>,
 }
 
 #[derive(Default)]

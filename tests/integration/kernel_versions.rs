@@ -450,12 +450,7 @@ fn array(dtype: Dt, shape: &[usize], family: Family, seed: u64) -> AnyArray {
                 Family::Moderate => moderate(n, seed),
                 Family::NearOne => near_one(n, seed),
             };
-            if dtype == Dt::F64 {
-                ArrayD::from_shape_vec(sh, v).unwrap().into()
-            } else {
-                let v: Vec<f32> = v.into_iter().map(|x| x as f32).collect();
-                ArrayD::from_shape_vec(sh, v).unwrap().into()
-            }
+            float_array(dtype, v, shape)
         }
         Dt::I32 | Dt::I64 => {
             let v = match family {
@@ -472,6 +467,17 @@ fn array(dtype: Dt, shape: &[usize], family: Family, seed: u64) -> AnyArray {
     }
 }
 
+/// `v` as an array of float dtype `dt` (`f32`: rounded) and `shape`.
+fn float_array(dt: Dt, v: Vec<f64>, shape: &[usize]) -> AnyArray {
+    let sh = IxDyn(shape);
+    if dt == Dt::F64 {
+        ArrayD::from_shape_vec(sh, v).unwrap().into()
+    } else {
+        let v: Vec<f32> = v.into_iter().map(|x| x as f32).collect();
+        ArrayD::from_shape_vec(sh, v).unwrap().into()
+    }
+}
+
 /// Pairs of float operands (of `da` and `db`) where NaNs of different signs
 /// and payloads meet: arrays of 3 and 1003 elements, then each against a
 /// NaN scalar, on both sides.
@@ -480,22 +486,16 @@ fn nan_pairs(da: Dt, db: Dt) -> Vec<(AnyArray, AnyArray)> {
         f64::from_bits(0x7ff8_0000_0000_0001),
         f64::from_bits(0xfff8_0000_0000_0002),
     );
-    let make = |dt: Dt, v: Vec<f64>, shape: &[usize]| -> AnyArray {
-        let sh = IxDyn(shape);
-        if dt == Dt::F64 {
-            ArrayD::from_shape_vec(sh, v).unwrap().into()
-        } else {
-            let v: Vec<f32> = v.into_iter().map(|x| x as f32).collect();
-            ArrayD::from_shape_vec(sh, v).unwrap().into()
-        }
-    };
     let mut pairs = Vec::new();
     for n in [3, 1003] {
         let a: Vec<f64> = [p, q, 1.5, p, -0.0].into_iter().cycle().take(n).collect();
         let b: Vec<f64> = [q, p, q, 2.0, p].into_iter().cycle().take(n).collect();
-        pairs.push((make(da, a.clone(), &[n]), make(db, b.clone(), &[n])));
-        pairs.push((make(da, a, &[n]), make(db, vec![q], &[])));
-        pairs.push((make(da, vec![p], &[]), make(db, b, &[n])));
+        pairs.push((
+            float_array(da, a.clone(), &[n]),
+            float_array(db, b.clone(), &[n]),
+        ));
+        pairs.push((float_array(da, a, &[n]), float_array(db, vec![q], &[])));
+        pairs.push((float_array(da, vec![p], &[]), float_array(db, b, &[n])));
     }
     pairs
 }
